@@ -1,0 +1,136 @@
+//! `sabt verify`: check a document against its proof file, offline, trusting only the genesis.
+//!
+//! Exit 0 when the proof is valid, 1 when it is not (with the reason), 2 for usage or input errors
+//! (a missing file, an unreadable or invalid genesis).
+
+use crate::{exit, time};
+use anyhow::Context as _;
+use sabt_core::bundle::{self, DocumentClaim, ProofBundle, VerifyError};
+use sabt_core::fingerprint::{DocDigest, Fingerprint};
+use sabt_core::genesis::Genesis;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The document to verify (hashed locally). Omit it and give --digest instead.
+    #[arg(required_unless_present = "digest", conflicts_with = "digest")]
+    file: Option<PathBuf>,
+    /// A digest instead of a file: `sha256:HEX`, `blake3:HEX` or bare HEX (either algorithm).
+    #[arg(long, value_name = "DIGEST")]
+    digest: Option<String>,
+    /// The proof file. Default: FILE.sabt-proof.json beside the document.
+    #[arg(long, value_name = "P", required_unless_present = "file")]
+    proof: Option<PathBuf>,
+    /// The chain's genesis document: the only thing the verification trusts.
+    #[arg(long, value_name = "G", env = "SABT_GENESIS")]
+    genesis: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn exec(args: Args) -> anyhow::Result<u8> {
+    let genesis_text = read_bounded(&args.genesis, 4 << 20).with_context(|| {
+        format!("cannot read genesis {}: pass the chain's genesis.json with --genesis", args.genesis.display())
+    })?;
+    let genesis = Genesis::from_json(&genesis_text)
+        .with_context(|| format!("{} is not a valid genesis document", args.genesis.display()))?;
+
+    let claim = match (&args.file, &args.digest) {
+        (_, Some(d)) => DocumentClaim::Digest(DocDigest::parse(d).map_err(|e| anyhow::anyhow!("--digest: {e}"))?),
+        (Some(f), None) => {
+            let file = std::fs::File::open(f)
+                .with_context(|| format!("cannot open document {}: check the path", f.display()))?;
+            let (fp, _) = Fingerprint::of_reader(std::io::BufReader::new(file))
+                .with_context(|| format!("cannot read document {}", f.display()))?;
+            DocumentClaim::File(fp)
+        }
+        (None, None) => anyhow::bail!("give a FILE or --digest"),
+    };
+    let proof_path = match (&args.proof, &args.file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => PathBuf::from(format!("{}.sabt-proof.json", f.display())),
+        (None, None) => anyhow::bail!("give --proof"),
+    };
+    let proof_text = read_bounded(&proof_path, bundle::MAX_BUNDLE_LEN as u64)
+        .with_context(|| format!("cannot read proof {}: pass it with --proof", proof_path.display()))?;
+
+    let outcome = ProofBundle::from_json(&proof_text).and_then(|b| bundle::verify(&b, &genesis, &claim));
+    match outcome {
+        Ok(v) => {
+            let time = time::format_utc_ms(v.time_ms);
+            if args.json {
+                let out = serde_json::json!({
+                    "valid": true,
+                    "chain_id": genesis.chain_id,
+                    "genesis_hash": genesis.hash().to_hex(),
+                    "index": v.index,
+                    "height": v.height,
+                    "time": time,
+                    "time_ms": v.time_ms,
+                    "tx": v.tx.to_hex(),
+                    "signer": v.signer.to_hex(),
+                    "batch_index": v.batch_index.map(|b| b.0),
+                    "batch_size": v.batch_index.map(|b| b.1),
+                    "checkpoint_size": v.checkpoint.checkpoint.size,
+                    "checkpoint_root": v.checkpoint.checkpoint.root.to_hex(),
+                    "signers": v.checkpoint.signers,
+                    "signed_power": v.checkpoint.signed_power.to_string(),
+                    "total_power": v.checkpoint.total_power.to_string(),
+                    "record": v.record,
+                });
+                println!("{out}");
+            } else {
+                let r = &v.record;
+                println!("VALID");
+                println!("  document   sha256:{}", r.fingerprint.sha256);
+                println!("             blake3:{}", r.fingerprint.blake3);
+                println!(
+                    "  record     {} · {} / fund {} / inventory {} / file {}{}",
+                    r.kind.as_str(),
+                    r.reference.repository,
+                    r.reference.fund,
+                    r.reference.inventory,
+                    r.reference.file,
+                    r.reference.sheets.as_ref().map(|s| format!(" / sheets {s}")).unwrap_or_default()
+                );
+                println!("  title      {}", r.title);
+                println!("  anchored   entry {} at height {}, {} (consensus time)", v.index, v.height, time);
+                if let Some((i, n)) = v.batch_index {
+                    println!("  batch      document {} of {}", i + 1, n);
+                }
+                println!("  chain      {} (genesis {})", genesis.chain_id, genesis.hash());
+                println!(
+                    "  checkpoint size {} signed by {} ({} of {} voting power)",
+                    v.checkpoint.checkpoint.size,
+                    v.checkpoint.signers.join(", "),
+                    v.checkpoint.signed_power,
+                    v.checkpoint.total_power
+                );
+            }
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            report_invalid(&e, &proof_path, args.json);
+            Ok(exit::INVALID)
+        }
+    }
+}
+
+fn report_invalid(e: &VerifyError, proof: &Path, json: bool) {
+    if json {
+        let out = serde_json::json!({"valid": false, "error": e.code(), "message": e.to_string(), "proof": proof.display().to_string()});
+        println!("{out}");
+    } else {
+        println!("INVALID ({}): {e}", e.code());
+    }
+}
+
+/// Reads a text file, refusing files larger than `max` bytes before reading them.
+fn read_bounded(path: &Path, max: u64) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    if meta.len() > max {
+        anyhow::bail!("{} is {} bytes, more than the {} allowed", path.display(), meta.len(), max);
+    }
+    Ok(std::fs::read_to_string(path)?)
+}

@@ -1,0 +1,47 @@
+//! `sabt`: the command line for clerks and auditors.
+//!
+//! One file per subcommand under `cmd/`, each with its arguments (`Args`) and `exec`. Exit codes are
+//! deliberate and stable: 0 ok, 1 verification failed, 2 usage or input error, 3 pending.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+mod exit;
+mod time;
+
+#[derive(Parser, Debug)]
+#[command(name = "sabt", version, about = "Sabt: anchor documents, verify proofs, audit the registry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compute a document's SHA-256 and BLAKE3 fingerprint locally (nothing is sent anywhere).
+    Fingerprint(cmd::fingerprint::Args),
+    /// Verify a document against its proof file, offline, trusting only the genesis.
+    Verify(cmd::verify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(exit::USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
+    let outcome = match cli.command {
+        Command::Fingerprint(args) => cmd::fingerprint::exec(args),
+        Command::Verify(args) => cmd::verify::exec(args),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}

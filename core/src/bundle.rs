@@ -1,0 +1,334 @@
+//! Proof bundles: the `FILE.sabt-proof.json` a clerk receives for each document, and its offline
+//! verification, trusting only the genesis.
+//!
+//! A bundle proves, in layers (docs/PROOFS.md gives the byte-exact rules):
+//! 1. **Document → record**: the document's digest equals the record's SHA-256 or BLAKE3 digest.
+//! 2. **Record → entry**: the record is the entry's body, or (for a batch) its canonical encoding is
+//!    leaf `batch.index` of the batch tree whose root and size the entry's body names.
+//! 3. **Entry → checkpoint**: the entry's canonical encoding is leaf `entry.index` of the log at the
+//!    checkpoint's size and root (RFC 9162 inclusion proof).
+//! 4. **Checkpoint → genesis**: the checkpoint's origin is the genesis chain id and validators holding
+//!    more than 2/3 of the voting power of the genesis validator set signed it.
+//!
+//! [`verify`] checks all four and returns what was proven, or a [`VerifyError`] that says which step
+//! failed and with what evidence.
+
+use crate::checkpoint::{self, CheckpointError, VerifiedCheckpoint};
+use crate::codec::{self, CodecError};
+use crate::entry::{ArchiveRecord, EntryBody, LogEntry};
+use crate::fingerprint::{DocDigest, Fingerprint};
+use crate::genesis::Genesis;
+use crate::hash::Hash32;
+use crate::merkle::{self, Blake3, LogHasher, ProofError};
+use crate::sign::PublicKey;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The `format` field of every proof bundle.
+pub const BUNDLE_FORMAT: &str = "sabt-proof";
+/// The bundle version this software writes and reads.
+pub const BUNDLE_VERSION: u32 = 1;
+/// The largest bundle file accepted.
+pub const MAX_BUNDLE_LEN: usize = 1 << 20;
+/// The most hashes in any path (a log of 2^64 entries needs 64).
+pub const MAX_PATH_LEN: usize = 64;
+
+/// Position of a record within a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchProof {
+    /// The record's leaf index in the batch tree.
+    pub index: u64,
+    /// Number of records in the batch.
+    pub size: u64,
+    /// RFC 9162 inclusion path from the record's leaf to the batch root.
+    pub path: Vec<Hash32>,
+}
+
+/// Position of the entry within the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryProof {
+    /// The entry's index in the log.
+    pub index: u64,
+    /// The entry's canonical encoding, hex (what the leaf hash covers).
+    #[serde(with = "crate::text::hex_bytes")]
+    pub encoded: Vec<u8>,
+    /// RFC 9162 inclusion path from the entry's leaf to the checkpoint root.
+    pub path: Vec<Hash32>,
+}
+
+/// A proof bundle (`*.sabt-proof.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofBundle {
+    /// Always [`BUNDLE_FORMAT`].
+    pub format: String,
+    /// [`BUNDLE_VERSION`].
+    pub version: u32,
+    /// The chain id.
+    pub chain_id: String,
+    /// Hash of the genesis the chain started from.
+    pub genesis_hash: Hash32,
+    /// The record proven, readable; must equal the record the bytes below encode.
+    pub record: ArchiveRecord,
+    /// Present when the record was anchored as part of a batch.
+    pub batch: Option<BatchProof>,
+    /// The log entry and its inclusion path.
+    pub entry: EntryProof,
+    /// The checkpoint as a C2SP signed note with the validators' cosignatures.
+    pub checkpoint: String,
+    /// Validator-set transitions from the genesis set to the checkpoint's signers. Always empty in
+    /// version 1: the genesis set signs every checkpoint until on-chain governance exists.
+    pub validator_set_updates: Vec<serde_json::Value>,
+}
+
+/// What a document is checked as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentClaim {
+    /// The full fingerprint of a file in hand: both digests must match.
+    File(Fingerprint),
+    /// One digest given by the user.
+    Digest(DocDigest),
+}
+
+/// What a valid bundle proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The record.
+    pub record: ArchiveRecord,
+    /// The log index of its entry.
+    pub index: u64,
+    /// Height of the block that committed it.
+    pub height: u64,
+    /// That block's consensus time, Unix milliseconds.
+    pub time_ms: u64,
+    /// The transaction's signer.
+    pub signer: PublicKey,
+    /// The transaction.
+    pub tx: Hash32,
+    /// The checkpoint, with who signed it.
+    pub checkpoint: VerifiedCheckpoint,
+    /// Position in the batch, if batched.
+    pub batch_index: Option<(u64, u64)>,
+}
+
+/// Why a bundle does not prove the document.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum VerifyError {
+    /// The file is not a bundle.
+    #[error("not a Sabt proof file: {0}")]
+    Malformed(String),
+    /// A bundle of another version.
+    #[error(
+        "unsupported proof format {format:?} version {version} (this software reads {BUNDLE_FORMAT:?} version {BUNDLE_VERSION})"
+    )]
+    UnsupportedVersion {
+        /// Format found.
+        format: String,
+        /// Version found.
+        version: u32,
+    },
+    /// The bundle is for another chain.
+    #[error("proof is for chain {found:?}, but the genesis is for chain {expected:?}")]
+    UnknownChain {
+        /// The genesis chain id.
+        expected: String,
+        /// The bundle's chain id.
+        found: String,
+    },
+    /// The bundle names another genesis.
+    #[error("proof names genesis {found}, but the genesis given hashes to {expected}: wrong genesis file")]
+    WrongGenesis {
+        /// Hash of the genesis given.
+        expected: Hash32,
+        /// Hash the bundle names.
+        found: Hash32,
+    },
+    /// The document is not the one recorded.
+    #[error(
+        "document digest does not match the record: the document has {document}, the record has sha256:{sha256} blake3:{blake3}"
+    )]
+    DigestMismatch {
+        /// The document's digest(s).
+        document: String,
+        /// The record's SHA-256.
+        sha256: Hash32,
+        /// The record's BLAKE3.
+        blake3: Hash32,
+    },
+    /// The entry bytes do not decode.
+    #[error("log entry does not decode: {0}")]
+    BadEntry(CodecError),
+    /// The readable record differs from the proven bytes.
+    #[error("the readable record differs from the record the proof covers")]
+    RecordMismatch,
+    /// Batch and entry disagree about batching.
+    #[error("{0}")]
+    BatchShape(&'static str),
+    /// The record is not in the batch.
+    #[error("bad batch inclusion path: {0}")]
+    BadBatchPath(ProofError),
+    /// The entry is not in the log at the checkpoint.
+    #[error("bad inclusion path: entry {index} is not in the log at checkpoint size {size}: {source}")]
+    BadInclusionPath {
+        /// Entry index.
+        index: u64,
+        /// Checkpoint size.
+        size: u64,
+        /// What the path check reported.
+        source: ProofError,
+    },
+    /// The checkpoint failed (quorum not met, duplicate signer, bad signature, wrong origin, …).
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// Validator-set transitions are present but not supported in this version.
+    #[error("validator-set updates are not part of proof version {BUNDLE_VERSION}; upgrade the verifier")]
+    ValidatorSetUpdates,
+}
+
+impl VerifyError {
+    /// A stable machine-readable code for the failure (used in `--json` output and by
+    /// integrations; never changes meaning).
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed(_) => "malformed_proof",
+            VerifyError::UnsupportedVersion { .. } => "unsupported_version",
+            VerifyError::UnknownChain { .. } => "unknown_chain",
+            VerifyError::WrongGenesis { .. } => "wrong_genesis",
+            VerifyError::DigestMismatch { .. } => "digest_mismatch",
+            VerifyError::BadEntry(_) => "bad_entry",
+            VerifyError::RecordMismatch => "record_mismatch",
+            VerifyError::BatchShape(_) => "batch_shape",
+            VerifyError::BadBatchPath(_) => "bad_batch_path",
+            VerifyError::BadInclusionPath { .. } => "bad_inclusion_path",
+            VerifyError::Checkpoint(CheckpointError::QuorumNotMet { .. }) => "quorum_not_met",
+            VerifyError::Checkpoint(CheckpointError::DuplicateSigner { .. }) => "duplicate_signer",
+            VerifyError::Checkpoint(CheckpointError::BadSignature { .. }) => "bad_signature",
+            VerifyError::Checkpoint(CheckpointError::WrongOrigin { .. }) => "wrong_origin",
+            VerifyError::Checkpoint(_) => "malformed_checkpoint",
+            VerifyError::ValidatorSetUpdates => "validator_set_updates_unsupported",
+        }
+    }
+}
+
+impl ProofBundle {
+    /// Parses a bundle file, bounded in size.
+    pub fn from_json(text: &str) -> Result<Self, VerifyError> {
+        if text.len() > MAX_BUNDLE_LEN {
+            return Err(VerifyError::Malformed(format!("{} bytes exceeds the limit of {MAX_BUNDLE_LEN}", text.len())));
+        }
+        // Check the version before the full shape, so an old verifier names the real problem.
+        #[derive(Deserialize)]
+        struct Head {
+            format: String,
+            version: u32,
+        }
+        let head: Head = serde_json::from_str(text).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        if head.format != BUNDLE_FORMAT || head.version != BUNDLE_VERSION {
+            return Err(VerifyError::UnsupportedVersion { format: head.format, version: head.version });
+        }
+        serde_json::from_str(text).map_err(|e| VerifyError::Malformed(e.to_string()))
+    }
+
+    /// Pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+}
+
+/// Verifies `bundle` for the document `claim`, trusting only `genesis`.
+pub fn verify(bundle: &ProofBundle, genesis: &Genesis, claim: &DocumentClaim) -> Result<Verified, VerifyError> {
+    if bundle.format != BUNDLE_FORMAT || bundle.version != BUNDLE_VERSION {
+        return Err(VerifyError::UnsupportedVersion { format: bundle.format.clone(), version: bundle.version });
+    }
+    if bundle.chain_id != genesis.chain_id {
+        return Err(VerifyError::UnknownChain { expected: genesis.chain_id.clone(), found: bundle.chain_id.clone() });
+    }
+    let genesis_hash = genesis.hash();
+    if bundle.genesis_hash != genesis_hash {
+        return Err(VerifyError::WrongGenesis { expected: genesis_hash, found: bundle.genesis_hash });
+    }
+    if !bundle.validator_set_updates.is_empty() {
+        return Err(VerifyError::ValidatorSetUpdates);
+    }
+
+    // 1. Document → record.
+    let fp = &bundle.record.fingerprint;
+    let matches = match claim {
+        DocumentClaim::File(f) => f == fp,
+        DocumentClaim::Digest(d) => fp.matches(d),
+    };
+    if !matches {
+        let document = match claim {
+            DocumentClaim::File(f) => format!("sha256:{} blake3:{}", f.sha256, f.blake3),
+            DocumentClaim::Digest(d) => d.to_string(),
+        };
+        return Err(VerifyError::DigestMismatch { document, sha256: fp.sha256, blake3: fp.blake3 });
+    }
+
+    // 2. Record → entry.
+    let entry: LogEntry = codec::decode(&bundle.entry.encoded).map_err(VerifyError::BadEntry)?;
+    let batch_index = match (&entry.body, &bundle.batch) {
+        (EntryBody::Record(r), None) => {
+            if *r != bundle.record {
+                return Err(VerifyError::RecordMismatch);
+            }
+            None
+        }
+        (EntryBody::Batch(b), Some(p)) => {
+            if p.size != b.size {
+                return Err(VerifyError::BatchShape("batch size in the proof differs from the anchored batch"));
+            }
+            check_path_len(&p.path)?;
+            let leaf = Blake3::hash_leaf(&codec::encode(&bundle.record));
+            merkle::verify_inclusion::<Blake3>(&leaf, p.index, p.size, &p.path, &b.root)
+                .map_err(VerifyError::BadBatchPath)?;
+            Some((p.index, p.size))
+        }
+        (EntryBody::Record(_), Some(_)) => {
+            return Err(VerifyError::BatchShape("proof has a batch path but the entry is a single record"));
+        }
+        (EntryBody::Batch(_), None) => {
+            return Err(VerifyError::BatchShape("entry anchors a batch but the proof has no batch path"));
+        }
+    };
+
+    // 4. Checkpoint → genesis (before 3, so the root used below is one a quorum vouches for).
+    let set = genesis.validator_set().map_err(|e| VerifyError::Malformed(format!("genesis: {e}")))?;
+    let cp = checkpoint::verify_cosigned(&bundle.checkpoint, &set, &genesis.chain_id)?;
+
+    // 3. Entry → checkpoint.
+    check_path_len(&bundle.entry.path)?;
+    let leaf = Blake3::hash_leaf(&bundle.entry.encoded);
+    merkle::verify_inclusion::<Blake3>(
+        &leaf,
+        bundle.entry.index,
+        cp.checkpoint.size,
+        &bundle.entry.path,
+        &cp.checkpoint.root,
+    )
+    .map_err(|source| VerifyError::BadInclusionPath {
+        index: bundle.entry.index,
+        size: cp.checkpoint.size,
+        source,
+    })?;
+
+    Ok(Verified {
+        record: bundle.record.clone(),
+        index: bundle.entry.index,
+        height: entry.height,
+        time_ms: entry.time_ms,
+        signer: entry.signer,
+        tx: entry.tx,
+        checkpoint: cp,
+        batch_index,
+    })
+}
+
+fn check_path_len(path: &[Hash32]) -> Result<(), VerifyError> {
+    if path.len() > MAX_PATH_LEN {
+        return Err(VerifyError::Malformed(format!("path of {} hashes exceeds {MAX_PATH_LEN}", path.len())));
+    }
+    Ok(())
+}

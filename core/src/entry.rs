@@ -1,0 +1,287 @@
+//! What the registry log holds.
+//!
+//! Every accepted transaction adds one [`LogEntry`] at the next index of the global log. The entry
+//! records the block height and the consensus (BFT) time of the block that committed it, the
+//! transaction that produced it and its signer, and a body: one archive record, or the root of a
+//! batch of archive records (an RFC 9162 tree, BLAKE3, over the canonical encodings of the
+//! records), so that a directory of scans anchors in one transaction while each document keeps a
+//! proof of its own.
+//!
+//! No personal data goes on the ledger: records carry fingerprints and archive metadata only;
+//! identifiers of people appear, where needed, only as salted hashes.
+
+use crate::codec::Canonical;
+use crate::fingerprint::Fingerprint;
+use crate::hash::Hash32;
+use crate::sign::PublicKey;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Kinds of archive record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// Civil-status acts (birth, marriage, death).
+    CivilStatus,
+    /// Notarial acts.
+    Notary,
+    /// Labour records.
+    Labour,
+    /// Land and property documents.
+    LandProperty,
+    /// Education records.
+    Education,
+    /// Health records.
+    Health,
+    /// Permits and licences.
+    Permit,
+    /// Intellectual property.
+    IntellectualProperty,
+    /// Anything else.
+    Other,
+}
+
+impl RecordKind {
+    /// Every kind, in order.
+    pub const ALL: [RecordKind; 9] = [
+        RecordKind::CivilStatus,
+        RecordKind::Notary,
+        RecordKind::Labour,
+        RecordKind::LandProperty,
+        RecordKind::Education,
+        RecordKind::Health,
+        RecordKind::Permit,
+        RecordKind::IntellectualProperty,
+        RecordKind::Other,
+    ];
+
+    /// The name used in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::CivilStatus => "civil_status",
+            RecordKind::Notary => "notary",
+            RecordKind::Labour => "labour",
+            RecordKind::LandProperty => "land_property",
+            RecordKind::Education => "education",
+            RecordKind::Health => "health",
+            RecordKind::Permit => "permit",
+            RecordKind::IntellectualProperty => "intellectual_property",
+            RecordKind::Other => "other",
+        }
+    }
+
+    /// Parses a kind name (`-` and `_` interchangeable).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim().replace('-', "_").to_ascii_lowercase();
+        RecordKind::ALL.into_iter().find(|k| k.as_str() == t).ok_or_else(|| {
+            let names: Vec<&str> = RecordKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown record kind {text:?}; use one of: {}", names.join(", "))
+        })
+    }
+}
+
+/// Who may read the document itself (the fingerprint is always public).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessClass {
+    /// Open to the public.
+    Public,
+    /// Open to authorised users.
+    Restricted,
+    /// Confidential by law.
+    Confidential,
+}
+
+/// Where the original is kept: repository / fund / inventory / file / sheets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceCode {
+    /// The archive (repository) holding the original.
+    pub repository: String,
+    /// Fund (fonds) number.
+    pub fund: String,
+    /// Inventory (opis) number.
+    pub inventory: String,
+    /// File (delo) number.
+    pub file: String,
+    /// Sheets within the file, e.g. `12-14`.
+    pub sheets: Option<String>,
+}
+
+/// One archive record: a document's fingerprint and its archive metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveRecord {
+    /// The document's digests.
+    pub fingerprint: Fingerprint,
+    /// Record kind.
+    pub kind: RecordKind,
+    /// Where the original is kept.
+    pub reference: ReferenceCode,
+    /// The agency that created the document.
+    pub creating_agency: String,
+    /// A short title, without personal data.
+    pub title: String,
+    /// The document's date, or the start of its date range: `YYYY`, `YYYY-MM` or `YYYY-MM-DD`.
+    pub date_from: Option<String>,
+    /// The end of its date range, same forms.
+    pub date_to: Option<String>,
+    /// Access class of the original.
+    pub access: AccessClass,
+}
+
+impl Canonical for ArchiveRecord {
+    const NAME: &'static str = "archive record";
+    const VERSION: u8 = 1;
+    const MAX_LEN: usize = 8 * 1024;
+}
+
+/// Why a record's metadata is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{field}: {reason}")]
+pub struct RecordError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn check_text(field: &'static str, value: &str, max: usize, required: bool) -> Result<(), RecordError> {
+    let err = |reason: String| Err(RecordError { field, reason });
+    if required && value.trim().is_empty() {
+        return err("must not be empty".into());
+    }
+    if value.chars().count() > max {
+        return err(format!("must be at most {max} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Checks a date in one of the forms `YYYY`, `YYYY-MM`, `YYYY-MM-DD` (proleptic Gregorian).
+pub fn check_date(text: &str) -> Result<(), String> {
+    let parts: Vec<&str> = text.split('-').collect();
+    let num = |s: &str, len: usize| -> Option<u32> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    };
+    let bad = || format!("date {text:?} must be YYYY, YYYY-MM or YYYY-MM-DD");
+    let year = parts.first().and_then(|y| num(y, 4)).ok_or_else(bad)?;
+    if parts.len() > 3 {
+        return Err(bad());
+    }
+    if let Some(m) = parts.get(1) {
+        let month = num(m, 2).filter(|m| (1..=12).contains(m)).ok_or_else(bad)?;
+        if let Some(d) = parts.get(2) {
+            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+            let days = match month {
+                2 if leap => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            num(d, 2).filter(|d| (1..=days).contains(d)).ok_or_else(|| format!("date {text:?} has no such day"))?;
+        }
+    }
+    Ok(())
+}
+
+impl ArchiveRecord {
+    /// Checks the metadata's form and limits.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        let r = &self.reference;
+        check_text("reference.repository", &r.repository, 128, true)?;
+        check_text("reference.fund", &r.fund, 64, true)?;
+        check_text("reference.inventory", &r.inventory, 64, true)?;
+        check_text("reference.file", &r.file, 64, true)?;
+        if let Some(s) = &r.sheets {
+            check_text("reference.sheets", s, 64, true)?;
+        }
+        check_text("creating_agency", &self.creating_agency, 128, true)?;
+        check_text("title", &self.title, 512, false)?;
+        for (field, date) in [("date_from", &self.date_from), ("date_to", &self.date_to)] {
+            if let Some(d) = date {
+                check_date(d).map_err(|reason| RecordError { field, reason })?;
+            }
+        }
+        if let (Some(a), Some(b)) = (&self.date_from, &self.date_to)
+            && b < a
+        {
+            return Err(RecordError { field: "date_to", reason: format!("{b} is before date_from {a}") });
+        }
+        Ok(())
+    }
+}
+
+/// A batch of archive records anchored as one RFC 9162 root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAnchor {
+    /// Root of the BLAKE3 RFC 9162 tree whose leaves are the records' canonical encodings.
+    pub root: Hash32,
+    /// Number of records in the batch.
+    pub size: u64,
+}
+
+/// The body of a log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // Entries are handled one at a time; boxing buys nothing.
+pub enum EntryBody {
+    /// One archive record.
+    Record(ArchiveRecord),
+    /// The root of a batch of archive records.
+    Batch(BatchAnchor),
+}
+
+/// One entry of the registry log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Height of the block that committed the entry.
+    pub height: u64,
+    /// That block's consensus (BFT) time, Unix milliseconds UTC.
+    pub time_ms: u64,
+    /// The transaction that produced the entry.
+    pub tx: Hash32,
+    /// The key that signed that transaction.
+    pub signer: PublicKey,
+    /// What was registered.
+    pub body: EntryBody,
+}
+
+impl Canonical for LogEntry {
+    const NAME: &'static str = "log entry";
+    const VERSION: u8 = 1;
+    const MAX_LEN: usize = 16 * 1024;
+}
+
+impl LogEntry {
+    /// The entry's leaf hash in the log: `BLAKE3(0x00 ‖ encode(entry))`.
+    pub fn leaf_hash(&self) -> Hash32 {
+        use crate::merkle::LogHasher as _;
+        crate::merkle::Blake3::hash_leaf(&crate::codec::encode(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        for ok in ["1924", "1924-02", "1924-02-29", "2000-02-29", "2026-12-31"] {
+            check_date(ok).unwrap();
+        }
+        for bad in ["24", "1924-2", "1923-02-29", "1900-02-29", "2026-13", "2026-04-31", "2026-01-01-01", "abcd"] {
+            assert!(check_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kinds_parse_by_name() {
+        for k in RecordKind::ALL {
+            assert_eq!(RecordKind::parse(k.as_str()).unwrap(), k);
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.as_str()));
+        }
+        assert_eq!(RecordKind::parse("Land-Property").unwrap(), RecordKind::LandProperty);
+        assert!(RecordKind::parse("deed").unwrap_err().contains("civil_status"));
+    }
+}

@@ -1,0 +1,35 @@
+//! Sabt's pure core: types, canonical codec, hashing and signatures, the Merkle registry log and its
+//! proofs, quorum checkpoints, and proof bundles with their offline verification.
+//!
+//! Everything here is a synchronous function over owned data. This crate has no tokio, libp2p,
+//! RocksDB, clock or randomness: time enters as consensus (BFT) time in the values passed in, keys
+//! enter as seeds generated at the edge, and storage enters through the [`merkle::NodeStore`] trait.
+//! `clippy.toml` in this crate forbids clocks, unordered maps and file I/O.
+//!
+//! Module map:
+//! - [`codec`]: the one place where bytes that are signed, hashed, stored or sent are made and parsed.
+//! - [`hash`]: 32-byte digests and the domain-separated BLAKE3 contexts.
+//! - [`sign`]: Ed25519 keys and domain-separated signatures.
+//! - [`fingerprint`]: SHA-256 + BLAKE3 document fingerprints, computed by streaming.
+//! - [`merkle`]: the RFC 9162 log: append, roots, inclusion and consistency proofs.
+//! - [`checkpoint`]: C2SP tlog-checkpoints as C2SP signed notes, and the quorum rule.
+//! - [`validator`]: validator sets and the quorum rule.
+//! - [`genesis`]: the genesis document that names a chain and its first validator set.
+//! - [`entry`]: what the registry log holds: archive records and batch roots.
+//! - [`bundle`]: the proof file a clerk receives and an auditor verifies offline.
+//! - [`devnet`]: a whole chain in one process, for the demo, examples and tests.
+
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod checkpoint;
+pub mod codec;
+pub mod devnet;
+pub mod entry;
+pub mod fingerprint;
+pub mod genesis;
+pub mod hash;
+pub mod merkle;
+pub mod sign;
+mod text;
+pub mod validator;

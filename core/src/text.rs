@@ -1,0 +1,109 @@
+//! Serde helpers shared by the fixed-size byte types: lowercase hex in human-readable formats (JSON,
+//! TOML), raw fixed-length bytes in the canonical binary encoding.
+
+use serde::de::{Error as _, Visitor};
+use serde::{Deserializer, Serializer};
+use std::fmt;
+
+/// Serializes `bytes` as hex text for human-readable formats and as a fixed-length tuple otherwise.
+pub(crate) fn serialize_fixed<S: Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+    if s.is_human_readable() {
+        s.serialize_str(&hex::encode(bytes))
+    } else {
+        serde::Serialize::serialize(&FixedTuple(bytes), s)
+    }
+}
+
+struct FixedTuple<'a, const N: usize>(&'a [u8; N]);
+
+impl<const N: usize> serde::Serialize for FixedTuple<'_, N> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(N)?;
+        for b in self.0 {
+            t.serialize_element(b)?;
+        }
+        t.end()
+    }
+}
+
+/// Inverse of [`serialize_fixed`].
+pub(crate) fn deserialize_fixed<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+    if d.is_human_readable() {
+        let text: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(d)?;
+        parse_hex_fixed::<N>(&text).map_err(D::Error::custom)
+    } else {
+        d.deserialize_tuple(N, FixedVisitor::<N>)
+    }
+}
+
+struct FixedVisitor<const N: usize>;
+
+impl<'de, const N: usize> Visitor<'de> for FixedVisitor<N> {
+    type Value = [u8; N];
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{N} bytes")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = [0u8; N];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(i, &self))?;
+        }
+        Ok(out)
+    }
+}
+
+/// Parses exactly `N` bytes of hex (either case), with a message that says what was wrong.
+pub fn parse_hex_fixed<const N: usize>(text: &str) -> Result<[u8; N], String> {
+    if text.len() != 2 * N {
+        return Err(format!("expected {} hex characters, found {}", 2 * N, text.len()));
+    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).map_err(|e| format!("invalid hex: {e}"))?;
+    Ok(out)
+}
+
+/// Serde for `Vec<u8>` as hex text (JSON) or a byte string (binary).
+pub(crate) mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() { s.serialize_str(&hex::encode(bytes)) } else { s.serialize_bytes(bytes) }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        if d.is_human_readable() {
+            let text: std::borrow::Cow<'de, str> = Deserialize::deserialize(d)?;
+            hex::decode(text.as_ref()).map_err(|e| D::Error::custom(format!("invalid hex: {e}")))
+        } else {
+            let bytes: serde_bytes_compat::ByteBuf = Deserialize::deserialize(d)?;
+            Ok(bytes.0)
+        }
+    }
+
+    mod serde_bytes_compat {
+        use serde::de::{Deserialize, Deserializer, Visitor};
+        use std::fmt;
+
+        pub(crate) struct ByteBuf(pub(crate) Vec<u8>);
+
+        impl<'de> Deserialize<'de> for ByteBuf {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = ByteBuf;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a byte string")
+                    }
+                    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                        Ok(ByteBuf(v.to_vec()))
+                    }
+                    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+                        Ok(ByteBuf(v))
+                    }
+                }
+                d.deserialize_bytes(V)
+            }
+        }
+    }
+}

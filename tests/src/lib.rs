@@ -1,0 +1,3 @@
+//! End-to-end tests of Sabt through its real binaries (`tests/tests/`), and `sabt-demo`, which
+//! builds a single-process chain, anchors a document and writes its proof so that `sabt verify`
+//! can check it.
