@@ -161,6 +161,16 @@ impl NoteKey {
         format!("{}+{}+{}", self.name, hex::encode(self.key_id()), B64.encode(k))
     }
 
+    /// Whether `note` carries a valid signature by this key (a line with this name and key id whose
+    /// signature verifies over the note's text).
+    pub fn verifies(&self, note: &SignedNote) -> bool {
+        let id = self.key_id();
+        note.signatures.iter().filter(|s| s.name == self.name && s.key_id == id).any(|s| {
+            <[u8; 64]>::try_from(s.signature.as_slice())
+                .is_ok_and(|sig| self.key.verify_raw(note.text.as_bytes(), &Signature(sig)).is_ok())
+        })
+    }
+
     /// Parses a verifier key string, checking its key id.
     pub fn parse_verifier(text: &str) -> Result<Self, CheckpointError> {
         let bad = |m: &str| CheckpointError::MalformedKey(m.to_string());

@@ -10,7 +10,9 @@
 //!   a decoder refuses a version it does not know rather than guess.
 //! - Every decode has a **size limit** ([`Canonical::MAX_LEN`]), checked before parsing; length
 //!   prefixes inside can never make the decoder allocate more than the input could hold.
-//! - **Trailing bytes are rejected**: one value has exactly one encoding.
+//! - **Trailing bytes are rejected**, and so is any non-canonical form (postcard's decoder accepts
+//!   over-long varints such as `80 00` for zero): decoding re-encodes the value and requires the
+//!   same bytes, so one value has exactly one encoding and no signed or hashed bytes are malleable.
 //! - Maps are ordered (`BTreeMap`); `HashMap` is forbidden in this crate by `clippy.toml`. Floats
 //!   never appear in canonical types.
 //!
@@ -78,6 +80,12 @@ pub enum CodecError {
         /// Number of bytes left over.
         count: usize,
     },
+    /// The bytes decode, but are not the value's canonical encoding (e.g. an over-long varint).
+    #[error("{type_name}: not the canonical encoding of the value it decodes to")]
+    NonCanonical {
+        /// The type being decoded.
+        type_name: &'static str,
+    },
     /// A value whose encoding exceeds its type's limit was about to be produced.
     #[error("{type_name}: encoding of {len} bytes exceeds the limit of {max}")]
     EncodeTooLong {
@@ -135,16 +143,31 @@ pub fn decode<T: Canonical>(bytes: &[u8]) -> Result<T, CodecError> {
     if version != T::VERSION {
         return Err(CodecError::UnsupportedVersion { type_name: T::NAME, found: version, expected: T::VERSION });
     }
-    decode_body_limited(T::NAME, body)
+    let value: T = decode_body_limited(T::NAME, body)?;
+    require_canonical(T::NAME, &value, body)?;
+    Ok(value)
+}
+
+fn require_canonical<T: Serialize>(type_name: &'static str, value: &T, body: &[u8]) -> Result<(), CodecError> {
+    if encode_body(value) != body {
+        return Err(CodecError::NonCanonical { type_name });
+    }
+    Ok(())
 }
 
 /// Decodes a value without a version byte, refusing inputs longer than `max`.
-pub fn decode_body<T: DeserializeOwned>(type_name: &'static str, bytes: &[u8], max: usize) -> Result<T, CodecError> {
+pub fn decode_body<T: Serialize + DeserializeOwned>(
+    type_name: &'static str,
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, CodecError> {
     let max = max.min(ABSOLUTE_MAX_LEN);
     if bytes.len() > max {
         return Err(CodecError::TooLong { type_name, len: bytes.len(), max });
     }
-    decode_body_limited(type_name, bytes)
+    let value: T = decode_body_limited(type_name, bytes)?;
+    require_canonical(type_name, &value, bytes)?;
+    Ok(value)
 }
 
 fn decode_body_limited<T: DeserializeOwned>(type_name: &'static str, body: &[u8]) -> Result<T, CodecError> {
@@ -198,6 +221,14 @@ mod tests {
         assert!(matches!(decode::<Sample>(&long), Err(CodecError::TooLong { len: 65, max: 64, .. })));
         let big = Sample { a: 1, b: "x".repeat(100), c: vec![] };
         assert!(matches!(encode_checked(&big), Err(CodecError::EncodeTooLong { .. })));
+    }
+
+    #[test]
+    fn refuses_overlong_varints() {
+        // 0 encoded as 80 00 instead of 00.
+        let bytes = [7u8, 0x80, 0x00, 0, 0];
+        assert!(matches!(decode::<Sample>(&bytes), Err(CodecError::NonCanonical { .. })));
+        decode::<Sample>(&[7, 0, 0, 0]).unwrap();
     }
 
     #[test]
