@@ -5,6 +5,8 @@
 //! To re-create the fixtures after a deliberate format change (which is a breaking change of the
 //! chain, and bumps the type's version byte): `SABT_BLESS=1 cargo test -p sabt-core --test codec_golden`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use proptest::prelude::*;
 use sabt_core::checkpoint::{Checkpoint, SignedNote, cosign};
 use sabt_core::codec::{self, Canonical, CodecError};

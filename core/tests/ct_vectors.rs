@@ -3,6 +3,8 @@
 //! files), and the C2SP signed-note code reproduces the Go `sumdb/note` known-answer example
 //! (`fixtures/signed_note_vectors.json`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use sabt_core::checkpoint::{NoteKey, SignedNote};
 use sabt_core::hash::Hash32;
 use sabt_core::merkle::{self, LogHasher, MemoryTree, Sha256};

@@ -1,6 +1,8 @@
 //! Properties of the RFC 9162 log: every inclusion and consistency proof for every pair of sizes up
 //! to 300 leaves verifies, and changing any bit of any part of a proof makes it fail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use proptest::prelude::*;
 use sabt_core::hash::Hash32;
 use sabt_core::merkle::{self, Blake3, LogHasher, MemoryTree, ProofError};
