@@ -94,6 +94,7 @@ pub enum AccessClass {
 
 /// Where the original is kept: repository / fund / inventory / file / sheets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReferenceCode {
     /// The archive (repository) holding the original.
     pub repository: String,
@@ -109,6 +110,7 @@ pub struct ReferenceCode {
 
 /// One archive record: a document's fingerprint and its archive metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ArchiveRecord {
     /// The document's digests.
     pub fingerprint: Fingerprint,
@@ -214,6 +216,7 @@ impl ArchiveRecord {
 
 /// A batch of archive records anchored as one RFC 9162 root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchAnchor {
     /// Root of the BLAKE3 RFC 9162 tree whose leaves are the records' canonical encodings.
     pub root: Hash32,

@@ -12,6 +12,7 @@ use std::io::Read;
 
 /// Both digests of one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Fingerprint {
     /// SHA-256 (FIPS 180-4) of the document's bytes.
     pub sha256: Hash32,

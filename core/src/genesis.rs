@@ -34,6 +34,7 @@ pub enum AgencyRole {
 
 /// An agency's validator node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ValidatorInfo {
     /// Consensus and checkpoint-signing key.
     pub consensus_key: PublicKey,
@@ -47,6 +48,7 @@ pub struct ValidatorInfo {
 
 /// A founding agency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Agency {
     /// Short stable name (also its validator's note key name), e.g. `land-committee`.
     pub name: String,
@@ -60,6 +62,7 @@ pub struct Agency {
 
 /// Chain parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Params {
     /// Target interval between blocks, in milliseconds.
     pub block_interval_ms: u64,

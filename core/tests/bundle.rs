@@ -183,4 +183,7 @@ fn wrong_genesis_unknown_chain_and_version() {
     assert_eq!(ProofBundle::from_json("{}").unwrap_err().code(), "malformed_proof");
     let json = b.to_json().replacen("\"batch\": null", "\"batch\": null, \"extra\": 1", 1);
     assert_eq!(ProofBundle::from_json(&json).unwrap_err().code(), "malformed_proof");
+    // Unknown fields are refused at every level, so nothing unverified can ride along in `record`.
+    let json = b.to_json().replacen("\"title\": ", "\"note\": \"unverified\", \"title\": ", 1);
+    assert_eq!(ProofBundle::from_json(&json).unwrap_err().code(), "malformed_proof");
 }
