@@ -41,3 +41,18 @@ pub fn describe(g: &Genesis) -> anyhow::Result<String> {
     }
     Ok(out)
 }
+
+/// Prints a command's text result, or its error with context, and gives the exit code: 0 on
+/// success, 2 (usage or input error) otherwise. Shared by the genesis and node binaries.
+pub fn finish(result: anyhow::Result<String>) -> std::process::ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -29,14 +29,5 @@ fn main() -> std::process::ExitCode {
         Command::Inspect { genesis } => sabt_genesis::load(&genesis).and_then(|g| sabt_genesis::describe(&g)),
         Command::Hash { genesis } => sabt_genesis::load(&genesis).map(|g| format!("{}\n", g.hash())),
     };
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    sabt_genesis::finish(result)
 }

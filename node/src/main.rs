@@ -28,14 +28,5 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::CheckGenesis { genesis } => sabt_genesis::load(&genesis).and_then(|g| sabt_genesis::describe(&g)),
     };
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    sabt_genesis::finish(result)
 }
