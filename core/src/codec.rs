@@ -127,8 +127,9 @@ fn encode_body_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
 /// Encodes `value` and checks the result against its type's size limit.
 pub fn encode_checked<T: Canonical>(value: &T) -> Result<Vec<u8>, CodecError> {
     let bytes = encode(value);
-    if bytes.len() > T::MAX_LEN.min(ABSOLUTE_MAX_LEN) {
-        return Err(CodecError::EncodeTooLong { type_name: T::NAME, len: bytes.len(), max: T::MAX_LEN });
+    let max = T::MAX_LEN.min(ABSOLUTE_MAX_LEN);
+    if bytes.len() > max {
+        return Err(CodecError::EncodeTooLong { type_name: T::NAME, len: bytes.len(), max });
     }
     Ok(bytes)
 }

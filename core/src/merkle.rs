@@ -367,19 +367,17 @@ pub fn verify_inclusion<H: LogHasher>(
 
 /// Number of hashes in the inclusion proof of `index` in a tree of `size` leaves.
 pub fn inclusion_path_len(index: u64, size: u64) -> usize {
-    let (mut start, mut len, mut m, mut n) = (0u64, size, index, 0usize);
+    let (mut len, mut m, mut n) = (size, index, 0usize);
     while len > 1 {
         let k = split_point(len);
         if m < k {
             len = k;
         } else {
-            start += k;
             m -= k;
             len -= k;
         }
         n += 1;
     }
-    let _ = start;
     n
 }
 
