@@ -313,6 +313,39 @@ pub fn cosign(checkpoint: &Checkpoint, name: &str, key: &SecretKey) -> NoteSigna
     SignedNote::sign_line(&checkpoint.body(), name, key)
 }
 
+/// A validator's bare cosignature over `checkpoint`: Ed25519 over the body text exactly, as a C2SP
+/// note signature line carries it. Validators attach it to their precommit, so the signatures that
+/// decide a block also cosign the checkpoint it produces.
+pub fn sign_checkpoint(checkpoint: &Checkpoint, key: &SecretKey) -> Signature {
+    key.sign_raw(checkpoint.body().as_bytes())
+}
+
+/// Checks a bare cosignature made by [`sign_checkpoint`].
+pub fn verify_checkpoint_signature(
+    checkpoint: &Checkpoint,
+    key: &PublicKey,
+    signature: &Signature,
+) -> Result<(), crate::sign::SignError> {
+    key.verify_raw(checkpoint.body().as_bytes(), signature)
+}
+
+/// The cosigned note for `checkpoint` from bare cosignatures by members of `set` (named by their
+/// validator names); keys outside the set are left out.
+pub fn note_from_cosignatures<'a>(
+    checkpoint: &Checkpoint,
+    set: &ValidatorSet,
+    cosignatures: impl IntoIterator<Item = (&'a PublicKey, &'a Signature)>,
+) -> String {
+    let signatures = cosignatures
+        .into_iter()
+        .filter_map(|(key, sig)| {
+            let v = set.by_key(key)?;
+            Some(NoteSignature { name: v.name.clone(), key_id: key_id(&v.name, key), signature: sig.0.to_vec() })
+        })
+        .collect();
+    SignedNote { text: checkpoint.body(), signatures }.render()
+}
+
 /// Verifies a cosigned checkpoint note against a validator set and the expected origin.
 pub fn verify_cosigned(note: &str, set: &ValidatorSet, origin: &str) -> Result<VerifiedCheckpoint, CheckpointError> {
     let note = SignedNote::parse(note)?;
@@ -349,20 +382,13 @@ pub fn verify_cosigned(note: &str, set: &ValidatorSet, origin: &str) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validator::Validator;
 
     fn keys(n: u8) -> Vec<SecretKey> {
         (1..=n).map(|i| SecretKey::from_seed(&[i; 32])).collect()
     }
 
     fn set_of(keys: &[SecretKey]) -> ValidatorSet {
-        ValidatorSet::new(
-            keys.iter()
-                .enumerate()
-                .map(|(i, k)| Validator { name: format!("v{i}"), key: k.public(), power: 1 })
-                .collect(),
-        )
-        .unwrap()
+        crate::validator::test_set(keys)
     }
 
     fn note(cp: &Checkpoint, keys: &[SecretKey], who: &[usize]) -> String {

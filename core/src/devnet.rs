@@ -94,6 +94,12 @@ impl Devnet {
         self.push(height, time_ms, body)
     }
 
+    /// The admin key of agency `i` (derived from its validator seed).
+    pub fn admin_key(&self, i: usize) -> SecretKey {
+        let seed = self.validator_keys.get(i).map(|k| *k.seed()).unwrap_or([0; 32]);
+        SecretKey::from_seed(&hash::hash(hash::Domain::devnet_admin(), &seed[..]).0)
+    }
+
     /// Number of log entries.
     pub fn size(&self) -> u64 {
         self.log.size()

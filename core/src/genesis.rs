@@ -209,8 +209,8 @@ impl Genesis {
         if !(10..=600_000).contains(&p.block_interval_ms) {
             return Err(GenesisError::BadParam { name: "block_interval_ms", reason: "must be 10 to 600000" });
         }
-        if !(1024..=64 << 20).contains(&p.max_block_bytes) {
-            return Err(GenesisError::BadParam { name: "max_block_bytes", reason: "must be 1 KiB to 64 MiB" });
+        if !(1024..=16 << 20).contains(&p.max_block_bytes) {
+            return Err(GenesisError::BadParam { name: "max_block_bytes", reason: "must be 1 KiB to 16 MiB" });
         }
         if p.max_tx_bytes < 256 || p.max_tx_bytes > p.max_block_bytes {
             return Err(GenesisError::BadParam {

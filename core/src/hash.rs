@@ -34,6 +34,17 @@ pub const BLOCK: Domain = Domain("sabt/block/v1");
 /// Validator sets, as named in block headers.
 pub const VALIDATOR_SET: Domain = Domain("sabt/validator-set/v1");
 
+/// Keys of the state map, made from a tag and the application key.
+pub const STATE_KEY: Domain = Domain("sabt/state-key/v1");
+/// Leaves of the state map.
+pub const STATE_LEAF: Domain = Domain("sabt/state-leaf/v1");
+/// Values stored in the state map.
+pub const STATE_VALUE: Domain = Domain("sabt/state-value/v1");
+/// Internal nodes of the state map.
+pub const STATE_NODE: Domain = Domain("sabt/state-node/v1");
+#[cfg(test)]
+pub(crate) const TEST: Domain = Domain("sabt/test/v1");
+
 /// A 32-byte digest. Hex in JSON, raw bytes in the canonical encoding.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Hash32(pub [u8; 32]);

@@ -16,11 +16,16 @@
 //! - [`validator`]: validator sets and the quorum rule.
 //! - [`genesis`]: the genesis document that names a chain and its first validator set.
 //! - [`entry`]: what the registry log holds: archive records and batch roots.
+//! - [`tx`]: signed transactions with chain id and per-signer nonce.
+//! - [`block`]: block headers, votes, proposals and commit certificates.
+//! - [`smt`]: the authenticated state map (sparse Merkle tree) with presence and absence proofs.
+//! - [`registry`]: the registry rules: admission checks and block execution.
 //! - [`bundle`]: the proof file a clerk receives and an auditor verifies offline.
 //! - [`devnet`]: a whole chain in one process, for the demo, examples and tests.
 
 #![forbid(unsafe_code)]
 
+pub mod block;
 pub mod bundle;
 pub mod checkpoint;
 pub mod codec;
@@ -30,6 +35,9 @@ pub mod fingerprint;
 pub mod genesis;
 pub mod hash;
 pub mod merkle;
+pub mod registry;
 pub mod sign;
+pub mod smt;
 mod text;
+pub mod tx;
 pub mod validator;

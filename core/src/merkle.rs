@@ -101,6 +101,9 @@ pub enum StoreError {
     /// A node that the tree size says exists is not in the store: the store is damaged.
     #[error("Merkle node (level {}, index {}) is missing from the store", .0.level, .0.index)]
     Missing(NodeId),
+    /// Stored data is damaged or inconsistent (described).
+    #[error("store is damaged: {0}")]
+    Damaged(String),
     /// The storage backend failed.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -145,6 +148,11 @@ impl MemoryStore {
     #[doc(hidden)]
     pub fn nodes_mut(&mut self) -> &mut BTreeMap<NodeId, Hash32> {
         &mut self.nodes
+    }
+
+    /// Every stored node.
+    pub fn nodes(&self) -> impl Iterator<Item = (&NodeId, &Hash32)> {
+        self.nodes.iter()
     }
 }
 

@@ -33,6 +33,8 @@ pub const VOTE: SigContext = SigContext("sabt/vote/v1");
 pub const PROPOSAL: SigContext = SigContext("sabt/proposal/v1");
 /// Validator-set transitions carried in proof bundles.
 pub const VALIDATOR_SET: SigContext = SigContext("sabt/validator-set/v1");
+/// A validator binding its libp2p peer id to its consensus key (Malachite's proof of validator).
+pub const VALIDATOR_PROOF: SigContext = SigContext("sabt/validator-proof/v1");
 
 /// Why a key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -127,7 +129,7 @@ impl<'de> Deserialize<'de> for PublicKey {
 }
 
 /// An Ed25519 signature (64 bytes).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Signature(pub [u8; 64]);
 
 impl fmt::Debug for Signature {

@@ -155,6 +155,15 @@ impl ValidatorSet {
     }
 }
 
+/// A set of the given keys, named `v0`, `v1`, … with power 1 each (for tests).
+#[cfg(test)]
+pub(crate) fn test_set(keys: &[crate::sign::SecretKey]) -> ValidatorSet {
+    ValidatorSet::new(
+        keys.iter().enumerate().map(|(i, k)| Validator { name: format!("v{i}"), key: k.public(), power: 1 }).collect(),
+    )
+    .unwrap_or_else(|e| panic!("test validator set: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

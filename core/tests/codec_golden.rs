@@ -8,13 +8,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use proptest::prelude::*;
+use sabt_core::block::{Block, BlockHeader, Commit, CommitSig, ProposalMsg, VoteKind, VoteMsg, tx_root, verify_commit};
 use sabt_core::checkpoint::{Checkpoint, SignedNote, cosign};
+use sabt_core::checkpoint::{note_from_cosignatures, sign_checkpoint};
 use sabt_core::codec::{self, Canonical, CodecError};
 use sabt_core::entry::{AccessClass, ArchiveRecord, BatchAnchor, EntryBody, LogEntry, RecordKind, ReferenceCode};
 use sabt_core::fingerprint::Fingerprint;
 use sabt_core::genesis::{Agency, AgencyRole, GENESIS_FORMAT, Genesis, Params, ValidatorInfo};
 use sabt_core::hash::{self, Hash32};
+use sabt_core::registry;
 use sabt_core::sign::{self, SecretKey};
+use sabt_core::smt::{self, MemorySmt};
+use sabt_core::tx::{SignedTx, Transaction, TxBody};
 
 fn key(seed: u8) -> SecretKey {
     SecretKey::from_seed(&[seed; 32])
@@ -140,6 +145,97 @@ fn golden_signatures_and_checkpoint_note() {
     let note = SignedNote { text: cp.body(), signatures: vec![cosign(&cp, "land-committee", &k)] };
     golden("checkpoint_note", note.render().as_bytes());
     golden("domain_hash_tx", hash::hash(hash::TX, b"golden").as_bytes());
+}
+
+fn signed_tx() -> SignedTx {
+    Transaction {
+        chain_id: "tj.sabt.golden".into(),
+        signer: key(10).public(),
+        nonce: 41,
+        body: TxBody::Anchor(record()),
+    }
+    .sign(&key(10))
+}
+
+fn block() -> Block {
+    let txs = vec![signed_tx()];
+    Block {
+        header: BlockHeader {
+            chain_id: "tj.sabt.golden".into(),
+            height: 12,
+            time_ms: 1_795_424_402_000,
+            prev_hash: Hash32([0x33; 32]),
+            tx_root: tx_root(&txs),
+            tx_count: 1,
+            log_size: 1_000_000,
+            log_root: Hash32([0x22; 32]),
+            state_root: Hash32([0x44; 32]),
+            validator_set_hash: genesis().validator_set().unwrap().hash(),
+            proposer: key(1).public(),
+        },
+        txs,
+    }
+}
+
+#[test]
+fn golden_transactions_blocks_votes_and_commits() {
+    let stx = signed_tx();
+    stx.verify_signature().unwrap();
+    round_trip("signed_tx", &stx);
+    golden("signed_tx_id", stx.id().as_bytes());
+    let b = block();
+    round_trip("block", &b);
+    golden("block_hash", b.hash().as_bytes());
+    let vote = VoteMsg {
+        chain_id: "tj.sabt.golden".into(),
+        kind: VoteKind::Precommit,
+        height: 12,
+        round: 0,
+        block: Some(b.hash()),
+        validator: key(1).public(),
+    };
+    round_trip("vote", &vote);
+    golden("vote_signature", &vote.sign(&key(1)).0);
+    let proposal = ProposalMsg {
+        chain_id: "tj.sabt.golden".into(),
+        height: 12,
+        round: 1,
+        pol_round: Some(0),
+        block: b.hash(),
+        proposer: key(1).public(),
+    };
+    round_trip("proposal", &proposal);
+    golden("proposal_signature", &proposal.sign(&key(1)).0);
+    let cp = Checkpoint { origin: "tj.sabt.golden".into(), size: b.header.log_size, root: b.header.log_root };
+    let commit = Commit {
+        height: 12,
+        round: 0,
+        block: b.hash(),
+        signatures: vec![CommitSig {
+            validator: key(1).public(),
+            signature: vote.sign(&key(1)),
+            checkpoint: Some(sign_checkpoint(&cp, &key(1))),
+        }],
+    };
+    round_trip("commit", &commit);
+    verify_commit(&commit, &genesis().validator_set().unwrap(), "tj.sabt.golden", 12, &b.hash()).unwrap();
+    // The checkpoint cosignature in a commit is the note signature of the same checkpoint.
+    let note = note_from_cosignatures(
+        &cp,
+        &genesis().validator_set().unwrap(),
+        [(&commit.signatures[0].validator, &commit.signatures[0].checkpoint.unwrap())],
+    );
+    golden("checkpoint_note", note.as_bytes());
+}
+
+#[test]
+fn golden_state_map() {
+    let mut t = MemorySmt::default();
+    for i in 0u32..5 {
+        smt::insert(&mut t, &registry::state_key(1, &i.to_be_bytes()), smt::value_hash(&i.to_le_bytes())).unwrap();
+    }
+    golden("state_root_5", smt::root(&t).unwrap().as_bytes());
+    golden("state_key_nonce", registry::nonce_key(&key(10).public()).as_bytes());
 }
 
 #[test]

@@ -1,0 +1,623 @@
+//! Registry rules: which transactions are acceptable, and what a block does to the registry.
+//!
+//! Every node runs exactly these functions, at mempool admission ([`Registry::check`]), when a
+//! proposer builds a block and when every node executes a decided or proposed block
+//! ([`Registry::execute_block`]). They read and write through [`Ledger`], which the node backs with
+//! a RocksDB write set, so execution is deterministic and a block's effects commit atomically.
+//!
+//! ## State
+//! The state map ([`crate::smt`]) holds, under `BLAKE3("sabt/state-key/v1", tag ‖ bytes)`:
+//! - tag 1, signer key → its next nonce (`u64`, canonical encoding);
+//! - tag 2, SHA-256 digest of an anchored document → [`RecordLocation`];
+//! - tag 3, BLAKE3 digest of an anchored document → [`RecordLocation`];
+//! - tag 4, batch root → [`RecordLocation`] of the batch entry.
+//!
+//! ## Rules (this version)
+//! A transaction is accepted when it is for this chain, its signature verifies (strict Ed25519),
+//! its signer is an agency's admin key named in the genesis, its nonce is the signer's next, its
+//! record passes [`ArchiveRecord::validate`], and no record with the same document digest or batch
+//! with the same root is already anchored. A block holding any other transaction is invalid.
+
+use crate::block::{BlockHeader, tx_root};
+use crate::codec::{self, CodecError};
+use crate::entry::{EntryBody, LogEntry, RecordError};
+use crate::genesis::Genesis;
+use crate::hash::{self, Hash32};
+use crate::merkle::{self, Blake3, NodeSink, StoreError};
+use crate::sign::PublicKey;
+use crate::smt::{self, SmtSink};
+use crate::tx::{SignedTx, TxBody};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+const TAG_NONCE: u8 = 1;
+const TAG_SHA256: u8 = 2;
+const TAG_BLAKE3: u8 = 3;
+const TAG_BATCH: u8 = 4;
+
+/// The state-map key for `tag` and `bytes`.
+pub fn state_key(tag: u8, bytes: &[u8]) -> Hash32 {
+    let mut buf = Vec::with_capacity(1 + bytes.len());
+    buf.push(tag);
+    buf.extend_from_slice(bytes);
+    hash::hash(hash::STATE_KEY, &buf)
+}
+
+/// Key of a signer's next nonce.
+pub fn nonce_key(signer: &PublicKey) -> Hash32 {
+    state_key(TAG_NONCE, signer.as_bytes())
+}
+
+/// Key of a document anchored with this SHA-256 digest.
+pub fn sha256_key(digest: &Hash32) -> Hash32 {
+    state_key(TAG_SHA256, digest.as_bytes())
+}
+
+/// Key of a document anchored with this BLAKE3 digest.
+pub fn blake3_key(digest: &Hash32) -> Hash32 {
+    state_key(TAG_BLAKE3, digest.as_bytes())
+}
+
+/// Key of a batch anchored with this root.
+pub fn batch_key(root: &Hash32) -> Hash32 {
+    state_key(TAG_BATCH, root.as_bytes())
+}
+
+/// Where an anchored record or batch is in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordLocation {
+    /// Log index of the entry.
+    pub index: u64,
+    /// Height of the block that committed it.
+    pub height: u64,
+}
+
+/// The registry's storage, as one block sees it: state values, the state map's nodes, the log's
+/// nodes and its entries. Implementations must read their own writes.
+pub trait Ledger: NodeSink + SmtSink {
+    /// A state value.
+    fn state_get(&self, key: &Hash32) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets a state value (the state map is updated by the caller).
+    fn state_put(&mut self, key: Hash32, value: Vec<u8>) -> Result<(), StoreError>;
+    /// Stores log entry `index`'s canonical bytes.
+    fn entry_put(&mut self, index: u64, bytes: Vec<u8>) -> Result<(), StoreError>;
+}
+
+/// A [`Ledger`] held in memory: for tests, tools and the offline devnet.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryLedger {
+    /// Log nodes.
+    pub log: merkle::MemoryStore,
+    /// State-map nodes.
+    pub smt: smt::MemorySmt,
+    /// State values.
+    pub state: BTreeMap<Hash32, Vec<u8>>,
+    /// Log entries.
+    pub entries: BTreeMap<u64, Vec<u8>>,
+}
+
+impl merkle::NodeStore for MemoryLedger {
+    fn get(&self, id: merkle::NodeId) -> Result<Option<Hash32>, StoreError> {
+        self.log.get(id)
+    }
+}
+
+impl NodeSink for MemoryLedger {
+    fn put(&mut self, id: merkle::NodeId, hash: Hash32) -> Result<(), StoreError> {
+        self.log.put(id, hash)
+    }
+}
+
+impl smt::SmtStore for MemoryLedger {
+    fn get(&self, pos: smt::NodePos) -> Result<Option<smt::SmtNode>, StoreError> {
+        self.smt.get(pos)
+    }
+}
+
+impl SmtSink for MemoryLedger {
+    fn put(&mut self, pos: smt::NodePos, node: smt::SmtNode) -> Result<(), StoreError> {
+        self.smt.put(pos, node)
+    }
+}
+
+impl Ledger for MemoryLedger {
+    fn state_get(&self, key: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state.get(key).cloned())
+    }
+
+    fn state_put(&mut self, key: Hash32, value: Vec<u8>) -> Result<(), StoreError> {
+        self.state.insert(key, value);
+        Ok(())
+    }
+
+    fn entry_put(&mut self, index: u64, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.entries.insert(index, bytes);
+        Ok(())
+    }
+}
+
+/// Why a transaction was refused. [`TxError::code`] gives a stable machine code.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TxError {
+    /// Transaction for another chain.
+    #[error("transaction is for chain {got:?}, this chain is {expected:?}")]
+    WrongChain {
+        /// This chain.
+        expected: String,
+        /// The transaction's.
+        got: String,
+    },
+    /// Bad signature (the signer's key, hex).
+    #[error("transaction signature does not verify for signer {0}")]
+    BadSignature(String),
+    /// Signer not allowed to write (its key, hex).
+    #[error("signer {0} is not authorised on this chain")]
+    Unauthorised(String),
+    /// Nonce already used.
+    #[error("nonce {got} of signer {signer} is already used; the next nonce is {expected}")]
+    NonceUsed {
+        /// Signer (hex).
+        signer: String,
+        /// Expected.
+        expected: u64,
+        /// Given.
+        got: u64,
+    },
+    /// Nonce ahead of the signer's next.
+    #[error("nonce {got} of signer {signer} is ahead; the next nonce is {expected}")]
+    NonceGap {
+        /// Signer (hex).
+        signer: String,
+        /// Expected.
+        expected: u64,
+        /// Given.
+        got: u64,
+    },
+    /// Record fields invalid.
+    #[error("record: {0}")]
+    BadRecord(#[from] RecordError),
+    /// Empty batch.
+    #[error("a batch must hold at least one record")]
+    EmptyBatch,
+    /// Same document already anchored.
+    #[error("document {digest} is already anchored at log index {index}")]
+    AlreadyAnchored {
+        /// The digest (hex, algorithm-tagged).
+        digest: String,
+        /// Where.
+        index: u64,
+    },
+    /// Too large.
+    #[error("transaction is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Size.
+        size: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// A stored value does not decode.
+    #[error("stored state value: {0}")]
+    Corrupt(#[from] CodecError),
+}
+
+impl TxError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TxError::WrongChain { .. } => "wrong_chain",
+            TxError::BadSignature(_) => "bad_signature",
+            TxError::Unauthorised(_) => "unauthorised",
+            TxError::NonceUsed { .. } => "nonce_used",
+            TxError::NonceGap { .. } => "nonce_gap",
+            TxError::BadRecord(_) => "bad_record",
+            TxError::EmptyBatch => "empty_batch",
+            TxError::AlreadyAnchored { .. } => "already_anchored",
+            TxError::TooLarge { .. } => "too_large",
+            TxError::Store(_) => "storage",
+            TxError::Corrupt(_) => "storage",
+        }
+    }
+}
+
+/// Why a block was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BlockError {
+    /// A header field does not match what execution gives.
+    #[error("block {height}: header field {field} is {got}, execution gives {expected}")]
+    Header {
+        /// Height.
+        height: u64,
+        /// The field.
+        field: &'static str,
+        /// Expected value.
+        expected: String,
+        /// Value in the header.
+        got: String,
+    },
+    /// A transaction is refused.
+    #[error("block {height}: transaction {position} ({id}) refused: {error}")]
+    Tx {
+        /// Height.
+        height: u64,
+        /// Position in the block.
+        position: usize,
+        /// Transaction id.
+        id: Hash32,
+        /// Why.
+        error: TxError,
+    },
+    /// Too large.
+    #[error("block {height} is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Height.
+        height: u64,
+        /// Size.
+        size: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The chain's state before a block: what the next header must extend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tip {
+    /// Height of the last block (0 before the first).
+    pub height: u64,
+    /// Hash of the last block (the genesis hash before the first).
+    pub block_hash: Hash32,
+    /// Time of the last block (the genesis time before the first).
+    pub time_ms: u64,
+    /// Log size.
+    pub log_size: u64,
+    /// Log root.
+    pub log_root: Hash32,
+    /// State root.
+    pub state_root: Hash32,
+}
+
+impl Tip {
+    /// The tip of an empty chain.
+    pub fn genesis(genesis: &Genesis) -> Tip {
+        Tip {
+            height: 0,
+            block_hash: genesis.hash(),
+            time_ms: genesis.genesis_time_ms,
+            log_size: 0,
+            log_root: merkle::root::<Blake3, _>(&merkle::MemoryStore::new(), 0).unwrap_or_default(),
+            state_root: Hash32::ZERO,
+        }
+    }
+
+    /// The tip after `header`.
+    pub fn after(header: &BlockHeader) -> Tip {
+        Tip {
+            height: header.height,
+            block_hash: header.hash(),
+            time_ms: header.time_ms,
+            log_size: header.log_size,
+            log_root: header.log_root,
+            state_root: header.state_root,
+        }
+    }
+}
+
+/// What executing transactions produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// Log size after.
+    pub log_size: u64,
+    /// Log root after.
+    pub log_root: Hash32,
+    /// State root after.
+    pub state_root: Hash32,
+    /// Entries appended, with their indices.
+    pub entries: Vec<(u64, LogEntry)>,
+}
+
+/// A block a proposer built.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The block.
+    pub block: crate::block::Block,
+    /// Its effects.
+    pub executed: Executed,
+    /// Candidates left out, with the reason.
+    pub refused: Vec<(Hash32, TxError)>,
+}
+
+/// The registry rules for one chain.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    chain_id: String,
+    max_tx_bytes: usize,
+    max_block_bytes: usize,
+    writers: BTreeMap<PublicKey, String>,
+    validator_set_hash: Hash32,
+}
+
+fn get_decoded<T: serde::de::DeserializeOwned + Serialize, L: Ledger + ?Sized>(
+    ledger: &L,
+    key: &Hash32,
+) -> Result<Option<T>, TxError> {
+    match ledger.state_get(key)? {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(codec::decode_body("state value", &bytes, 4096)?)),
+    }
+}
+
+fn put_encoded<T: Serialize, L: Ledger + ?Sized>(ledger: &mut L, key: Hash32, value: &T) -> Result<Hash32, StoreError> {
+    let bytes = codec::encode_body(value);
+    let root = smt::insert(ledger, &key, smt::value_hash(&bytes))?;
+    ledger.state_put(key, bytes)?;
+    Ok(root)
+}
+
+impl Registry {
+    /// The rules of the chain `genesis` starts.
+    pub fn new(genesis: &Genesis) -> Result<Registry, crate::validator::ValidatorSetError> {
+        Ok(Registry {
+            chain_id: genesis.chain_id.clone(),
+            max_tx_bytes: usize::try_from(genesis.params.max_tx_bytes).unwrap_or(usize::MAX),
+            max_block_bytes: usize::try_from(genesis.params.max_block_bytes).unwrap_or(usize::MAX),
+            writers: genesis.agencies.iter().map(|a| (a.admin_key, a.name.clone())).collect(),
+            validator_set_hash: genesis.validator_set()?.hash(),
+        })
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// Largest encoded transaction accepted.
+    pub fn max_tx_bytes(&self) -> usize {
+        self.max_tx_bytes
+    }
+
+    /// Largest encoded block accepted.
+    pub fn max_block_bytes(&self) -> usize {
+        self.max_block_bytes
+    }
+
+    /// Hash of the validator set (fixed by the genesis in this version).
+    pub fn validator_set_hash(&self) -> Hash32 {
+        self.validator_set_hash
+    }
+
+    /// The checks that need no state: chain, size, signature, authority, record fields.
+    pub fn check_stateless(&self, stx: &SignedTx) -> Result<(), TxError> {
+        if stx.tx.chain_id != self.chain_id {
+            return Err(TxError::WrongChain { expected: self.chain_id.clone(), got: stx.tx.chain_id.clone() });
+        }
+        let size = codec::encode(stx).len();
+        if size > self.max_tx_bytes {
+            return Err(TxError::TooLarge { size, limit: self.max_tx_bytes });
+        }
+        if !self.writers.contains_key(&stx.tx.signer) {
+            return Err(TxError::Unauthorised(stx.tx.signer.to_hex()));
+        }
+        stx.verify_signature().map_err(|_| TxError::BadSignature(stx.tx.signer.to_hex()))?;
+        match &stx.tx.body {
+            TxBody::Anchor(record) => record.validate()?,
+            TxBody::AnchorBatch(batch) if batch.size == 0 => return Err(TxError::EmptyBatch),
+            TxBody::AnchorBatch(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The signer's next nonce in `ledger`.
+    pub fn next_nonce<L: Ledger + ?Sized>(&self, ledger: &L, signer: &PublicKey) -> Result<u64, TxError> {
+        Ok(get_decoded::<u64, L>(ledger, &nonce_key(signer))?.unwrap_or(0))
+    }
+
+    /// The checks against state, assuming [`Registry::check_stateless`] passed.
+    pub fn check_stateful<L: Ledger + ?Sized>(&self, ledger: &L, stx: &SignedTx) -> Result<(), TxError> {
+        let expected = self.next_nonce(ledger, &stx.tx.signer)?;
+        let got = stx.tx.nonce;
+        if got < expected {
+            return Err(TxError::NonceUsed { signer: stx.tx.signer.to_hex(), expected, got });
+        }
+        if got > expected {
+            return Err(TxError::NonceGap { signer: stx.tx.signer.to_hex(), expected, got });
+        }
+        match &stx.tx.body {
+            TxBody::Anchor(record) => {
+                let fp = &record.fingerprint;
+                if let Some(loc) = get_decoded::<RecordLocation, L>(ledger, &sha256_key(&fp.sha256))? {
+                    return Err(TxError::AlreadyAnchored { digest: format!("sha256:{}", fp.sha256), index: loc.index });
+                }
+                if let Some(loc) = get_decoded::<RecordLocation, L>(ledger, &blake3_key(&fp.blake3))? {
+                    return Err(TxError::AlreadyAnchored { digest: format!("blake3:{}", fp.blake3), index: loc.index });
+                }
+            }
+            TxBody::AnchorBatch(batch) => {
+                if let Some(loc) = get_decoded::<RecordLocation, L>(ledger, &batch_key(&batch.root))? {
+                    return Err(TxError::AlreadyAnchored { digest: format!("batch:{}", batch.root), index: loc.index });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one transaction that passed both checks: appends its entry to the log and updates
+    /// the state. Returns the entry's index and the new state root.
+    pub fn apply<L: Ledger + ?Sized>(
+        &self,
+        ledger: &mut L,
+        log_size: u64,
+        height: u64,
+        time_ms: u64,
+        stx: &SignedTx,
+    ) -> Result<(u64, LogEntry, Hash32), TxError> {
+        let body = match &stx.tx.body {
+            TxBody::Anchor(r) => EntryBody::Record(r.clone()),
+            TxBody::AnchorBatch(b) => EntryBody::Batch(b.clone()),
+        };
+        let entry = LogEntry { height, time_ms, tx: stx.id(), signer: stx.tx.signer, body };
+        let bytes = codec::encode(&entry);
+        let index = log_size;
+        merkle::append::<Blake3, L>(ledger, log_size, <Blake3 as merkle::LogHasher>::hash_leaf(&bytes))?;
+        ledger.entry_put(index, bytes)?;
+        let loc = RecordLocation { index, height };
+        put_encoded(ledger, nonce_key(&stx.tx.signer), &(stx.tx.nonce + 1))?;
+        let root = match &stx.tx.body {
+            TxBody::Anchor(r) => {
+                put_encoded(ledger, sha256_key(&r.fingerprint.sha256), &loc)?;
+                put_encoded(ledger, blake3_key(&r.fingerprint.blake3), &loc)?
+            }
+            TxBody::AnchorBatch(b) => put_encoded(ledger, batch_key(&b.root), &loc)?,
+        };
+        Ok((index, entry, root))
+    }
+
+    /// Executes `txs` at `height` and `time_ms` on top of `tip`: every transaction must pass
+    /// ([`BlockError::Tx`] names the first that does not).
+    pub fn execute<L: Ledger + ?Sized>(
+        &self,
+        ledger: &mut L,
+        tip: &Tip,
+        height: u64,
+        time_ms: u64,
+        txs: &[SignedTx],
+    ) -> Result<Executed, BlockError> {
+        let mut log_size = tip.log_size;
+        let mut state_root = tip.state_root;
+        let mut entries = Vec::with_capacity(txs.len());
+        for (position, stx) in txs.iter().enumerate() {
+            let refuse = |error| BlockError::Tx { height, position, id: stx.id(), error };
+            self.check_stateless(stx).map_err(refuse)?;
+            self.check_stateful(ledger, stx).map_err(refuse)?;
+            let (index, entry, root) = self.apply(ledger, log_size, height, time_ms, stx).map_err(refuse)?;
+            entries.push((index, entry));
+            log_size = index + 1;
+            state_root = root;
+        }
+        let log_root = merkle::root::<Blake3, L>(ledger, log_size)?;
+        Ok(Executed { log_size, log_root, state_root, entries })
+    }
+
+    /// Executes a proposed or decided block on top of `tip` and checks that its header is exactly
+    /// what execution gives. `ledger` must be a write set over the state at `tip`.
+    pub fn execute_block<L: Ledger + ?Sized>(
+        &self,
+        ledger: &mut L,
+        tip: &Tip,
+        block: &crate::block::Block,
+    ) -> Result<Executed, BlockError> {
+        let h = &block.header;
+        let size = codec::encode(block).len();
+        if size > self.max_block_bytes {
+            return Err(BlockError::TooLarge { height: h.height, size, limit: self.max_block_bytes });
+        }
+        let field = |field: &'static str, expected: String, got: String| BlockError::Header {
+            height: h.height,
+            field,
+            expected,
+            got,
+        };
+        if h.chain_id != self.chain_id {
+            return Err(field("chain_id", self.chain_id.clone(), h.chain_id.clone()));
+        }
+        if h.height != tip.height + 1 {
+            return Err(field("height", (tip.height + 1).to_string(), h.height.to_string()));
+        }
+        if h.prev_hash != tip.block_hash {
+            return Err(field("prev_hash", tip.block_hash.to_hex(), h.prev_hash.to_hex()));
+        }
+        if h.time_ms <= tip.time_ms {
+            return Err(field("time_ms", format!("more than {}", tip.time_ms), h.time_ms.to_string()));
+        }
+        if h.validator_set_hash != self.validator_set_hash {
+            return Err(field("validator_set_hash", self.validator_set_hash.to_hex(), h.validator_set_hash.to_hex()));
+        }
+        let root = tx_root(&block.txs);
+        if h.tx_root != root {
+            return Err(field("tx_root", root.to_hex(), h.tx_root.to_hex()));
+        }
+        if usize::try_from(h.tx_count).ok() != Some(block.txs.len()) {
+            return Err(field("tx_count", block.txs.len().to_string(), h.tx_count.to_string()));
+        }
+        let ex = self.execute(ledger, tip, h.height, h.time_ms, &block.txs)?;
+        if h.log_size != ex.log_size {
+            return Err(field("log_size", ex.log_size.to_string(), h.log_size.to_string()));
+        }
+        if h.log_root != ex.log_root {
+            return Err(field("log_root", ex.log_root.to_hex(), h.log_root.to_hex()));
+        }
+        if h.state_root != ex.state_root {
+            return Err(field("state_root", ex.state_root.to_hex(), h.state_root.to_hex()));
+        }
+        Ok(ex)
+    }
+
+    /// Builds the next block on top of `tip` from `candidates`, in order, as a proposer does:
+    /// transactions that are refused are left out (and returned with the reason), and filling
+    /// stops before the block would exceed the size limit. `ledger` must be a write set over the
+    /// state at `tip`; it ends holding the block's effects.
+    pub fn build_block<L: Ledger + ?Sized>(
+        &self,
+        ledger: &mut L,
+        tip: &Tip,
+        time_ms: u64,
+        proposer: PublicKey,
+        candidates: impl IntoIterator<Item = SignedTx>,
+    ) -> Result<Built, StoreError> {
+        let height = tip.height + 1;
+        let mut log_size = tip.log_size;
+        let mut state_root = tip.state_root;
+        let mut entries = Vec::new();
+        let mut txs = Vec::new();
+        let mut refused = Vec::new();
+        // Room for the header and the length prefixes.
+        let mut bytes = 2048usize;
+        for stx in candidates {
+            let size = codec::encode(&stx).len();
+            if bytes + size > self.max_block_bytes {
+                break;
+            }
+            if let Err(e) = self.check_stateless(&stx).and_then(|()| self.check_stateful(ledger, &stx)) {
+                if let TxError::Store(s) = e {
+                    return Err(s);
+                }
+                refused.push((stx.id(), e));
+                continue;
+            }
+            let (index, entry, root) = match self.apply(ledger, log_size, height, time_ms, &stx) {
+                Ok(done) => done,
+                Err(TxError::Store(s)) => return Err(s),
+                Err(e) => return Err(StoreError::Damaged(format!("applying a checked transaction: {e}"))),
+            };
+            bytes += size;
+            entries.push((index, entry));
+            log_size = index + 1;
+            state_root = root;
+            txs.push(stx);
+        }
+        let log_root = merkle::root::<Blake3, L>(ledger, log_size)?;
+        let header = BlockHeader {
+            chain_id: self.chain_id.clone(),
+            height,
+            time_ms,
+            prev_hash: tip.block_hash,
+            tx_root: tx_root(&txs),
+            tx_count: u32::try_from(txs.len()).unwrap_or(u32::MAX),
+            log_size,
+            log_root,
+            state_root,
+            validator_set_hash: self.validator_set_hash,
+            proposer,
+        };
+        Ok(Built {
+            block: crate::block::Block { header, txs },
+            executed: Executed { log_size, log_root, state_root, entries },
+            refused,
+        })
+    }
+}
