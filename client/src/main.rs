@@ -1,11 +1,13 @@
 //! `sabt`: the command line for clerks and auditors.
 //!
 //! One file per subcommand under `cmd/`, each with its arguments (`Args`) and `exec`. Exit codes are
-//! deliberate and stable: 0 ok, 1 verification failed, 2 usage or input error, 3 pending.
+//! deliberate and stable: 0 ok, 1 verification failed, 2 usage or input error, 3 pending, 4 the node
+//! could not be reached or refused the request.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod api;
 mod cmd;
 mod exit;
 mod time;
@@ -23,6 +25,10 @@ enum Command {
     Fingerprint(cmd::fingerprint::Args),
     /// Verify a document against its proof file, offline, trusting only the genesis.
     Verify(cmd::verify::Args),
+    /// Show a node's chain, height, latest block hash, log size and validator set.
+    Status(cmd::status::Args),
+    /// Show one block: header, transactions, commit certificate, cosigned checkpoint.
+    Block(cmd::block::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,12 +42,15 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Fingerprint(args) => cmd::fingerprint::exec(args),
         Command::Verify(args) => cmd::verify::exec(args),
+        Command::Status(args) => cmd::status::exec(args),
+        Command::Block(args) => cmd::block::exec(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(exit::USAGE)
+            let unavailable = e.downcast_ref::<api::Refused>().is_some() || e.chain().any(|c| c.is::<ureq::Error>());
+            ExitCode::from(if unavailable { exit::UNAVAILABLE } else { exit::USAGE })
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Builds, validates and hashes Sabt genesis documents (the document type itself is
 //! [`sabt_core::genesis::Genesis`], since offline verifiers need it too).
 
+pub mod keyfile;
+pub mod testnet;
+
 use anyhow::Context as _;
 use sabt_core::genesis::Genesis;
 use std::fmt::Write as _;

@@ -22,12 +22,41 @@ enum Command {
         /// Path to genesis.json.
         genesis: PathBuf,
     },
+    /// Write a ready local network: genesis, and each node's keys (mode 0600) and config.
+    Testnet {
+        /// Number of validators (1 to 64).
+        #[arg(long, default_value_t = 4)]
+        validators: u16,
+        /// Output directory (must not hold a testnet already).
+        #[arg(long)]
+        out: PathBuf,
+        /// Chain id.
+        #[arg(long, default_value = "sabt-localnet")]
+        chain_id: String,
+        /// Ports: node I listens for p2p on BASE+I, API on BASE+100+I, metrics on BASE+200+I.
+        #[arg(long, default_value_t = 26600)]
+        base_port: u16,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Inspect { genesis } => sabt_genesis::load(&genesis).and_then(|g| sabt_genesis::describe(&g)),
         Command::Hash { genesis } => sabt_genesis::load(&genesis).map(|g| format!("{}\n", g.hash())),
+        Command::Testnet { validators, out, chain_id, base_port } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
+                .unwrap_or(0);
+            sabt_genesis::testnet::write(&out, validators, &chain_id, base_port, now).map(|g| {
+                format!(
+                    "wrote a {validators}-validator testnet for chain {} ({}) to {}\n",
+                    g.chain_id,
+                    g.hash(),
+                    out.display()
+                )
+            })
+        }
     };
     sabt_genesis::finish(result)
 }

@@ -1,0 +1,510 @@
+//! The application side of Malachite's channel API: builds blocks, validates proposals, commits
+//! decisions, serves sync from the store.
+//!
+//! Rules this loop keeps:
+//! - A proposal is accepted only if its stream is signed by the round's proposer and the block
+//!   executes on the committed tip to exactly its header (`Registry::execute_block`), with a time
+//!   after the previous block's and not more than [`MAX_CLOCK_DRIFT_MS`] ahead of this node's clock.
+//! - A decided block is re-executed, its commit certificate checked with `sabt_core`'s rule, and
+//!   committed in one synced write before consensus is told the commit is done; a failed write ends
+//!   the loop with an error, which stops the node.
+//! - Each precommit carries the validator's cosignature of the checkpoint the block produces (a
+//!   vote extension), so the signatures that decide a block also make its checkpoint a quorum note.
+//! - Our own proposal is stored (synced) before it is sent, and re-proposed unchanged after a restart.
+
+use super::codec::{certificate_from_commit, commit_from_certificate};
+use super::context::{Address, BlockId, CheckpointExt, Height, ProposalPart, SabtContext, ValidatorSet};
+use super::mal::{
+    self, AppMsg, Channels, Context as _, HeightParams, LinearTimeouts, LocallyProposedValue, NetworkMsg, Next,
+    ProposedValue, RawDecidedValue, Round, StreamContent, StreamId, StreamMessage, SyncedValueOutcome, Validity,
+    VoteExtensionError, VoteExtensionPolicy,
+};
+use crate::node::Shared;
+use anyhow::{Context as _, anyhow};
+use bytes::Bytes;
+use sabt_core::block::{Block, ProposalMsg, verify_commit};
+use sabt_core::codec;
+use sabt_core::hash::Hash32;
+use sabt_core::registry::Tip;
+use sabt_core::sign::SecretKey;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::{debug, error, info, warn};
+
+/// How far ahead of this node's clock a proposed block's time may be.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 15_000;
+/// Most transactions a proposer puts in one block.
+pub const MAX_BLOCK_TXS: usize = 20_000;
+/// Heights ahead of the tip for which received proposals are kept.
+const MAX_PENDING_HEIGHTS: u64 = 8;
+/// Most values kept for one height.
+const MAX_PENDING_PER_HEIGHT: usize = 64;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+/// A block this node has seen for a height, by proposal or by sync.
+#[derive(Debug, Clone)]
+struct Seen {
+    block: Arc<Block>,
+    bytes: Arc<Vec<u8>>,
+    round: Round,
+    pol_round: Round,
+    proposer: Address,
+    validity: Option<Validity>,
+}
+
+/// The consensus-facing application.
+#[derive(Debug)]
+pub struct App {
+    shared: Arc<Shared>,
+    ctx: SabtContext,
+    key: Arc<SecretKey>,
+    address: Address,
+    set: ValidatorSet,
+    timeouts: LinearTimeouts,
+    block_interval: Duration,
+    /// Blocks seen, by height then hash.
+    seen: BTreeMap<u64, BTreeMap<Hash32, Seen>>,
+    round_started: Option<Instant>,
+    stream_counter: u64,
+}
+
+impl App {
+    /// The application for this node.
+    pub fn new(shared: Arc<Shared>, key: Arc<SecretKey>, timeouts: LinearTimeouts) -> App {
+        let set = ValidatorSet::from_core(&shared.validator_set);
+        let block_interval = Duration::from_millis(shared.genesis.params.block_interval_ms);
+        App {
+            address: Address(key.public()),
+            shared,
+            ctx: SabtContext,
+            key,
+            set,
+            timeouts,
+            block_interval,
+            seen: BTreeMap::new(),
+            round_started: None,
+            stream_counter: 0,
+        }
+    }
+
+    fn params(&self) -> HeightParams<SabtContext> {
+        let mut p = HeightParams::new(self.set.clone(), self.timeouts, Some(self.block_interval));
+        p.vote_extension_policy = VoteExtensionPolicy::Required;
+        p
+    }
+
+    fn tip(&self) -> Tip {
+        self.shared.tip()
+    }
+
+    /// Validates `block` as the next block on the committed tip.
+    fn validate(&self, block: &Block, check_clock: bool) -> Validity {
+        let tip = self.tip();
+        if block.header.height != tip.height + 1 {
+            return Validity::Invalid;
+        }
+        if check_clock && block.header.time_ms > now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
+            warn!(
+                height = block.header.height,
+                time_ms = block.header.time_ms,
+                "proposed block is too far in the future"
+            );
+            return Validity::Invalid;
+        }
+        let mut ws = self.shared.store.write_set();
+        match self.shared.registry.execute_block(&mut ws, &tip, block) {
+            Ok(_) => Validity::Valid,
+            Err(e) => {
+                warn!(height = block.header.height, error = %e, "refusing proposed block");
+                Validity::Invalid
+            }
+        }
+    }
+
+    fn remember(&mut self, hash: Hash32, seen: Seen) {
+        let h = seen.block.header.height;
+        let tip = self.tip().height;
+        if h <= tip || h > tip + MAX_PENDING_HEIGHTS {
+            return;
+        }
+        let at = self.seen.entry(h).or_default();
+        if at.len() < MAX_PENDING_PER_HEIGHT || at.contains_key(&hash) {
+            at.insert(hash, seen);
+        }
+    }
+
+    fn find(&self, height: u64, hash: &Hash32) -> Option<&Seen> {
+        self.seen.get(&height).and_then(|m| m.get(hash))
+    }
+
+    fn proposed_value(&self, hash: Hash32, s: &Seen, validity: Validity) -> ProposedValue<SabtContext> {
+        ProposedValue {
+            height: Height(s.block.header.height),
+            round: s.round,
+            valid_round: s.pol_round,
+            proposer: s.proposer,
+            value: BlockId(hash),
+            validity,
+        }
+    }
+
+    async fn publish(
+        &mut self,
+        channels: &Channels<SabtContext>,
+        height: u64,
+        round: Round,
+        pol_round: Round,
+        bytes: Arc<Vec<u8>>,
+        hash: Hash32,
+    ) -> anyhow::Result<()> {
+        let Some(r) = round.as_u32() else { return Ok(()) };
+        let msg = ProposalMsg {
+            chain_id: self.shared.genesis.chain_id.clone(),
+            height,
+            round: r,
+            pol_round: pol_round.as_u32(),
+            block: hash,
+            proposer: self.address.0,
+        };
+        let part = ProposalPart {
+            height,
+            round: r,
+            pol_round: pol_round.as_u32(),
+            proposer: self.address.0,
+            block: bytes,
+            signature: msg.sign(&self.key),
+        };
+        self.stream_counter += 1;
+        let mut id = Vec::with_capacity(20);
+        id.extend_from_slice(&height.to_be_bytes());
+        id.extend_from_slice(&r.to_be_bytes());
+        id.extend_from_slice(&self.stream_counter.to_be_bytes());
+        let stream_id = StreamId::new(Bytes::from(id));
+        for msg in [
+            StreamMessage::new(stream_id.clone(), 0, StreamContent::Data(part)),
+            StreamMessage::new(stream_id, 1, StreamContent::Fin),
+        ] {
+            channels
+                .network
+                .send(NetworkMsg::PublishProposalPart(msg))
+                .await
+                .context("consensus network channel closed")?;
+        }
+        Ok(())
+    }
+
+    async fn get_value(
+        &mut self,
+        channels: &Channels<SabtContext>,
+        height: Height,
+        round: Round,
+    ) -> anyhow::Result<Option<LocallyProposedValue<SabtContext>>> {
+        let tip = self.tip();
+        if height.0 != tip.height + 1 {
+            warn!(%height, tip = tip.height, "asked to propose at a height this node has not reached");
+            return Ok(None);
+        }
+        let r = round.as_u32().unwrap_or(0);
+        // After a restart, propose exactly what was proposed before.
+        let (block, bytes) = match self.shared.store.own_proposal(height.0, r)? {
+            Some(bytes) => (codec::decode::<Block>(&bytes).context("stored own proposal")?, bytes),
+            None => {
+                let candidates = self.shared.mempool_candidates(MAX_BLOCK_TXS);
+                let time_ms = now_ms().max(tip.time_ms + 1);
+                let mut ws = self.shared.store.write_set();
+                let built = self.shared.registry.build_block(&mut ws, &tip, time_ms, self.address.0, candidates)?;
+                let block = built.block;
+                for (id, e) in built.refused {
+                    debug!(%id, error = %e, "left a transaction out of the block");
+                }
+                let bytes = codec::encode(&block);
+                self.shared.store.put_own_proposal(height.0, r, &bytes)?;
+                (block, bytes)
+            }
+        };
+        let hash = block.hash();
+        info!(%height, %round, block = %hash, txs = block.txs.len(), "proposing");
+        let bytes = Arc::new(bytes);
+        self.remember(
+            hash,
+            Seen {
+                block: Arc::new(block),
+                bytes: bytes.clone(),
+                round,
+                pol_round: Round::Nil,
+                proposer: self.address,
+                validity: Some(Validity::Valid),
+            },
+        );
+        self.publish(channels, height.0, round, Round::Nil, bytes, hash).await?;
+        Ok(Some(LocallyProposedValue::new(height, round, BlockId(hash))))
+    }
+
+    fn received_part(&mut self, part: ProposalPart) -> Option<ProposedValue<SabtContext>> {
+        let tip = self.tip().height;
+        if part.height <= tip || part.height > tip + MAX_PENDING_HEIGHTS {
+            return None;
+        }
+        let round = Round::new(part.round);
+        let expected = self.ctx.select_proposer(&self.set, Height(part.height), round).address;
+        if expected.0 != part.proposer {
+            warn!(
+                height = part.height,
+                round = part.round,
+                "proposal part from a validator that does not propose this round"
+            );
+            return None;
+        }
+        let block: Block = match codec::decode(&part.block) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(height = part.height, error = %e, "proposal part holds no valid block");
+                return None;
+            }
+        };
+        let hash = block.hash();
+        let msg = ProposalMsg {
+            chain_id: self.shared.genesis.chain_id.clone(),
+            height: part.height,
+            round: part.round,
+            pol_round: part.pol_round,
+            block: hash,
+            proposer: part.proposer,
+        };
+        if msg.verify(&part.signature).is_err() || block.header.height != part.height {
+            warn!(height = part.height, "proposal part signature does not verify; ignored");
+            return None;
+        }
+        let pol_round = part.pol_round.map(Round::new).unwrap_or(Round::Nil);
+        let validity = (part.height == tip + 1).then(|| self.validate(&block, true));
+        let seen = Seen {
+            block: Arc::new(block),
+            bytes: part.block.clone(),
+            round,
+            pol_round,
+            proposer: Address(part.proposer),
+            validity,
+        };
+        let reply = validity.map(|v| self.proposed_value(hash, &seen, v));
+        self.remember(hash, seen);
+        reply
+    }
+
+    fn started_round(&mut self, height: Height, round: Round) -> Vec<ProposedValue<SabtContext>> {
+        self.round_started = Some(Instant::now());
+        self.shared.metrics.round.set(i64::from(round.as_u32().unwrap_or(0)));
+        let Some(at) = self.seen.get(&height.0) else { return Vec::new() };
+        let todo: Vec<(Hash32, Seen)> =
+            at.iter().filter(|(_, s)| s.round == round).map(|(h, s)| (*h, s.clone())).collect();
+        let mut out = Vec::new();
+        for (hash, mut s) in todo {
+            let v = match s.validity {
+                Some(v) => v,
+                None => self.validate(&s.block, true),
+            };
+            s.validity = Some(v);
+            out.push(self.proposed_value(hash, &s, v));
+            if let Some(m) = self.seen.get_mut(&height.0) {
+                m.insert(hash, s);
+            }
+        }
+        out
+    }
+
+    fn checkpoint_ext(&self, height: u64, hash: &Hash32) -> Option<CheckpointExt> {
+        self.find(height, hash).map(|s| CheckpointExt { size: s.block.header.log_size, root: s.block.header.log_root })
+    }
+
+    fn decided(
+        &mut self,
+        cert: &mal::CommitCertificate<SabtContext>,
+        extensions: &mal::VoteExtensions<SabtContext>,
+    ) -> anyhow::Result<()> {
+        let height = cert.height.0;
+        let tip = self.tip();
+        if height <= tip.height {
+            // Already committed (a replay after restart).
+            return Ok(());
+        }
+        if height != tip.height + 1 {
+            return Err(anyhow!("decided height {height} does not follow the committed tip {}", tip.height));
+        }
+        let Some(seen) = self.find(height, &cert.value_id).cloned() else {
+            // Possible after a restart: the engine replays its log, but the block's bytes were only in
+            // memory. The height is restarted and sync fetches the decided block from the peers.
+            warn!(height, block = %cert.value_id, "decided a block whose bytes this node does not hold; will fetch it by sync");
+            return Ok(());
+        };
+        let block = seen.block;
+        let ext = CheckpointExt { size: block.header.log_size, root: block.header.log_root };
+        // Keep only cosignatures of the checkpoint this block really produces.
+        let matching: Vec<_> =
+            extensions.extensions.iter().filter(|(_, e)| e.message == ext).map(|(a, e)| (*a, e.clone())).collect();
+        let commit = commit_from_certificate(cert, &matching).ok_or_else(|| anyhow!("certificate without a round"))?;
+        verify_commit(&commit, &self.shared.validator_set, &self.shared.genesis.chain_id, height, &block.hash())
+            .context("the decided commit certificate does not verify")?;
+        let mut ws = self.shared.store.write_set();
+        self.shared
+            .registry
+            .execute_block(&mut ws, &tip, &block)
+            .with_context(|| format!("decided block {height} does not execute"))?;
+        let started = Instant::now();
+        let new_tip = self.shared.store.commit(ws, &block, &commit).context("committing a decided block")?;
+        let ids: Vec<Hash32> = block.txs.iter().map(|t| t.id()).collect();
+        self.shared.committed(new_tip, &ids);
+        self.seen.retain(|h, _| *h > height);
+        let latency = self.round_started.map(|s| s.elapsed()).unwrap_or_default();
+        self.shared.metrics.commit_latency.observe(latency.as_secs_f64());
+        self.shared.metrics.fsync.observe(started.elapsed().as_secs_f64());
+        info!(
+            height,
+            block = %block.hash(),
+            txs = block.txs.len(),
+            log_size = block.header.log_size,
+            cosignatures = commit.signatures.iter().filter(|s| s.checkpoint.is_some()).count(),
+            "committed"
+        );
+        Ok(())
+    }
+
+    fn decided_values(&self, from: u64, to: u64) -> anyhow::Result<Vec<RawDecidedValue<SabtContext>>> {
+        let tip = self.tip().height;
+        let mut out = Vec::new();
+        for h in from.max(1)..=to.min(tip).min(from.saturating_add(63)) {
+            let (Some(bytes), Some(commit), Some(block)) =
+                (self.shared.store.block_bytes(h)?, self.shared.store.commit_at(h)?, self.shared.store.block(h)?)
+            else {
+                break;
+            };
+            let ext = CheckpointExt { size: block.header.log_size, root: block.header.log_root };
+            out.push(RawDecidedValue::new(Bytes::from(bytes), certificate_from_commit(&commit, ext)));
+        }
+        Ok(out)
+    }
+
+    fn synced_value(
+        &mut self,
+        height: Height,
+        round: Round,
+        proposer: Address,
+        bytes: Bytes,
+    ) -> SyncedValueOutcome<SabtContext> {
+        let block: Block = match codec::decode(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(%height, error = %e, "synced value is not a valid block");
+                return SyncedValueOutcome::PeerFault;
+            }
+        };
+        if block.header.height != height.0 {
+            return SyncedValueOutcome::PeerFault;
+        }
+        let hash = block.hash();
+        let tip = self.tip().height;
+        let validity = if height.0 == tip + 1 { self.validate(&block, false) } else { Validity::Valid };
+        let seen = Seen {
+            block: Arc::new(block),
+            bytes: Arc::new(bytes.to_vec()),
+            round,
+            pol_round: Round::Nil,
+            proposer,
+            validity: Some(validity),
+        };
+        let value = self.proposed_value(hash, &seen, validity);
+        self.remember(hash, seen);
+        SyncedValueOutcome::Verdict(value)
+    }
+
+    /// Answers the engine until it stops or a commit fails.
+    pub async fn run(mut self, mut channels: Channels<SabtContext>) -> anyhow::Result<()> {
+        while let Some(msg) = channels.consensus.recv().await {
+            match msg {
+                AppMsg::ConsensusReady { reply } => {
+                    let start = Height(self.tip().height + 1);
+                    info!(height = %start, "consensus ready");
+                    self.shared.set_ready(true);
+                    let _ = reply.send((start, self.params()));
+                }
+                AppMsg::StartedRound { height, round, proposer, role, reply_value } => {
+                    debug!(%height, %round, %proposer, ?role, "started round");
+                    let values = self.started_round(height, round);
+                    let _ = reply_value.send(values);
+                }
+                AppMsg::GetValue { height, round, timeout: _, reply } => {
+                    if let Some(v) = self.get_value(&channels, height, round).await? {
+                        let _ = reply.send(v);
+                    }
+                }
+                AppMsg::ExtendVote { height, round: _, value_id, vote_extension_policy: _, reply } => {
+                    let ext = self.checkpoint_ext(height.0, &value_id);
+                    if ext.is_none() {
+                        warn!(%height, block = %value_id, "asked to cosign the checkpoint of an unknown block");
+                    }
+                    let _ = reply.send(ext);
+                }
+                AppMsg::VerifyVoteExtensions { height, round: _, value_id, extensions, reply } => {
+                    // For a block not seen yet (a certificate arriving by sync), the signatures are
+                    // already verified; the content is checked against the header when it commits.
+                    let expected = self.checkpoint_ext(height.0, &value_id);
+                    let verdicts = extensions
+                        .into_iter()
+                        .map(|(addr, ext)| match expected {
+                            Some(e) if e != ext => (addr, Err(VoteExtensionError::InvalidVoteExtension)),
+                            _ => (addr, Ok(())),
+                        })
+                        .collect();
+                    let _ = reply.send(verdicts);
+                }
+                AppMsg::RestreamProposal { height, round, valid_round, address, value_id } => {
+                    if address != self.address {
+                        continue;
+                    }
+                    if let Some(s) = self.find(height.0, &value_id).cloned() {
+                        self.publish(&channels, height.0, round, valid_round, s.bytes, value_id).await?;
+                    }
+                }
+                AppMsg::GetHistoryMinHeight { reply } => {
+                    let _ = reply.send(Height(1));
+                }
+                AppMsg::ReceivedProposalPart { from: _, published_by: _, part, reply } => {
+                    let value = match part.content {
+                        StreamContent::Data(p) => self.received_part(p),
+                        StreamContent::Fin => None,
+                    };
+                    let _ = reply.send(value);
+                }
+                AppMsg::Decided { certificate, extensions, reply } => {
+                    if let Err(e) = self.decided(&certificate, &extensions) {
+                        error!(error = format!("{e:#}"), "cannot commit a decided block; stopping");
+                        return Err(e);
+                    }
+                    let _ = reply.send(());
+                }
+                AppMsg::Finalized { certificate, reply, .. } => {
+                    let next = certificate.height.0 + 1;
+                    let tip = self.tip().height;
+                    let params = self.params();
+                    let msg = if tip + 1 == next {
+                        Next::Start(Height(next), params)
+                    } else {
+                        Next::Restart(Height(tip + 1), params)
+                    };
+                    let _ = reply.send(msg);
+                }
+                AppMsg::GetDecidedValues { range, reply } => {
+                    let values = self.decided_values(range.start().0, range.end().0)?;
+                    let _ = reply.send(values);
+                }
+                AppMsg::ProcessSyncedValue { height, round, proposer, value_bytes, reply } => {
+                    let outcome = self.synced_value(height, round, proposer, value_bytes);
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+        Err(anyhow!("the consensus engine stopped"))
+    }
+}

@@ -1,0 +1,400 @@
+//! Sabt's implementation of Malachite's `Context`: heights, addresses, the decided value (a block
+//! hash), proposals, proposal parts, votes, validators and the signing scheme.
+//!
+//! Every signature is made and checked with `sabt_core::sign` (strict Ed25519, domain-separated),
+//! over the canonical encodings of `sabt_core::block::{VoteMsg, ProposalMsg}`, so an auditor can
+//! verify commit certificates with the core alone.
+
+use super::mal::{self, LinearTimeouts, NilOrVal, Round, SignedExtension, SigningScheme, VoteType};
+use sabt_core::block::{ProposalMsg, VoteKind, VoteMsg};
+use sabt_core::hash::Hash32;
+use sabt_core::sign::{PublicKey, SecretKey, Signature};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// A block height.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Height(pub u64);
+
+impl fmt::Display for Height {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl mal::Height for Height {
+    const ZERO: Self = Height(0);
+    const INITIAL: Self = Height(1);
+
+    fn increment_by(&self, n: u64) -> Self {
+        Height(self.0.saturating_add(n))
+    }
+
+    fn decrement_by(&self, n: u64) -> Option<Self> {
+        self.0.checked_sub(n).map(Height)
+    }
+
+    fn as_u64(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A validator's address: its consensus key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Address(pub PublicKey);
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.to_hex())
+    }
+}
+
+impl mal::Address for Address {}
+
+/// The value consensus decides: a block, named by its hash. The block itself travels in proposal
+/// parts and in sync responses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BlockId(pub Hash32);
+
+impl mal::Value for BlockId {
+    type Id = Hash32;
+
+    fn id(&self) -> Hash32 {
+        self.0
+    }
+}
+
+/// The checkpoint a precommit cosigns, attached as a vote extension: the log size and root after
+/// the block. Its signature is the validator's C2SP note signature over the checkpoint body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointExt {
+    /// Log size after the block.
+    pub size: u64,
+    /// Log root after the block.
+    pub root: Hash32,
+}
+
+impl mal::Extension for CheckpointExt {
+    fn size_bytes(&self) -> usize {
+        40
+    }
+}
+
+/// A signature, ordered as Malachite requires.
+pub type Sig = Signature;
+
+/// Ed25519 with strict verification, through `sabt_core::sign`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ed25519Strict;
+
+impl SigningScheme for Ed25519Strict {
+    type DecodingError = String;
+    type Signature = Sig;
+    type PublicKey = PublicKey;
+    type PrivateKey = Arc<SecretKey>;
+
+    fn decode_signature(bytes: &[u8]) -> Result<Sig, String> {
+        let arr: [u8; 64] = bytes.try_into().map_err(|_| format!("signature is {} bytes, not 64", bytes.len()))?;
+        Ok(Signature(arr))
+    }
+
+    fn encode_signature(signature: &Sig) -> Vec<u8> {
+        signature.0.to_vec()
+    }
+
+    fn decode_public_key(bytes: &[u8]) -> Result<PublicKey, String> {
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| format!("public key is {} bytes, not 32", bytes.len()))?;
+        PublicKey::from_bytes(&arr).map_err(|e| e.to_string())
+    }
+
+    fn encode_public_key(public_key: &PublicKey) -> Vec<u8> {
+        public_key.to_bytes().to_vec()
+    }
+}
+
+/// A proposal: the engine's view of "this proposer proposes this block at this height and round".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    /// Height.
+    pub height: Height,
+    /// Round.
+    pub round: Round,
+    /// The block.
+    pub value: BlockId,
+    /// Proof-of-lock round.
+    pub pol_round: Round,
+    /// Proposer.
+    pub proposer: Address,
+}
+
+impl Proposal {
+    /// The bytes the proposer signs.
+    pub fn message(&self, chain_id: &str) -> Option<ProposalMsg> {
+        Some(ProposalMsg {
+            chain_id: chain_id.to_string(),
+            height: self.height.0,
+            round: self.round.as_u32()?,
+            pol_round: self.pol_round.as_u32(),
+            block: self.value.0,
+            proposer: self.proposer.0,
+        })
+    }
+}
+
+impl mal::Proposal<SabtContext> for Proposal {
+    fn height(&self) -> Height {
+        self.height
+    }
+    fn round(&self) -> Round {
+        self.round
+    }
+    fn value(&self) -> &BlockId {
+        &self.value
+    }
+    fn take_value(self) -> BlockId {
+        self.value
+    }
+    fn pol_round(&self) -> Round {
+        self.pol_round
+    }
+    fn validator_address(&self) -> &Address {
+        &self.proposer
+    }
+}
+
+/// The one part a proposal is streamed in: the whole encoded block, with the proposer's signature
+/// over the proposal, so a receiver can tell a genuine proposal from a forged stream before it
+/// executes anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalPart {
+    /// Height.
+    pub height: u64,
+    /// Round.
+    pub round: u32,
+    /// Proof-of-lock round.
+    pub pol_round: Option<u32>,
+    /// Proposer.
+    pub proposer: PublicKey,
+    /// The canonical encoding of the block.
+    #[serde(with = "serde_bytes_vec")]
+    pub block: Arc<Vec<u8>>,
+    /// The proposer's signature over the `ProposalMsg` for this block.
+    pub signature: Signature,
+}
+
+mod serde_bytes_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(v: &Arc<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Vec<u8>>, D::Error> {
+        let v: &[u8] = <&[u8]>::deserialize(d)?;
+        Ok(Arc::new(v.to_vec()))
+    }
+}
+
+impl mal::ProposalPart<SabtContext> for ProposalPart {
+    fn is_first(&self) -> bool {
+        true
+    }
+    fn is_last(&self) -> bool {
+        true
+    }
+}
+
+/// A vote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vote {
+    /// Prevote or precommit.
+    pub vote_type: VoteType,
+    /// Height.
+    pub height: Height,
+    /// Round.
+    pub round: Round,
+    /// The block, or nil.
+    pub value: NilOrVal<Hash32>,
+    /// The voter.
+    pub validator: Address,
+    /// The checkpoint cosignature a precommit carries.
+    pub extension: Option<SignedExtension<SabtContext>>,
+}
+
+impl Vote {
+    /// The bytes the voter signs (the extension is signed separately).
+    pub fn message(&self, chain_id: &str) -> Option<VoteMsg> {
+        Some(VoteMsg {
+            chain_id: chain_id.to_string(),
+            kind: match self.vote_type {
+                VoteType::Prevote => VoteKind::Prevote,
+                VoteType::Precommit => VoteKind::Precommit,
+            },
+            height: self.height.0,
+            round: self.round.as_u32()?,
+            block: match self.value {
+                NilOrVal::Nil => None,
+                NilOrVal::Val(h) => Some(h),
+            },
+            validator: self.validator.0,
+        })
+    }
+}
+
+impl mal::Vote<SabtContext> for Vote {
+    fn height(&self) -> Height {
+        self.height
+    }
+    fn round(&self) -> Round {
+        self.round
+    }
+    fn value(&self) -> &NilOrVal<Hash32> {
+        &self.value
+    }
+    fn take_value(self) -> NilOrVal<Hash32> {
+        self.value
+    }
+    fn vote_type(&self) -> VoteType {
+        self.vote_type
+    }
+    fn validator_address(&self) -> &Address {
+        &self.validator
+    }
+    fn extension(&self) -> Option<&SignedExtension<SabtContext>> {
+        self.extension.as_ref()
+    }
+    fn take_extension(&mut self) -> Option<SignedExtension<SabtContext>> {
+        self.extension.take()
+    }
+    fn extend(self, extension: SignedExtension<SabtContext>) -> Self {
+        Vote { extension: Some(extension), ..self }
+    }
+}
+
+/// A validator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validator {
+    /// Address (consensus key).
+    pub address: Address,
+    /// Voting power.
+    pub power: u64,
+}
+
+impl mal::Validator<SabtContext> for Validator {
+    fn address(&self) -> &Address {
+        &self.address
+    }
+    fn public_key(&self) -> &PublicKey {
+        &self.address.0
+    }
+    fn voting_power(&self) -> u64 {
+        self.power
+    }
+}
+
+/// A validator set, in genesis order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidatorSet {
+    /// The validators.
+    pub validators: Vec<Validator>,
+}
+
+impl ValidatorSet {
+    /// Malachite's view of a core validator set.
+    pub fn from_core(set: &sabt_core::validator::ValidatorSet) -> Self {
+        ValidatorSet {
+            validators: set
+                .validators()
+                .iter()
+                .map(|v| Validator { address: Address(v.key), power: v.power })
+                .collect(),
+        }
+    }
+}
+
+impl mal::ValidatorSet<SabtContext> for ValidatorSet {
+    fn count(&self) -> usize {
+        self.validators.len()
+    }
+    fn total_voting_power(&self) -> u64 {
+        self.validators.iter().fold(0u64, |acc, v| acc.saturating_add(v.power))
+    }
+    fn get_by_address(&self, address: &Address) -> Option<&Validator> {
+        self.validators.iter().find(|v| v.address == *address)
+    }
+    fn get_by_index(&self, index: usize) -> Option<&Validator> {
+        self.validators.get(index)
+    }
+}
+
+/// Sabt's consensus context. The chain id that every signed consensus message binds is held by
+/// the signer and verifier ([`super::signing`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SabtContext;
+
+impl mal::Context for SabtContext {
+    type Address = Address;
+    type Height = Height;
+    type ProposalPart = ProposalPart;
+    type Proposal = Proposal;
+    type Validator = Validator;
+    type ValidatorSet = ValidatorSet;
+    type Timeouts = LinearTimeouts;
+    type Value = BlockId;
+    type Vote = Vote;
+    type Extension = CheckpointExt;
+    type SigningScheme = Ed25519Strict;
+
+    /// Round robin over the set in genesis order, shifted by height and round, so every validator
+    /// proposes in turn and a silent proposer is skipped in the next round.
+    fn select_proposer<'a>(&self, set: &'a ValidatorSet, height: Height, round: Round) -> &'a Validator {
+        let n = set.validators.len().max(1) as u64;
+        let r = u64::from(round.as_u32().unwrap_or(0));
+        let i = (height.0.wrapping_sub(1).wrapping_add(r) % n) as usize;
+        // A set is never empty (the genesis refuses one), so index i exists.
+        #[allow(clippy::indexing_slicing)]
+        &set.validators[i]
+    }
+
+    fn new_proposal(
+        &self,
+        height: Height,
+        round: Round,
+        value: BlockId,
+        pol_round: Round,
+        address: Address,
+    ) -> Proposal {
+        Proposal { height, round, value, pol_round, proposer: address }
+    }
+
+    fn new_prevote(&self, height: Height, round: Round, value_id: NilOrVal<Hash32>, address: Address) -> Vote {
+        Vote { vote_type: VoteType::Prevote, height, round, value: value_id, validator: address, extension: None }
+    }
+
+    fn new_precommit(&self, height: Height, round: Round, value_id: NilOrVal<Hash32>, address: Address) -> Vote {
+        Vote { vote_type: VoteType::Precommit, height, round, value: value_id, validator: address, extension: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mal::{Context as _, Extension as _};
+
+    #[test]
+    fn proposer_rotates_with_height_and_round() {
+        let keys: Vec<_> = (1..=4u8).map(|i| SecretKey::from_seed(&[i; 32]).public()).collect();
+        let set =
+            ValidatorSet { validators: keys.iter().map(|k| Validator { address: Address(*k), power: 1 }).collect() };
+        let ctx = SabtContext;
+        let p = |h, r| ctx.select_proposer(&set, Height(h), Round::new(r)).address;
+        assert_eq!(p(1, 0), Address(keys[0]));
+        assert_eq!(p(2, 0), Address(keys[1]));
+        assert_eq!(p(1, 1), Address(keys[1]));
+        assert_eq!(p(4, 1), Address(keys[0]));
+        let ext = CheckpointExt { size: 1, root: Hash32::ZERO };
+        assert_eq!(ext.size_bytes(), 40);
+    }
+}

@@ -1,0 +1,193 @@
+//! The mempool: bounded, deduplicating, checked at admission.
+//!
+//! A transaction is admitted only if the registry rules accept it against the committed state and
+//! the transactions already waiting: its signature verifies, its signer may write, and its nonce is
+//! exactly the signer's next after those already pending. When the pool holds `capacity`
+//! transactions or `max_bytes` bytes, new ones are refused with [`AdmitError::Full`] (HTTP 429), never
+//! queued without bound. Proposers take transactions in arrival order, which keeps each signer's
+//! nonces in order.
+
+use sabt_core::codec;
+use sabt_core::hash::Hash32;
+use sabt_core::registry::{Ledger, Registry, TxError};
+use sabt_core::sign::PublicKey;
+use sabt_core::tx::SignedTx;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use thiserror::Error;
+
+/// Why a transaction was not admitted.
+#[derive(Debug, Error)]
+pub enum AdmitError {
+    /// Refused by the registry rules.
+    #[error(transparent)]
+    Rejected(#[from] TxError),
+    /// Already waiting.
+    #[error("transaction {0} is already in the mempool")]
+    Duplicate(Hash32),
+    /// Already committed.
+    #[error("transaction {0} is already committed at height {1}")]
+    Committed(Hash32, u64),
+    /// No room.
+    #[error("the mempool is full ({count} transactions, {bytes} bytes); retry later")]
+    Full {
+        /// Transactions waiting.
+        count: usize,
+        /// Bytes waiting.
+        bytes: usize,
+    },
+}
+
+/// The pool.
+#[derive(Debug)]
+pub struct Mempool {
+    capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
+    queue: VecDeque<(Hash32, SignedTx, usize)>,
+    ids: BTreeSet<Hash32>,
+    /// Per signer: the nonce after its last pending transaction.
+    next_nonce: BTreeMap<PublicKey, u64>,
+}
+
+impl Mempool {
+    /// An empty pool holding at most `capacity` transactions and `max_bytes` bytes.
+    pub fn new(capacity: usize, max_bytes: usize) -> Mempool {
+        Mempool {
+            capacity,
+            max_bytes,
+            bytes: 0,
+            queue: VecDeque::new(),
+            ids: BTreeSet::new(),
+            next_nonce: BTreeMap::new(),
+        }
+    }
+
+    /// Number of waiting transactions.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether `id` waits here.
+    pub fn contains(&self, id: &Hash32) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Admits `stx` after checking it against `registry` and the committed state in `ledger`.
+    pub fn admit<L: Ledger + ?Sized>(
+        &mut self,
+        registry: &Registry,
+        ledger: &L,
+        stx: SignedTx,
+    ) -> Result<Hash32, AdmitError> {
+        let id = stx.id();
+        if self.ids.contains(&id) {
+            return Err(AdmitError::Duplicate(id));
+        }
+        let size = codec::encode(&stx).len();
+        if self.queue.len() >= self.capacity || self.bytes + size > self.max_bytes {
+            return Err(AdmitError::Full { count: self.queue.len(), bytes: self.bytes });
+        }
+        registry.check_stateless(&stx)?;
+        match self.next_nonce.get(&stx.tx.signer) {
+            // The signer has pending transactions: this one must follow the last.
+            Some(&next) if stx.tx.nonce != next => {
+                let e = if stx.tx.nonce < next {
+                    TxError::NonceUsed { signer: stx.tx.signer.to_hex(), expected: next, got: stx.tx.nonce }
+                } else {
+                    TxError::NonceGap { signer: stx.tx.signer.to_hex(), expected: next, got: stx.tx.nonce }
+                };
+                return Err(e.into());
+            }
+            Some(_) => {}
+            None => registry.check_stateful(ledger, &stx)?,
+        }
+        self.next_nonce.insert(stx.tx.signer, stx.tx.nonce + 1);
+        self.ids.insert(id);
+        self.bytes += size;
+        self.queue.push_back((id, stx, size));
+        Ok(id)
+    }
+
+    /// Up to `max` waiting transactions, oldest first, for a proposal.
+    pub fn candidates(&self, max: usize) -> Vec<SignedTx> {
+        self.queue.iter().take(max).map(|(_, t, _)| t.clone()).collect()
+    }
+
+    /// After a block commits: drops its transactions, then every waiting transaction the new
+    /// state refuses (a nonce used by a transaction that reached another node first, say).
+    pub fn committed<L: Ledger + ?Sized>(&mut self, registry: &Registry, ledger: &L, included: &[Hash32]) {
+        let included: BTreeSet<&Hash32> = included.iter().collect();
+        let old = std::mem::take(&mut self.queue);
+        self.ids.clear();
+        self.next_nonce.clear();
+        self.bytes = 0;
+        for (id, stx, size) in old {
+            if included.contains(&id) {
+                continue;
+            }
+            let ok = match self.next_nonce.get(&stx.tx.signer) {
+                Some(&next) => stx.tx.nonce == next,
+                None => registry.check_stateful(ledger, &stx).is_ok(),
+            };
+            if ok {
+                self.next_nonce.insert(stx.tx.signer, stx.tx.nonce + 1);
+                self.ids.insert(id);
+                self.bytes += size;
+                self.queue.push_back((id, stx, size));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sabt_core::devnet::Devnet;
+    use sabt_core::entry::BatchAnchor;
+    use sabt_core::registry::{MemoryLedger, Tip};
+    use sabt_core::sign::SecretKey;
+    use sabt_core::tx::{Transaction, TxBody};
+
+    #[test]
+    fn admission_dedup_nonces_capacity() {
+        let dev = Devnet::new("sabt-test", 1, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
+        let registry = Registry::new(&dev.genesis).unwrap();
+        let admin = dev.admin_key(0);
+        let mut ledger = MemoryLedger::default();
+        let tx = |nonce: u64, root: u8| {
+            Transaction {
+                chain_id: "sabt-test".into(),
+                signer: admin.public(),
+                nonce,
+                body: TxBody::AnchorBatch(BatchAnchor { root: Hash32([root; 32]), size: 1 }),
+            }
+            .sign(&admin)
+        };
+        let mut pool = Mempool::new(3, 1 << 20);
+        pool.admit(&registry, &ledger, tx(0, 1)).unwrap();
+        assert!(matches!(pool.admit(&registry, &ledger, tx(0, 1)), Err(AdmitError::Duplicate(_))));
+        assert!(matches!(
+            pool.admit(&registry, &ledger, tx(2, 2)),
+            Err(AdmitError::Rejected(TxError::NonceGap { .. }))
+        ));
+        // A transaction by a key the genesis does not know, or with a broken signature, is refused.
+        let stranger = SecretKey::from_seed(&[42; 32]);
+        let mut forged = tx(1, 5);
+        forged.tx.signer = stranger.public();
+        assert!(matches!(pool.admit(&registry, &ledger, forged), Err(AdmitError::Rejected(TxError::Unauthorised(_)))));
+        let mut forged = tx(1, 5);
+        forged.tx.nonce = 7;
+        assert!(matches!(pool.admit(&registry, &ledger, forged), Err(AdmitError::Rejected(TxError::BadSignature(_)))));
+        pool.admit(&registry, &ledger, tx(1, 2)).unwrap();
+        pool.admit(&registry, &ledger, tx(2, 3)).unwrap();
+        assert!(matches!(pool.admit(&registry, &ledger, tx(3, 4)), Err(AdmitError::Full { .. })));
+        // Commit the first one: it leaves, the others stay in order.
+        let tip = Tip::genesis(&dev.genesis);
+        let first = pool.candidates(1);
+        registry.execute(&mut ledger, &tip, 1, 2, &first).unwrap();
+        pool.committed(&registry, &ledger, &[first[0].id()]);
+        assert_eq!(pool.len(), 2);
+        assert_eq!(pool.candidates(10)[0].tx.nonce, 1);
+    }
+}

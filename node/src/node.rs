@@ -1,0 +1,366 @@
+//! Starting and stopping a node: load configuration, genesis and keys, check the store, start the
+//! consensus engine, the application loop, the API and metrics; stop cleanly on SIGTERM or SIGINT,
+//! and stop with an error when a durable write fails.
+
+use crate::config::Config;
+use crate::consensus::app::App;
+use crate::consensus::codec::SabtCodec;
+use crate::consensus::context::SabtContext;
+use crate::consensus::mal::{
+    self, Codec as _, ConsensusConfig, ConsensusContext, DiscoveryConfig, EngineBuilder, Keypair, LinearTimeouts,
+    NetworkContext, NetworkIdentity, NodeConfig, P2pConfig, PubSubProtocol, RequestContext, SyncContext, ValuePayload,
+    ValueSyncConfig, WalContext,
+};
+use crate::consensus::signing::{SabtSigner, SabtVerifier};
+use crate::mempool::{AdmitError, Mempool};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use anyhow::{Context as _, anyhow, bail};
+use malachitebft_signing::Signer as _;
+use sabt_core::genesis::Genesis;
+use sabt_core::hash::Hash32;
+use sabt_core::registry::{Registry, Tip};
+use sabt_core::sign::SecretKey;
+use sabt_core::tx::SignedTx;
+use sabt_core::validator::ValidatorSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+/// State shared by the consensus loop and the API.
+#[derive(Debug)]
+pub struct Shared {
+    /// This node's agency name.
+    pub name: String,
+    /// The genesis.
+    pub genesis: Genesis,
+    /// Its hash.
+    pub genesis_hash: Hash32,
+    /// The validator set.
+    pub validator_set: ValidatorSet,
+    /// The registry rules.
+    pub registry: Registry,
+    /// The store.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Metrics,
+    mempool: Mutex<Mempool>,
+    tip: RwLock<Tip>,
+    ready: AtomicBool,
+}
+
+impl Shared {
+    /// The committed tip.
+    pub fn tip(&self) -> Tip {
+        match self.tip.read() {
+            Ok(t) => t.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn mempool(&self) -> std::sync::MutexGuard<'_, Mempool> {
+        self.mempool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether consensus has started.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Marks consensus as started.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Transactions waiting.
+    pub fn mempool_len(&self) -> usize {
+        self.mempool().len()
+    }
+
+    /// Whether `id` is waiting.
+    pub fn mempool_contains(&self, id: &Hash32) -> bool {
+        self.mempool().contains(id)
+    }
+
+    /// Oldest waiting transactions.
+    pub fn mempool_candidates(&self, max: usize) -> Vec<SignedTx> {
+        self.mempool().candidates(max)
+    }
+
+    /// Admits a submitted transaction.
+    pub fn submit(&self, stx: SignedTx) -> Result<Hash32, AdmitError> {
+        let id = stx.id();
+        if let Ok(Some(loc)) = self.store.tx_location(&id) {
+            return Err(AdmitError::Committed(id, loc.height));
+        }
+        let ws = self.store.write_set();
+        let mut pool = self.mempool();
+        let r = pool.admit(&self.registry, &ws, stx);
+        self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
+        r
+    }
+
+    /// Records a committed block.
+    pub fn committed(&self, tip: Tip, ids: &[Hash32]) {
+        let height = tip.height;
+        match self.tip.write() {
+            Ok(mut t) => *t = tip,
+            Err(p) => *p.into_inner() = tip,
+        }
+        let ws = self.store.write_set();
+        let mut pool = self.mempool();
+        pool.committed(&self.registry, &ws, ids);
+        self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
+        self.metrics.height.set(i64::try_from(height).unwrap_or(i64::MAX));
+        self.metrics.txs_committed.inc_by(ids.len() as u64);
+    }
+}
+
+/// Malachite's view of the configuration.
+#[derive(Debug, Clone)]
+struct EngineConfig {
+    moniker: String,
+    consensus: ConsensusConfig,
+    value_sync: ValueSyncConfig,
+}
+
+impl NodeConfig for EngineConfig {
+    fn moniker(&self) -> &str {
+        &self.moniker
+    }
+    fn consensus(&self) -> &ConsensusConfig {
+        &self.consensus
+    }
+    fn consensus_mut(&mut self) -> &mut ConsensusConfig {
+        &mut self.consensus
+    }
+    fn value_sync(&self) -> &mal::ValueSyncConfig {
+        &self.value_sync
+    }
+    fn value_sync_mut(&mut self) -> &mut mal::ValueSyncConfig {
+        &mut self.value_sync
+    }
+}
+
+/// Paths inside a node's home directory.
+#[derive(Debug, Clone)]
+pub struct Home(pub PathBuf);
+
+impl Home {
+    /// Consensus key file.
+    pub fn consensus_key(&self) -> PathBuf {
+        self.0.join("keys/consensus.key")
+    }
+    /// Network key file.
+    pub fn network_key(&self) -> PathBuf {
+        self.0.join("keys/network.key")
+    }
+    /// Database directory.
+    pub fn db(&self) -> PathBuf {
+        self.0.join("data/db")
+    }
+    /// Consensus write-ahead log.
+    pub fn wal(&self) -> PathBuf {
+        self.0.join("data/wal/consensus.wal")
+    }
+}
+
+fn engine_config(cfg: &Config, genesis: &Genesis, own_peer: &str) -> anyhow::Result<EngineConfig> {
+    let listen =
+        cfg.p2p.listen.parse().with_context(|| format!("p2p.listen {:?} is not a multiaddr", cfg.p2p.listen))?;
+    let mut peers = Vec::new();
+    for a in &genesis.agencies {
+        let Some(v) = &a.validator else { continue };
+        if v.peer_id == own_peer {
+            continue;
+        }
+        for addr in &v.addresses {
+            let full = format!("{addr}/p2p/{}", v.peer_id);
+            peers.push(
+                full.parse().with_context(|| format!("genesis address {full} of {} is not a multiaddr", a.name))?,
+            );
+        }
+    }
+    let max_block = usize::try_from(genesis.params.max_block_bytes).unwrap_or(16 << 20);
+    let p2p = P2pConfig {
+        listen_addr: listen,
+        persistent_peers: peers,
+        // The genesis is the allow-list: a peer not listed there is disconnected after Identify.
+        persistent_peers_only: true,
+        discovery: DiscoveryConfig { enabled: false, max_connections_per_ip: 64, ..Default::default() },
+        protocol: PubSubProtocol::Broadcast,
+        pubsub_max_size: bytesize::ByteSize::b((max_block + (1 << 20)) as u64),
+        rpc_max_size: bytesize::ByteSize::mib(96),
+        ..Default::default()
+    };
+    Ok(EngineConfig {
+        moniker: cfg.name.clone(),
+        consensus: ConsensusConfig {
+            enabled: true,
+            p2p,
+            value_payload: ValuePayload::ProposalAndParts,
+            ..Default::default()
+        },
+        value_sync: ValueSyncConfig {
+            enabled: true,
+            status_update_interval: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            max_response_size: bytesize::ByteSize::mib(80),
+            batch_size: 4,
+            ..Default::default()
+        },
+    })
+}
+
+/// Loads everything a node needs from `home`, checks it, and runs the node until SIGTERM/SIGINT
+/// (Ok) or a fatal error (Err).
+pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
+    let home = Home(home.to_path_buf());
+    let genesis = sabt_genesis::load(&home.0.join(&cfg.genesis))?;
+    let genesis_hash = genesis.hash();
+    let validator_set = genesis.validator_set()?;
+    let consensus_seed = sabt_genesis::keyfile::read(&home.consensus_key())?;
+    let network_seed = sabt_genesis::keyfile::read(&home.network_key())?;
+    let key = Arc::new(SecretKey::from_seed(&consensus_seed));
+    let own_peer = sabt_genesis::keyfile::peer_id(&network_seed)?;
+    let agency = genesis
+        .agencies
+        .iter()
+        .find(|a| a.name == cfg.name)
+        .ok_or_else(|| anyhow!("config name {:?} is not an agency in the genesis", cfg.name))?;
+    match &agency.validator {
+        Some(v) if v.consensus_key == key.public() && v.peer_id == own_peer => {}
+        Some(_) => bail!(
+            "the keys in {} are not the ones the genesis lists for {} (consensus key {}, peer id {})",
+            home.0.join("keys").display(),
+            cfg.name,
+            key.public(),
+            own_peer
+        ),
+        None => bail!("agency {} runs no validator in the genesis; this version runs validators only", cfg.name),
+    }
+
+    std::fs::create_dir_all(home.db()).with_context(|| format!("cannot create {}", home.db().display()))?;
+    let store =
+        Store::open(&home.db()).with_context(|| format!("cannot open the database in {}", home.db().display()))?;
+    match store.genesis_hash()? {
+        None => store.set_genesis_hash(&genesis_hash)?,
+        Some(h) if h == genesis_hash => {}
+        Some(h) => bail!(
+            "the database in {} belongs to the chain with genesis {h}, not {genesis_hash}; use another home directory",
+            home.db().display()
+        ),
+    }
+    let tip = store.check(Tip::genesis(&genesis)).map_err(|e| {
+        anyhow!(
+            "refusing to start on an inconsistent store in {}: {e}. Restore it from a backup or move it away to resync from the network",
+            home.db().display()
+        )
+    })?;
+    info!(name = %cfg.name, chain = %genesis.chain_id, genesis = %genesis_hash, height = tip.height, "store checked");
+
+    let metrics = Metrics::register(&cfg.name);
+    metrics.height.set(i64::try_from(tip.height).unwrap_or(i64::MAX));
+    let registry = Registry::new(&genesis)?;
+    let shared = Arc::new(Shared {
+        name: cfg.name.clone(),
+        genesis_hash,
+        validator_set,
+        registry,
+        store,
+        metrics,
+        mempool: Mutex::new(Mempool::new(cfg.mempool.max_txs, cfg.mempool.max_bytes)),
+        tip: RwLock::new(tip),
+        ready: AtomicBool::new(false),
+        genesis,
+    });
+
+    // Consensus engine.
+    let chain: Arc<str> = shared.genesis.chain_id.as_str().into();
+    let signer = SabtSigner::new(chain.clone(), key.clone());
+    let mut net_seed = network_seed;
+    let keypair = Keypair::ed25519_from_bytes(&mut net_seed).context("network key")?;
+    let proof = signer
+        .sign_validator_proof(key.public().to_bytes().to_vec(), keypair.public().to_peer_id().to_bytes())
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let proof_bytes = SabtCodec.encode(&proof).map_err(|e| anyhow!("{e}"))?;
+    let address = signer.address();
+    let identity = NetworkIdentity::new_validator(cfg.name.clone(), keypair, address.to_string(), proof_bytes);
+    let engine_cfg = engine_config(&cfg, &shared.genesis, &own_peer)?;
+    let c = &cfg.consensus;
+    let delta = Duration::from_millis(c.timeout_delta_ms);
+    let timeouts = LinearTimeouts {
+        propose: Duration::from_millis(c.timeout_propose_ms),
+        propose_delta: delta,
+        prevote: Duration::from_millis(c.timeout_prevote_ms),
+        prevote_delta: delta,
+        precommit: Duration::from_millis(c.timeout_precommit_ms),
+        precommit_delta: delta,
+        rebroadcast: Duration::from_millis(c.timeout_propose_ms + c.timeout_prevote_ms + c.timeout_precommit_ms),
+        max_timeout: Duration::from_secs(60),
+    };
+    let (channels, engine) = EngineBuilder::new(SabtContext, engine_cfg)
+        .with_default_wal(WalContext::new(home.wal(), SabtCodec))
+        .with_default_network(NetworkContext::new(identity, SabtCodec))
+        .with_default_sync(SyncContext::new(SabtCodec))
+        .with_default_consensus(ConsensusContext::new_validator(
+            address,
+            Box::new(SabtVerifier::new(chain.clone())),
+            Box::new(signer),
+        ))
+        .with_default_request(RequestContext::new(64))
+        .build()
+        .await
+        .map_err(|e| anyhow!("cannot start the consensus engine: {e:#}"))?;
+    info!(peer_id = %own_peer, p2p = %cfg.p2p.listen, "consensus engine started");
+
+    let net_requests = channels.net_requests.clone();
+    let app = App::new(shared.clone(), key, timeouts);
+    let mut app_task = tokio::spawn(app.run(channels));
+    let api = crate::api::serve(shared.clone(), cfg.api.listen, cfg.api.max_body_bytes).await?;
+    let mut api_task = tokio::spawn(api);
+    let mut metrics_task = tokio::spawn(crate::metrics::serve(cfg.metrics.listen));
+    let peers_shared = shared.clone();
+    let peers_task = tokio::spawn(async move {
+        loop {
+            if let Ok(Some(dump)) = mal::NetworkRequest::dump_state(&net_requests).await {
+                peers_shared.metrics.peers.set(i64::try_from(dump.peers.len()).unwrap_or(0));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    info!(api = %cfg.api.listen, metrics = %cfg.metrics.listen, "node running");
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let result = tokio::select! {
+        _ = sigterm.recv() => { info!("SIGTERM: shutting down"); Ok(()) }
+        _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); Ok(()) }
+        r = &mut app_task => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow!("the application task failed: {e}")),
+        },
+        r = &mut api_task => Err(anyhow!("the API server stopped: {:?}", r)),
+        r = &mut metrics_task => Err(anyhow!("the metrics server stopped: {:?}", r)),
+    };
+    shared.set_ready(false);
+    peers_task.abort();
+    api_task.abort();
+    metrics_task.abort();
+    app_task.abort();
+    // Every vote is in the write-ahead log before it is sent and every block is synced before it is
+    // acknowledged, so stopping the engine here loses nothing.
+    if let Err(e) = engine.actor.kill_and_wait(Some(Duration::from_secs(5))).await {
+        warn!(error = %e, "consensus engine did not stop cleanly");
+    }
+    engine.handle.abort();
+    if let Err(e) = &result {
+        error!(error = format!("{e:#}"), "node stopped on an error");
+    } else {
+        info!("node stopped");
+    }
+    result
+}

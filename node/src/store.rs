@@ -1,0 +1,347 @@
+//! The node's durable store (RocksDB): blocks, commit certificates, the registry log, the state
+//! map, and the chain tip.
+//!
+//! A block is executed into a [`WriteSet`], an in-memory overlay that reads its own writes and falls
+//! back to the database, and committed with [`Store::commit`] as **one synced write batch**: the
+//! block, its commit certificate, every log and state node it adds, its transaction index and the
+//! new tip land together or not at all. Nothing is acknowledged before that write returns; an error
+//! from it is fatal to the node.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `blocks` | height (u64 BE) | `encode(Block)` |
+//! | `commits` | height | `encode(Commit)` |
+//! | `log` | level (u8) ‖ index (u64 BE) | node hash (32 bytes) |
+//! | `entries` | log index (u64 BE) | `encode(LogEntry)` |
+//! | `smt` | depth (u16 BE) ‖ prefix (32 bytes) | `encode_body(SmtNode)` |
+//! | `state` | state key (32 bytes) | value bytes |
+//! | `txs` | transaction id (32 bytes) | height (u64 BE) ‖ position (u32 BE) |
+//! | `proposals` | height ‖ round (u32 BE) | this node's own proposed block, for re-proposal after a crash |
+//! | `meta` | `genesis`, `tip` | genesis hash; `encode_body(Tip)` |
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use sabt_core::block::{Block, Commit};
+use sabt_core::codec;
+use sabt_core::hash::Hash32;
+use sabt_core::merkle::{self, Blake3, NodeId, NodeSink, NodeStore, StoreError};
+use sabt_core::registry::{Ledger, MemoryLedger, Tip};
+use sabt_core::smt::{self, NodePos, SmtNode, SmtSink, SmtStore};
+use std::path::Path;
+use thiserror::Error;
+
+const CFS: [&str; 9] = ["blocks", "commits", "log", "entries", "smt", "state", "txs", "proposals", "meta"];
+
+/// A store error. Any error while writing is fatal to the node.
+#[derive(Debug, Error)]
+pub enum DbError {
+    /// RocksDB failed.
+    #[error("database: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// Stored data does not decode or does not agree with itself.
+    #[error("database is inconsistent: {0}")]
+    Inconsistent(String),
+    /// The registry's storage traits failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// The node's database.
+#[derive(Debug)]
+pub struct Store {
+    db: DB,
+}
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn node_key(id: NodeId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = id.level;
+    k[1..].copy_from_slice(&id.index.to_be_bytes());
+    k
+}
+
+fn backend(e: rocksdb::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Where a committed transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxLocation {
+    /// Block height.
+    pub height: u64,
+    /// Position in the block.
+    pub position: u32,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, DbError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(4);
+        let cfs = CFS.iter().map(|n| {
+            let mut o = Options::default();
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*n, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(Store { db })
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db.cf_handle(name).ok_or_else(|| StoreError::Backend(format!("column family {name} is missing")))
+    }
+
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf)?, key).map_err(backend)
+    }
+
+    /// The genesis hash this store was created for, if any.
+    pub fn genesis_hash(&self) -> Result<Option<Hash32>, DbError> {
+        match self.get("meta", b"genesis")? {
+            None => Ok(None),
+            Some(v) => {
+                let arr: [u8; 32] =
+                    v.as_slice().try_into().map_err(|_| DbError::Inconsistent("stored genesis hash".into()))?;
+                Ok(Some(Hash32(arr)))
+            }
+        }
+    }
+
+    /// Records the genesis hash of a new store (synced).
+    pub fn set_genesis_hash(&self, hash: &Hash32) -> Result<(), DbError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(self.cf("meta")?, b"genesis", hash.as_bytes(), &wo)?;
+        Ok(())
+    }
+
+    /// The committed tip, if any block is committed.
+    pub fn tip(&self) -> Result<Option<Tip>, DbError> {
+        match self.get("meta", b"tip")? {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                codec::decode_body("tip", &v, 1024).map_err(|e| DbError::Inconsistent(format!("stored tip: {e}")))?,
+            )),
+        }
+    }
+
+    /// The block at `height`.
+    pub fn block(&self, height: u64) -> Result<Option<Block>, DbError> {
+        match self.get("blocks", &be(height))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode(&v).map_err(|e| DbError::Inconsistent(format!("block {height}: {e}")))?)),
+        }
+    }
+
+    /// The raw encoded block at `height`.
+    pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(self.get("blocks", &be(height))?)
+    }
+
+    /// The commit certificate of the block at `height`.
+    pub fn commit_at(&self, height: u64) -> Result<Option<Commit>, DbError> {
+        match self.get("commits", &be(height))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode(&v).map_err(|e| DbError::Inconsistent(format!("commit {height}: {e}")))?)),
+        }
+    }
+
+    /// Where transaction `id` was committed.
+    pub fn tx_location(&self, id: &Hash32) -> Result<Option<TxLocation>, DbError> {
+        match self.get("txs", id.as_bytes())? {
+            None => Ok(None),
+            Some(v) if v.len() == 12 => {
+                let mut h = [0u8; 8];
+                h.copy_from_slice(&v[..8]);
+                let mut p = [0u8; 4];
+                p.copy_from_slice(&v[8..]);
+                Ok(Some(TxLocation { height: u64::from_be_bytes(h), position: u32::from_be_bytes(p) }))
+            }
+            Some(_) => Err(DbError::Inconsistent(format!("transaction index entry for {id}"))),
+        }
+    }
+
+    /// This node's own proposal at `height` and `round`, if it made one.
+    pub fn own_proposal(&self, height: u64, round: u32) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(self.get("proposals", &proposal_key(height, round))?)
+    }
+
+    /// Records this node's proposal before it is sent, so a restarted node re-proposes the same block.
+    pub fn put_own_proposal(&self, height: u64, round: u32, block: &[u8]) -> Result<(), DbError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(self.cf("proposals")?, proposal_key(height, round), block, &wo)?;
+        Ok(())
+    }
+
+    /// A write set over the current state.
+    pub fn write_set(&self) -> WriteSet<'_> {
+        WriteSet { store: self, overlay: MemoryLedger::default() }
+    }
+
+    /// Commits a decided block atomically and durably: its effects in `ws`, the block, its commit
+    /// and the new tip in one synced write batch. Returns only once the data is on disk.
+    pub fn commit(&self, ws: WriteSet<'_>, block: &Block, commit: &Commit) -> Result<Tip, DbError> {
+        let height = block.header.height;
+        let tip = Tip::after(&block.header);
+        let mut batch = WriteBatch::default();
+        let o = &ws.overlay;
+        for (id, h) in o.log.nodes() {
+            batch.put_cf(self.cf("log")?, node_key(*id), h.as_bytes());
+        }
+        for (pos, node) in o.smt.nodes() {
+            batch.put_cf(self.cf("smt")?, pos.to_bytes(), codec::encode_body(node));
+        }
+        for (k, v) in &o.state {
+            batch.put_cf(self.cf("state")?, k.as_bytes(), v);
+        }
+        for (i, v) in &o.entries {
+            batch.put_cf(self.cf("entries")?, be(*i), v);
+        }
+        for (pos, tx) in block.txs.iter().enumerate() {
+            let mut loc = [0u8; 12];
+            loc[..8].copy_from_slice(&be(height));
+            loc[8..].copy_from_slice(&u32::try_from(pos).unwrap_or(u32::MAX).to_be_bytes());
+            batch.put_cf(self.cf("txs")?, tx.id().as_bytes(), loc);
+        }
+        batch.put_cf(self.cf("blocks")?, be(height), codec::encode(block));
+        batch.put_cf(self.cf("commits")?, be(height), codec::encode(commit));
+        batch.put_cf(self.cf("meta")?, b"tip", codec::encode_body(&tip));
+        // Own proposals below the new tip are no longer needed.
+        batch.delete_range_cf(self.cf("proposals")?, proposal_key(0, 0), proposal_key(height + 1, 0));
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(tip)
+    }
+
+    /// Checks that the stored chain agrees with itself: the tip names the last block, the log and
+    /// state roots recomputed from the stored nodes equal the tip's, and the last block's commit is
+    /// for that block. Returns the tip (the genesis tip for an empty store).
+    pub fn check(&self, genesis_tip: Tip) -> Result<Tip, DbError> {
+        let Some(tip) = self.tip()? else {
+            if self.block(1)?.is_some() {
+                return Err(DbError::Inconsistent("blocks are stored but the tip is missing".into()));
+            }
+            return Ok(genesis_tip);
+        };
+        let block = self.block(tip.height)?.ok_or_else(|| {
+            DbError::Inconsistent(format!("the tip names height {} but that block is missing", tip.height))
+        })?;
+        if block.hash() != tip.block_hash {
+            return Err(DbError::Inconsistent(format!(
+                "block {} has hash {} but the tip says {}",
+                tip.height,
+                block.hash(),
+                tip.block_hash
+            )));
+        }
+        if self.block(tip.height + 1)?.is_some() {
+            return Err(DbError::Inconsistent(format!("a block is stored above the tip height {}", tip.height)));
+        }
+        let log_root = merkle::root::<Blake3, _>(&self.write_set(), tip.log_size)?;
+        if log_root != tip.log_root || block.header.log_root != tip.log_root {
+            return Err(DbError::Inconsistent(format!(
+                "the log root recomputed from storage at size {} is {}, the tip and block {} say {} and {}",
+                tip.log_size, log_root, tip.height, tip.log_root, block.header.log_root
+            )));
+        }
+        let state_root = smt::root(&self.write_set())?;
+        if state_root != tip.state_root || block.header.state_root != tip.state_root {
+            return Err(DbError::Inconsistent(format!(
+                "the state root recomputed from storage is {}, the tip and block {} say {} and {}",
+                state_root, tip.height, tip.state_root, block.header.state_root
+            )));
+        }
+        let commit = self.commit_at(tip.height)?.ok_or_else(|| {
+            DbError::Inconsistent(format!("the commit certificate of block {} is missing", tip.height))
+        })?;
+        if commit.block != tip.block_hash || commit.height != tip.height {
+            return Err(DbError::Inconsistent(format!(
+                "the commit certificate of block {} is for another block",
+                tip.height
+            )));
+        }
+        Ok(tip)
+    }
+}
+
+fn proposal_key(height: u64, round: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&be(height));
+    k[8..].copy_from_slice(&round.to_be_bytes());
+    k
+}
+
+/// An overlay of one block's writes (held in a [`MemoryLedger`]) over the store: reads see the
+/// overlay first, then the database.
+#[derive(Debug)]
+pub struct WriteSet<'a> {
+    store: &'a Store,
+    overlay: MemoryLedger,
+}
+
+impl NodeStore for WriteSet<'_> {
+    fn get(&self, id: NodeId) -> Result<Option<Hash32>, StoreError> {
+        if let Some(h) = NodeStore::get(&self.overlay, id)? {
+            return Ok(Some(h));
+        }
+        match self.store.get("log", &node_key(id))? {
+            None => Ok(None),
+            Some(v) => {
+                let arr: [u8; 32] = v.as_slice().try_into().map_err(|_| {
+                    StoreError::Damaged(format!("log node ({}, {}) is {} bytes", id.level, id.index, v.len()))
+                })?;
+                Ok(Some(Hash32(arr)))
+            }
+        }
+    }
+}
+
+impl NodeSink for WriteSet<'_> {
+    fn put(&mut self, id: NodeId, hash: Hash32) -> Result<(), StoreError> {
+        NodeSink::put(&mut self.overlay, id, hash)
+    }
+}
+
+impl SmtStore for WriteSet<'_> {
+    fn get(&self, pos: NodePos) -> Result<Option<SmtNode>, StoreError> {
+        if let Some(n) = SmtStore::get(&self.overlay, pos)? {
+            return Ok(Some(n));
+        }
+        match self.store.get("smt", &pos.to_bytes())? {
+            None => Ok(None),
+            Some(v) => codec::decode_body("state node", &v, 128)
+                .map(Some)
+                .map_err(|e| StoreError::Damaged(format!("state node at depth {}: {e}", pos.depth))),
+        }
+    }
+}
+
+impl SmtSink for WriteSet<'_> {
+    fn put(&mut self, pos: NodePos, node: SmtNode) -> Result<(), StoreError> {
+        SmtSink::put(&mut self.overlay, pos, node)
+    }
+}
+
+impl Ledger for WriteSet<'_> {
+    fn state_get(&self, key: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.overlay.state_get(key)? {
+            return Ok(Some(v));
+        }
+        self.store.get("state", key.as_bytes())
+    }
+
+    fn state_put(&mut self, key: Hash32, value: Vec<u8>) -> Result<(), StoreError> {
+        self.overlay.state_put(key, value)
+    }
+
+    fn entry_put(&mut self, index: u64, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.overlay.entry_put(index, bytes)
+    }
+}
