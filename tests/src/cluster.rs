@@ -1,0 +1,300 @@
+//! A local cluster of real `sabt-node` processes on 127.0.0.1, for multi-node and fault tests.
+//!
+//! The binaries are the ones built beside the test executable (`target/debug/`), so
+//! `scripts/test` builds them first. Clusters in one test binary run one at a time ([`Cluster::lock`]):
+//! this machine has two cores, and consensus timing tests must not compete with each other.
+
+use anyhow::{Context as _, anyhow, bail};
+use sabt_core::block::{Block, Commit, verify_commit};
+use sabt_core::checkpoint::verify_cosigned;
+use sabt_core::codec;
+use sabt_core::genesis::Genesis;
+use sabt_core::hash::Hash32;
+use sabt_core::sign::SecretKey;
+use sabt_core::tx::{SignedTx, Transaction, TxBody};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Directory holding the workspace binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("SABT_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/debug/deps/<test> → target/debug
+    exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// A binary from the workspace.
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// A running (or stopped) node.
+#[derive(Debug)]
+pub struct NodeProc {
+    /// Home directory.
+    pub home: PathBuf,
+    /// API base URL.
+    pub url: String,
+    child: Option<Child>,
+}
+
+/// A cluster of nodes sharing one genesis.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Its directory.
+    pub dir: tempfile::TempDir,
+    /// The genesis.
+    pub genesis: Genesis,
+    /// The nodes, `nodes[0]` is node-1.
+    pub nodes: Vec<NodeProc>,
+    agent: ureq::Agent,
+    _guard: MutexGuard<'static, ()>,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into()
+}
+
+impl Cluster {
+    /// Serializes clusters within a test binary.
+    fn lock() -> MutexGuard<'static, ()> {
+        LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes a testnet of `n` validators with ports from `base_port` and starts every node.
+    pub fn start(n: u16, base_port: u16) -> anyhow::Result<Cluster> {
+        let guard = Self::lock();
+        let dir = tempfile::tempdir()?;
+        let out = Command::new(bin("sabt-genesis"))
+            .args(["testnet", "--validators", &n.to_string(), "--base-port", &base_port.to_string(), "--out"])
+            .arg(dir.path())
+            .output()
+            .context("running sabt-genesis (build the workspace binaries first: cargo build --workspace)")?;
+        if !out.status.success() {
+            bail!("sabt-genesis testnet failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let genesis = Genesis::from_json(&std::fs::read_to_string(dir.path().join("genesis.json"))?)?;
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let home = dir.path().join(format!("node-{i}"));
+            nodes.push(NodeProc { home, url: format!("http://127.0.0.1:{}", base_port + 100 + i), child: None });
+        }
+        let mut c = Cluster { dir, genesis, nodes, agent: agent(), _guard: guard };
+        for i in 0..c.nodes.len() {
+            c.start_node(i)?;
+        }
+        Ok(c)
+    }
+
+    /// Starts node `i` (0-based), appending to its log.
+    pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(node.home.join("log"))?;
+        let child = Command::new(bin("sabt-node"))
+            .args(["start", "--home"])
+            .arg(&node.home)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("starting sabt-node")?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    fn signal(&mut self, i: usize, sig: &str) -> anyhow::Result<()> {
+        let pid =
+            self.nodes[i].child.as_ref().map(|c| c.id()).ok_or_else(|| anyhow!("node {} is not running", i + 1))?;
+        let st = Command::new("kill").args([sig, &pid.to_string()]).status()?;
+        if !st.success() {
+            bail!("kill {sig} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// SIGKILL node `i` and reap it.
+    pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, "-KILL")?;
+        if let Some(mut c) = self.nodes[i].child.take() {
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM node `i` and wait for a clean exit; returns its exit status.
+    pub fn terminate(&mut self, i: usize) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal(i, "-TERM")?;
+        let mut c = self.nodes[i].child.take().ok_or_else(|| anyhow!("node {} is not running", i + 1))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                bail!("node {} did not stop within 20 s of SIGTERM", i + 1);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGSTOP node `i`.
+    pub fn pause(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, "-STOP")
+    }
+
+    /// SIGCONT node `i`.
+    pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, "-CONT")
+    }
+
+    /// `GET path` on node `i`; `None` if the node does not answer.
+    pub fn get(&self, i: usize, path: &str) -> Option<(u16, Value)> {
+        let mut r = self.agent.get(format!("{}{path}", self.nodes[i].url)).call().ok()?;
+        let status = r.status().as_u16();
+        let v: Value = r.body_mut().with_config().limit(64 << 20).read_json().ok()?;
+        Some((status, v))
+    }
+
+    /// Node `i`'s committed height, if it answers.
+    pub fn height(&self, i: usize) -> Option<u64> {
+        self.get(i, "/v1/status").and_then(|(_, v)| v["height"].as_u64())
+    }
+
+    /// Waits until node `i` reaches `height`.
+    pub fn wait_height(&self, i: usize, height: u64, within: Duration) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(h) = self.height(i).filter(|h| *h >= height) {
+                return Ok(h);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} did not reach height {height} within {within:?} (at {:?}); its log ends:\n{}",
+                    i + 1,
+                    self.height(i),
+                    self.log_tail(i, 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until every node reaches `height`.
+    pub fn wait_all(&self, height: u64, within: Duration) -> anyhow::Result<()> {
+        for i in 0..self.nodes.len() {
+            self.wait_height(i, height, within)?;
+        }
+        Ok(())
+    }
+
+    /// The last `n` lines of node `i`'s log.
+    pub fn log_tail(&self, i: usize, n: usize) -> String {
+        let text = std::fs::read_to_string(self.nodes[i].home.join("log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Node `i`'s whole log.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].home.join("log")).unwrap_or_default()
+    }
+
+    /// The block and commit at `height` from node `i`, decoded and checked against each other.
+    pub fn block(&self, i: usize, height: u64) -> anyhow::Result<(Block, Commit, Vec<u8>)> {
+        let (status, v) =
+            self.get(i, &format!("/v1/blocks/{height}/raw")).ok_or_else(|| anyhow!("node {} did not answer", i + 1))?;
+        if status != 200 {
+            bail!("node {} has no block {height}: {v}", i + 1);
+        }
+        let bytes = hex::decode(v["block"].as_str().unwrap_or_default())?;
+        let block: Block = codec::decode(&bytes)?;
+        let commit: Commit = codec::decode(&hex::decode(v["commit"].as_str().unwrap_or_default())?)?;
+        Ok((block, commit, bytes))
+    }
+
+    /// Checks blocks 1..=`to` on every listed node: byte-identical, hash-chained from the genesis,
+    /// each commit certificate valid under the genesis validator set, and each block's checkpoint
+    /// cosigned by a quorum.
+    pub fn check_chain(&self, nodes: &[usize], to: u64) -> anyhow::Result<()> {
+        let set = self.genesis.validator_set()?;
+        let mut prev = self.genesis.hash();
+        for h in 1..=to {
+            let (block, commit, bytes) = self.block(nodes[0], h)?;
+            for &j in &nodes[1..] {
+                let (_, _, other) = self.block(j, h)?;
+                if other != bytes {
+                    bail!("block {h} differs between node {} and node {}", nodes[0] + 1, j + 1);
+                }
+            }
+            if block.header.prev_hash != prev {
+                bail!("block {h} does not link to block {}", h - 1);
+            }
+            verify_commit(&commit, &set, &self.genesis.chain_id, h, &block.hash())?;
+            let (_, v) = self.get(nodes[0], &format!("/v1/blocks/{h}")).ok_or_else(|| anyhow!("no block json"))?;
+            let note = v["checkpoint"].as_str().unwrap_or_default();
+            let cp = verify_cosigned(note, &set, &self.genesis.chain_id)?;
+            if cp.checkpoint.size != block.header.log_size || cp.checkpoint.root != block.header.log_root {
+                bail!("the checkpoint of block {h} is not the block's log");
+            }
+            prev = block.hash();
+        }
+        Ok(())
+    }
+
+    /// Agency `i`'s admin key (it may sign transactions).
+    pub fn admin_key(&self, i: usize) -> anyhow::Result<SecretKey> {
+        let text = std::fs::read_to_string(self.nodes[i].home.join("keys/admin.key"))?;
+        let bytes: [u8; 32] =
+            hex::decode(text.trim())?.try_into().map_err(|_| anyhow!("admin key file is not 32 bytes"))?;
+        Ok(SecretKey::from_seed(&bytes))
+    }
+
+    /// A batch-anchor transaction by `key` with `nonce` and a root made from `tag`.
+    pub fn anchor_tx(&self, key: &SecretKey, nonce: u64, tag: u64) -> SignedTx {
+        let root = sabt_core::hash::hash(sabt_core::hash::TX, &tag.to_be_bytes());
+        Transaction {
+            chain_id: self.genesis.chain_id.clone(),
+            signer: key.public(),
+            nonce,
+            body: TxBody::AnchorBatch(sabt_core::entry::BatchAnchor { root, size: 1 + tag % 1000 }),
+        }
+        .sign(key)
+    }
+
+    /// Submits `tx` to node `i`; returns the HTTP status and answer.
+    pub fn submit(&self, i: usize, tx: &SignedTx) -> anyhow::Result<(u16, Value)> {
+        let body = serde_json::json!({"tx": hex::encode(codec::encode(tx))});
+        let mut r = self.agent.post(format!("{}/v1/txs", self.nodes[i].url)).send_json(&body)?;
+        let status = r.status().as_u16();
+        Ok((status, r.body_mut().read_json()?))
+    }
+
+    /// Where transaction `id` is committed according to node `i`, if it is.
+    pub fn committed_at(&self, i: usize, id: &Hash32) -> Option<u64> {
+        let (_, v) = self.get(i, &format!("/v1/txs/{id}"))?;
+        (v["status"] == "committed").then(|| v["height"].as_u64()).flatten()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
