@@ -65,4 +65,10 @@ impl Node {
         let url = format!("{}{path}", self.base);
         self.answer(path, self.agent.get(&url).call())
     }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        self.answer(path, self.agent.post(&url).send_json(body))
+    }
 }

@@ -6,8 +6,7 @@ pub const OK: u8 = 0;
 pub const INVALID: u8 = 1;
 /// Usage or input error: bad arguments, unreadable files, bad genesis.
 pub const USAGE: u8 = 2;
-/// The command is waiting for something that has not happened yet (reserved).
-#[allow(dead_code)]
+/// The node accepted the transaction but it was not committed in time; run the command again.
 pub const PENDING: u8 = 3;
 /// The node could not be reached, or refused the request (its code and message are printed).
 pub const UNAVAILABLE: u8 = 4;

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 mod api;
 mod cmd;
 mod exit;
+mod keystore;
+mod submit;
 mod time;
 
 #[derive(Parser, Debug)]
@@ -29,6 +31,10 @@ enum Command {
     Status(cmd::status::Args),
     /// Show one block: header, transactions, commit certificate, cosigned checkpoint.
     Block(cmd::block::Args),
+    /// Create, show, authorise or revoke signing keys.
+    Key(cmd::key::Args),
+    /// Fingerprint documents locally, anchor them, and write one proof file per document.
+    Anchor(Box<cmd::anchor::Args>),
 }
 
 fn main() -> ExitCode {
@@ -44,11 +50,16 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::exec(args),
         Command::Status(args) => cmd::status::exec(args),
         Command::Block(args) => cmd::block::exec(args),
+        Command::Key(args) => cmd::key::exec(args),
+        Command::Anchor(args) => cmd::anchor::exec(*args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
+            if e.downcast_ref::<submit::StillPending>().is_some() {
+                return ExitCode::from(exit::PENDING);
+            }
             let unavailable = e.downcast_ref::<api::Refused>().is_some() || e.chain().any(|c| c.is::<ureq::Error>());
             ExitCode::from(if unavailable { exit::UNAVAILABLE } else { exit::USAGE })
         }

@@ -280,6 +280,9 @@ pub fn verify(bundle: &ProofBundle, genesis: &Genesis, claim: &DocumentClaim) ->
             if p.size != b.size {
                 return Err(VerifyError::BatchShape("batch size in the proof differs from the anchored batch"));
             }
+            if bundle.record.kind != b.kind {
+                return Err(VerifyError::BatchShape("the record's kind differs from the kind the batch anchors"));
+            }
             check_path_len(&p.path)?;
             let leaf = Blake3::hash_leaf(&codec::encode(&bundle.record));
             merkle::verify_inclusion::<Blake3>(&leaf, p.index, p.size, &p.path, &b.root)
@@ -291,6 +294,9 @@ pub fn verify(bundle: &ProofBundle, genesis: &Genesis, claim: &DocumentClaim) ->
         }
         (EntryBody::Batch(_), None) => {
             return Err(VerifyError::BatchShape("entry anchors a batch but the proof has no batch path"));
+        }
+        (EntryBody::Grant(_) | EntryBody::Revoke { .. }, _) => {
+            return Err(VerifyError::BatchShape("the entry is a key authorisation, not a record"));
         }
     };
 

@@ -89,7 +89,8 @@ impl Devnet {
         for r in &records {
             tree.push(&codec::encode(r));
         }
-        let body = EntryBody::Batch(BatchAnchor { root: tree.root(), size: tree.size() });
+        let kind = records.first().map(|r| r.kind).unwrap_or(crate::entry::RecordKind::Other);
+        let body = EntryBody::Batch(BatchAnchor { root: tree.root(), size: tree.size(), kind });
         self.batches.push(Some((tree, records)));
         self.push(height, time_ms, body)
     }
@@ -136,7 +137,7 @@ impl Devnet {
                     codec::decode(&entry_bytes).map_err(|_| ProofError::IndexOutOfRange { index, size })?;
                 match entry.body {
                     EntryBody::Record(r) => (r, None),
-                    EntryBody::Batch(_) => return Err(ProofError::IndexOutOfRange { index, size }),
+                    _ => return Err(ProofError::IndexOutOfRange { index, size }),
                 }
             }
             (Some((tree, records)), Some(bi)) => {

@@ -214,7 +214,8 @@ impl ArchiveRecord {
     }
 }
 
-/// A batch of archive records anchored as one RFC 9162 root.
+/// A batch of archive records anchored as one RFC 9162 root. Every record in a batch is of the
+/// batch's kind, so the chain can check the signer may anchor that kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchAnchor {
@@ -222,6 +223,22 @@ pub struct BatchAnchor {
     pub root: Hash32,
     /// Number of records in the batch.
     pub size: u64,
+    /// The kind of every record in the batch.
+    pub kind: RecordKind,
+}
+
+/// An agency's grant of a clerk key, as logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyGrant {
+    /// The clerk's key.
+    pub key: PublicKey,
+    /// The agency that grants it (the signer's agency).
+    pub agency: String,
+    /// The record kinds it may anchor (sorted, no repeats, at least one).
+    pub kinds: Vec<RecordKind>,
+    /// Consensus time (Unix ms) from which it no longer acts, if any.
+    pub expires_ms: Option<u64>,
 }
 
 /// The body of a log entry.
@@ -233,6 +250,15 @@ pub enum EntryBody {
     Record(ArchiveRecord),
     /// The root of a batch of archive records.
     Batch(BatchAnchor),
+    /// An agency authorised a clerk key.
+    Grant(KeyGrant),
+    /// An agency revoked a clerk key; it no longer acts from the next block on.
+    Revoke {
+        /// The revoked key.
+        key: PublicKey,
+        /// The agency that revoked it.
+        agency: String,
+    },
 }
 
 /// One entry of the registry log.

@@ -10,17 +10,21 @@
 //! - tag 1, signer key → its next nonce (`u64`, canonical encoding);
 //! - tag 2, SHA-256 digest of an anchored document → [`RecordLocation`];
 //! - tag 3, BLAKE3 digest of an anchored document → [`RecordLocation`];
-//! - tag 4, batch root → [`RecordLocation`] of the batch entry.
+//! - tag 4, batch root → [`RecordLocation`] of the batch entry;
+//! - tag 5, clerk key → [`GrantState`] (agency, record kinds, expiry, revocation height).
 //!
 //! ## Rules (this version)
 //! A transaction is accepted when it is for this chain, its signature verifies (strict Ed25519),
-//! its signer is an agency's admin key named in the genesis, its nonce is the signer's next, its
-//! record passes [`ArchiveRecord::validate`], and no record with the same document digest or batch
-//! with the same root is already anchored. A block holding any other transaction is invalid.
+//! its nonce is the signer's next, its record passes [`crate::entry::ArchiveRecord::validate`], no record with the
+//! same document digest or batch with the same root is already anchored, and its signer may do what
+//! it asks ([`Registry::check_authority`]): an agency's admin key named in the genesis anchors and
+//! authorises or revokes its agency's clerk keys; a clerk key anchors only the record kinds its
+//! grant names, before its expiry, and not in any block after the one that revoked it. A block
+//! holding any other transaction is invalid.
 
 use crate::block::{BlockHeader, tx_root};
 use crate::codec::{self, CodecError};
-use crate::entry::{EntryBody, LogEntry, RecordError};
+use crate::entry::{EntryBody, KeyGrant, LogEntry, RecordError, RecordKind};
 use crate::genesis::Genesis;
 use crate::hash::{self, Hash32};
 use crate::merkle::{self, Blake3, NodeSink, StoreError};
@@ -35,6 +39,7 @@ const TAG_NONCE: u8 = 1;
 const TAG_SHA256: u8 = 2;
 const TAG_BLAKE3: u8 = 3;
 const TAG_BATCH: u8 = 4;
+const TAG_GRANT: u8 = 5;
 
 /// The state-map key for `tag` and `bytes`.
 pub fn state_key(tag: u8, bytes: &[u8]) -> Hash32 {
@@ -62,6 +67,26 @@ pub fn blake3_key(digest: &Hash32) -> Hash32 {
 /// Key of a batch anchored with this root.
 pub fn batch_key(root: &Hash32) -> Hash32 {
     state_key(TAG_BATCH, root.as_bytes())
+}
+
+/// Key of a clerk key's grant.
+pub fn grant_key(key: &PublicKey) -> Hash32 {
+    state_key(TAG_GRANT, key.as_bytes())
+}
+
+/// A clerk key's authorisation, as the state holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantState {
+    /// The agency whose admin authorised it.
+    pub agency: String,
+    /// Record kinds it may anchor.
+    pub kinds: Vec<RecordKind>,
+    /// Consensus time from which it no longer acts.
+    pub expires_ms: Option<u64>,
+    /// Height of the block that authorised it (or last changed the grant).
+    pub granted_height: u64,
+    /// Height of the block that revoked it; it acts in no later block.
+    pub revoked_height: Option<u64>,
 }
 
 /// Where an anchored record or batch is in the log.
@@ -174,6 +199,33 @@ pub enum TxError {
         /// Given.
         got: u64,
     },
+    /// The signer's key was revoked in an earlier block.
+    #[error("key {signer} was revoked at height {height}")]
+    Revoked {
+        /// Signer (hex).
+        signer: String,
+        /// Height of the revoking block.
+        height: u64,
+    },
+    /// The signer's grant has expired.
+    #[error("key {signer} expired at {expires_ms} (consensus time, Unix ms)")]
+    Expired {
+        /// Signer (hex).
+        signer: String,
+        /// Expiry.
+        expires_ms: u64,
+    },
+    /// The signer may not anchor this kind of record.
+    #[error("key {signer} is not authorised for records of kind {kind}")]
+    KindNotAllowed {
+        /// Signer (hex).
+        signer: String,
+        /// The record kind.
+        kind: &'static str,
+    },
+    /// A key authorisation or revocation that the rules refuse.
+    #[error("key authorisation refused: {0}")]
+    BadGrant(String),
     /// Record fields invalid.
     #[error("record: {0}")]
     BadRecord(#[from] RecordError),
@@ -213,6 +265,10 @@ impl TxError {
             TxError::Unauthorised(_) => "unauthorised",
             TxError::NonceUsed { .. } => "nonce_used",
             TxError::NonceGap { .. } => "nonce_gap",
+            TxError::Revoked { .. } => "revoked",
+            TxError::Expired { .. } => "expired",
+            TxError::KindNotAllowed { .. } => "kind_not_allowed",
+            TxError::BadGrant(_) => "bad_grant",
             TxError::BadRecord(_) => "bad_record",
             TxError::EmptyBatch => "empty_batch",
             TxError::AlreadyAnchored { .. } => "already_anchored",
@@ -338,7 +394,7 @@ pub struct Registry {
     chain_id: String,
     max_tx_bytes: usize,
     max_block_bytes: usize,
-    writers: BTreeMap<PublicKey, String>,
+    admins: BTreeMap<PublicKey, String>,
     validator_set_hash: Hash32,
 }
 
@@ -366,7 +422,7 @@ impl Registry {
             chain_id: genesis.chain_id.clone(),
             max_tx_bytes: usize::try_from(genesis.params.max_tx_bytes).unwrap_or(usize::MAX),
             max_block_bytes: usize::try_from(genesis.params.max_block_bytes).unwrap_or(usize::MAX),
-            writers: genesis.agencies.iter().map(|a| (a.admin_key, a.name.clone())).collect(),
+            admins: genesis.agencies.iter().map(|a| (a.admin_key, a.name.clone())).collect(),
             validator_set_hash: genesis.validator_set()?.hash(),
         })
     }
@@ -391,7 +447,7 @@ impl Registry {
         self.validator_set_hash
     }
 
-    /// The checks that need no state: chain, size, signature, authority, record fields.
+    /// The checks that need no state: chain, size, signature, and the body's own fields.
     pub fn check_stateless(&self, stx: &SignedTx) -> Result<(), TxError> {
         if stx.tx.chain_id != self.chain_id {
             return Err(TxError::WrongChain { expected: self.chain_id.clone(), got: stx.tx.chain_id.clone() });
@@ -400,14 +456,17 @@ impl Registry {
         if size > self.max_tx_bytes {
             return Err(TxError::TooLarge { size, limit: self.max_tx_bytes });
         }
-        if !self.writers.contains_key(&stx.tx.signer) {
-            return Err(TxError::Unauthorised(stx.tx.signer.to_hex()));
-        }
         stx.verify_signature().map_err(|_| TxError::BadSignature(stx.tx.signer.to_hex()))?;
         match &stx.tx.body {
             TxBody::Anchor(record) => record.validate()?,
             TxBody::AnchorBatch(batch) if batch.size == 0 => return Err(TxError::EmptyBatch),
             TxBody::AnchorBatch(_) => {}
+            TxBody::AuthorizeKey { kinds, .. } => {
+                if kinds.is_empty() || kinds.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(TxError::BadGrant("kinds must be listed once each, in order, at least one".into()));
+                }
+            }
+            TxBody::RevokeKey { .. } => {}
         }
         Ok(())
     }
@@ -417,8 +476,13 @@ impl Registry {
         Ok(get_decoded::<u64, L>(ledger, &nonce_key(signer))?.unwrap_or(0))
     }
 
-    /// The checks against state, assuming [`Registry::check_stateless`] passed.
-    pub fn check_stateful<L: Ledger + ?Sized>(&self, ledger: &L, stx: &SignedTx) -> Result<(), TxError> {
+    /// The grant of a clerk key, if any.
+    pub fn grant<L: Ledger + ?Sized>(&self, ledger: &L, key: &PublicKey) -> Result<Option<GrantState>, TxError> {
+        get_decoded::<GrantState, L>(ledger, &grant_key(key))
+    }
+
+    /// Checks that the nonce is the signer's next.
+    pub fn check_nonce<L: Ledger + ?Sized>(&self, ledger: &L, stx: &SignedTx) -> Result<(), TxError> {
         let expected = self.next_nonce(ledger, &stx.tx.signer)?;
         let got = stx.tx.nonce;
         if got < expected {
@@ -426,6 +490,73 @@ impl Registry {
         }
         if got > expected {
             return Err(TxError::NonceGap { signer: stx.tx.signer.to_hex(), expected, got });
+        }
+        Ok(())
+    }
+
+    /// Checks that the signer may do what the transaction asks in a block at `height` and consensus
+    /// time `time_ms`, and that it does not anchor what is already anchored.
+    ///
+    /// - An agency's admin key (genesis) may anchor, and may authorise and revoke clerk keys for its
+    ///   agency. It cannot authorise an admin key, a key of another agency, or a revoked key.
+    /// - A clerk key acts only while authorised: not revoked in an earlier block, before its expiry,
+    ///   and only for the record kinds its grant names.
+    pub fn check_authority<L: Ledger + ?Sized>(
+        &self,
+        ledger: &L,
+        stx: &SignedTx,
+        height: u64,
+        time_ms: u64,
+    ) -> Result<(), TxError> {
+        let signer = &stx.tx.signer;
+        let kind = match &stx.tx.body {
+            TxBody::Anchor(r) => Some(r.kind),
+            TxBody::AnchorBatch(b) => Some(b.kind),
+            TxBody::AuthorizeKey { .. } | TxBody::RevokeKey { .. } => None,
+        };
+        if let Some(agency) = self.admins.get(signer) {
+            match &stx.tx.body {
+                TxBody::AuthorizeKey { key, .. } => {
+                    if self.admins.contains_key(key) {
+                        return Err(TxError::BadGrant(
+                            "an agency admin key cannot be authorised as a clerk key".into(),
+                        ));
+                    }
+                    if let Some(g) = self.grant(ledger, key)? {
+                        if g.agency != *agency {
+                            return Err(TxError::BadGrant(format!("key {key} belongs to agency {}", g.agency)));
+                        }
+                        if g.revoked_height.is_some() {
+                            return Err(TxError::BadGrant(format!(
+                                "key {key} was revoked and cannot act again; the clerk needs a new key"
+                            )));
+                        }
+                    }
+                }
+                TxBody::RevokeKey { key } => match self.grant(ledger, key)? {
+                    Some(g) if g.agency != *agency => {
+                        return Err(TxError::BadGrant(format!("key {key} belongs to agency {}", g.agency)));
+                    }
+                    Some(g) if g.revoked_height.is_some() => {
+                        return Err(TxError::BadGrant(format!("key {key} is already revoked")));
+                    }
+                    Some(_) => {}
+                    None => return Err(TxError::BadGrant(format!("key {key} was never authorised"))),
+                },
+                TxBody::Anchor(_) | TxBody::AnchorBatch(_) => {}
+            }
+        } else {
+            let Some(kind) = kind else { return Err(TxError::Unauthorised(signer.to_hex())) };
+            let g = self.grant(ledger, signer)?.ok_or_else(|| TxError::Unauthorised(signer.to_hex()))?;
+            if let Some(at) = g.revoked_height.filter(|at| *at < height) {
+                return Err(TxError::Revoked { signer: signer.to_hex(), height: at });
+            }
+            if let Some(exp) = g.expires_ms.filter(|exp| time_ms >= *exp) {
+                return Err(TxError::Expired { signer: signer.to_hex(), expires_ms: exp });
+            }
+            if !g.kinds.contains(&kind) {
+                return Err(TxError::KindNotAllowed { signer: signer.to_hex(), kind: kind.as_str() });
+            }
         }
         match &stx.tx.body {
             TxBody::Anchor(record) => {
@@ -442,8 +573,22 @@ impl Registry {
                     return Err(TxError::AlreadyAnchored { digest: format!("batch:{}", batch.root), index: loc.index });
                 }
             }
+            TxBody::AuthorizeKey { .. } | TxBody::RevokeKey { .. } => {}
         }
         Ok(())
+    }
+
+    /// The checks against state at `height` and `time_ms`, assuming [`Registry::check_stateless`]
+    /// passed: nonce and authority.
+    pub fn check_stateful<L: Ledger + ?Sized>(
+        &self,
+        ledger: &L,
+        stx: &SignedTx,
+        height: u64,
+        time_ms: u64,
+    ) -> Result<(), TxError> {
+        self.check_nonce(ledger, stx)?;
+        self.check_authority(ledger, stx, height, time_ms)
     }
 
     /// Applies one transaction that passed both checks: appends its entry to the log and updates
@@ -456,9 +601,17 @@ impl Registry {
         time_ms: u64,
         stx: &SignedTx,
     ) -> Result<(u64, LogEntry, Hash32), TxError> {
+        let agency = || self.admins.get(&stx.tx.signer).cloned().unwrap_or_default();
         let body = match &stx.tx.body {
             TxBody::Anchor(r) => EntryBody::Record(r.clone()),
             TxBody::AnchorBatch(b) => EntryBody::Batch(b.clone()),
+            TxBody::AuthorizeKey { key, kinds, expires_ms } => EntryBody::Grant(KeyGrant {
+                key: *key,
+                agency: agency(),
+                kinds: kinds.clone(),
+                expires_ms: *expires_ms,
+            }),
+            TxBody::RevokeKey { key } => EntryBody::Revoke { key: *key, agency: agency() },
         };
         let entry = LogEntry { height, time_ms, tx: stx.id(), signer: stx.tx.signer, body };
         let bytes = codec::encode(&entry);
@@ -473,6 +626,23 @@ impl Registry {
                 put_encoded(ledger, blake3_key(&r.fingerprint.blake3), &loc)?
             }
             TxBody::AnchorBatch(b) => put_encoded(ledger, batch_key(&b.root), &loc)?,
+            TxBody::AuthorizeKey { key, kinds, expires_ms } => {
+                let g = GrantState {
+                    agency: agency(),
+                    kinds: kinds.clone(),
+                    expires_ms: *expires_ms,
+                    granted_height: height,
+                    revoked_height: None,
+                };
+                put_encoded(ledger, grant_key(key), &g)?
+            }
+            TxBody::RevokeKey { key } => {
+                let mut g = self.grant(ledger, key)?.ok_or_else(|| {
+                    TxError::Store(StoreError::Damaged(format!("revoking key {key}, whose grant is missing")))
+                })?;
+                g.revoked_height = Some(height);
+                put_encoded(ledger, grant_key(key), &g)?
+            }
         };
         Ok((index, entry, root))
     }
@@ -493,7 +663,7 @@ impl Registry {
         for (position, stx) in txs.iter().enumerate() {
             let refuse = |error| BlockError::Tx { height, position, id: stx.id(), error };
             self.check_stateless(stx).map_err(refuse)?;
-            self.check_stateful(ledger, stx).map_err(refuse)?;
+            self.check_stateful(ledger, stx, height, time_ms).map_err(refuse)?;
             let (index, entry, root) = self.apply(ledger, log_size, height, time_ms, stx).map_err(refuse)?;
             entries.push((index, entry));
             log_size = index + 1;
@@ -582,7 +752,8 @@ impl Registry {
             if bytes + size > self.max_block_bytes {
                 break;
             }
-            if let Err(e) = self.check_stateless(&stx).and_then(|()| self.check_stateful(ledger, &stx)) {
+            if let Err(e) = self.check_stateless(&stx).and_then(|()| self.check_stateful(ledger, &stx, height, time_ms))
+            {
                 if let TxError::Store(s) = e {
                     return Err(s);
                 }

@@ -9,7 +9,7 @@
 //! same rule at mempool admission, when a proposer builds a block and when every node re-executes it.
 
 use crate::codec::{self, Canonical};
-use crate::entry::{ArchiveRecord, BatchAnchor};
+use crate::entry::{ArchiveRecord, BatchAnchor, RecordKind};
 use crate::hash::{self, Hash32};
 use crate::sign::{self, PublicKey, SecretKey, Signature};
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,20 @@ pub enum TxBody {
     Anchor(ArchiveRecord),
     /// Anchor the root of a batch of archive records built by the clerk.
     AnchorBatch(BatchAnchor),
+    /// An agency admin authorises a clerk key for some record kinds (signed by the admin key).
+    AuthorizeKey {
+        /// The clerk's key.
+        key: PublicKey,
+        /// Record kinds it may anchor.
+        kinds: Vec<RecordKind>,
+        /// Consensus time (Unix ms) from which it no longer acts, if any.
+        expires_ms: Option<u64>,
+    },
+    /// An agency admin revokes one of its clerk keys, from the next block on.
+    RevokeKey {
+        /// The clerk's key.
+        key: PublicKey,
+    },
 }
 
 /// An unsigned transaction.
@@ -87,14 +101,14 @@ impl SignedTx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::BatchAnchor;
+    use crate::entry::{BatchAnchor, RecordKind};
 
     fn tx(nonce: u64) -> Transaction {
         Transaction {
             chain_id: "sabt-test".into(),
             signer: SecretKey::from_seed(&[7; 32]).public(),
             nonce,
-            body: TxBody::AnchorBatch(BatchAnchor { root: Hash32([1; 32]), size: 3 }),
+            body: TxBody::AnchorBatch(BatchAnchor { root: Hash32([1; 32]), size: 3, kind: RecordKind::Notary }),
         }
     }
 

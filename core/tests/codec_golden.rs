@@ -60,7 +60,7 @@ fn entry_batch() -> LogEntry {
         time_ms: 1_795_424_401_000,
         tx: Hash32([0xcd; 32]),
         signer: key(4).public(),
-        body: EntryBody::Batch(BatchAnchor { root: Hash32([0x11; 32]), size: 100_000 }),
+        body: EntryBody::Batch(BatchAnchor { root: Hash32([0x11; 32]), size: 100_000, kind: RecordKind::Notary }),
     }
 }
 
@@ -286,7 +286,11 @@ fn arb_record() -> impl Strategy<Value = ArchiveRecord> {
 fn arb_entry() -> impl Strategy<Value = LogEntry> {
     let body = prop_oneof![
         arb_record().prop_map(EntryBody::Record),
-        (hash32(), any::<u64>()).prop_map(|(root, size)| EntryBody::Batch(BatchAnchor { root, size })),
+        (hash32(), any::<u64>(), 0usize..9).prop_map(|(root, size, k)| EntryBody::Batch(BatchAnchor {
+            root,
+            size,
+            kind: RecordKind::ALL[k]
+        })),
     ];
     (any::<u64>(), any::<u64>(), hash32(), any::<u8>(), body).prop_map(|(height, time_ms, tx, seed, body)| LogEntry {
         height,

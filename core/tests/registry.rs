@@ -50,7 +50,7 @@ fn built_blocks_re_execute_identically_and_tampering_is_refused() {
     let tip = Tip::genesis(&dev.genesis);
     let txs = vec![
         tx(&admin, 0, TxBody::Anchor(record(1))),
-        tx(&admin, 1, TxBody::AnchorBatch(BatchAnchor { root: Hash32([7; 32]), size: 10 })),
+        tx(&admin, 1, TxBody::AnchorBatch(BatchAnchor { root: Hash32([7; 32]), size: 10, kind: RecordKind::Notary })),
         tx(&admin, 1, TxBody::Anchor(record(2))), // replayed nonce: left out
         tx(&admin, 2, TxBody::Anchor(record(1))), // same document again: left out
     ];
@@ -91,7 +91,8 @@ fn built_blocks_re_execute_identically_and_tampering_is_refused() {
     }
     // A transaction swapped for another (header unchanged) is refused by the transactions root.
     let mut bad = block.clone();
-    bad.txs[1] = tx(&admin, 1, TxBody::AnchorBatch(BatchAnchor { root: Hash32([8; 32]), size: 10 }));
+    bad.txs[1] =
+        tx(&admin, 1, TxBody::AnchorBatch(BatchAnchor { root: Hash32([8; 32]), size: 10, kind: RecordKind::Notary }));
     assert!(registry.execute_block(&mut MemoryLedger::default(), &tip, &bad).is_err());
 }
 
@@ -111,7 +112,14 @@ fn invalid_transactions_make_a_block_invalid() {
         (tx(&stranger, 0, TxBody::Anchor(record(3))), "unauthorised"),
         (wrong_chain.clone(), "wrong_chain"),
         (tx(&admin, 5, TxBody::Anchor(record(3))), "nonce_gap"),
-        (tx(&admin, 0, TxBody::AnchorBatch(BatchAnchor { root: Hash32([1; 32]), size: 0 })), "empty_batch"),
+        (
+            tx(
+                &admin,
+                0,
+                TxBody::AnchorBatch(BatchAnchor { root: Hash32([1; 32]), size: 0, kind: RecordKind::Notary }),
+            ),
+            "empty_batch",
+        ),
         (
             {
                 wrong_chain.tx.chain_id = "sabt-test".into(); // signature no longer matches
@@ -127,4 +135,108 @@ fn invalid_transactions_make_a_block_invalid() {
             other => panic!("{code}: {other}"),
         }
     }
+}
+
+/// Executes `txs` as the next block on `ledger`, returning the new tip or the refusal.
+fn block(
+    registry: &Registry,
+    ledger: &mut MemoryLedger,
+    tip: &Tip,
+    time_ms: u64,
+    txs: Vec<SignedTx>,
+) -> Result<Tip, BlockError> {
+    let mut scratch = ledger.clone();
+    let ex = registry.execute(&mut scratch, tip, tip.height + 1, time_ms, &txs)?;
+    *ledger = scratch;
+    Ok(Tip {
+        height: tip.height + 1,
+        block_hash: Hash32([tip.height as u8 + 1; 32]),
+        time_ms,
+        log_size: ex.log_size,
+        log_root: ex.log_root,
+        state_root: ex.state_root,
+    })
+}
+
+fn code(r: Result<Tip, BlockError>) -> &'static str {
+    match r {
+        Err(BlockError::Tx { error, .. }) => error.code(),
+        Err(e) => panic!("unexpected: {e}"),
+        Ok(_) => "ok",
+    }
+}
+
+#[test]
+fn clerk_keys_act_only_within_their_grant() {
+    let (dev, registry, admin) = setup();
+    let other_admin = dev.admin_key(2);
+    let clerk = SecretKey::from_seed(&[31; 32]);
+    let mut l = MemoryLedger::default();
+    let tip = Tip::genesis(&dev.genesis);
+    let anchor = |n: u8, nonce: u64, kind: RecordKind| {
+        let mut r = record(n);
+        r.kind = kind;
+        tx(&clerk, nonce, TxBody::Anchor(r))
+    };
+    // Before any grant the clerk is nobody.
+    assert_eq!(
+        code(block(&registry, &mut l.clone(), &tip, 2_000, vec![anchor(1, 0, RecordKind::CivilStatus)])),
+        "unauthorised"
+    );
+    // Kinds must be canonical.
+    let bad = TxBody::AuthorizeKey {
+        key: clerk.public(),
+        kinds: vec![RecordKind::Notary, RecordKind::CivilStatus],
+        expires_ms: None,
+    };
+    assert_eq!(code(block(&registry, &mut l.clone(), &tip, 2_000, vec![tx(&admin, 0, bad)])), "bad_grant");
+    // An admin key cannot be made a clerk key.
+    let bad =
+        TxBody::AuthorizeKey { key: other_admin.public(), kinds: vec![RecordKind::CivilStatus], expires_ms: None };
+    assert_eq!(code(block(&registry, &mut l.clone(), &tip, 2_000, vec![tx(&admin, 0, bad)])), "bad_grant");
+
+    let grant =
+        TxBody::AuthorizeKey { key: clerk.public(), kinds: vec![RecordKind::CivilStatus], expires_ms: Some(10_000) };
+    let tip = block(&registry, &mut l, &tip, 2_000, vec![tx(&admin, 0, grant)]).unwrap();
+    // Within the grant: fine; another kind: refused; a clerk cannot authorise keys.
+    let t2 = block(&registry, &mut l.clone(), &tip, 3_000, vec![anchor(1, 0, RecordKind::CivilStatus)]).unwrap();
+    assert_eq!(t2.log_size, 2);
+    assert_eq!(
+        code(block(&registry, &mut l.clone(), &tip, 3_000, vec![anchor(1, 0, RecordKind::Notary)])),
+        "kind_not_allowed"
+    );
+    let sub = TxBody::AuthorizeKey {
+        key: SecretKey::from_seed(&[32; 32]).public(),
+        kinds: vec![RecordKind::Other],
+        expires_ms: None,
+    };
+    assert_eq!(code(block(&registry, &mut l.clone(), &tip, 3_000, vec![tx(&clerk, 0, sub)])), "unauthorised");
+    // Expiry is judged by consensus time.
+    assert_eq!(
+        code(block(&registry, &mut l.clone(), &tip, 10_000, vec![anchor(1, 0, RecordKind::CivilStatus)])),
+        "expired"
+    );
+    // Another agency cannot revoke it.
+    let revoke = TxBody::RevokeKey { key: clerk.public() };
+    assert_eq!(
+        code(block(&registry, &mut l.clone(), &tip, 3_000, vec![tx(&other_admin, 0, revoke.clone())])),
+        "bad_grant"
+    );
+    // Revoked in a block: that block still accepts the key, the next does not, on every node alike.
+    let tip = block(
+        &registry,
+        &mut l,
+        &tip,
+        3_000,
+        vec![tx(&admin, 1, revoke.clone()), anchor(2, 0, RecordKind::CivilStatus)],
+    )
+    .unwrap();
+    assert_eq!(
+        code(block(&registry, &mut l.clone(), &tip, 4_000, vec![anchor(3, 1, RecordKind::CivilStatus)])),
+        "revoked"
+    );
+    // A revoked key is never authorised again.
+    let again = TxBody::AuthorizeKey { key: clerk.public(), kinds: vec![RecordKind::CivilStatus], expires_ms: None };
+    assert_eq!(code(block(&registry, &mut l.clone(), &tip, 4_000, vec![tx(&admin, 2, again)])), "bad_grant");
+    assert_eq!(code(block(&registry, &mut l.clone(), &tip, 4_000, vec![tx(&admin, 2, revoke)])), "bad_grant");
 }

@@ -21,7 +21,8 @@ pub fn ports(base: u16, i: u16) -> (u16, u16, u16) {
 }
 
 /// A node's configuration file, commented; the node writes the same layout on `init`.
-pub fn config_text(name: &str, p2p: &str, api: &str, metrics: &str) -> String {
+pub fn config_text(name: &str, p2p: &str, api: &str, metrics: &str, peers: &[String]) -> String {
+    let peers = peers.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ");
     format!(
         r#"# Sabt node configuration.
 # Precedence: command-line flag > environment variable (SABT_*) > this file > built-in default.
@@ -50,6 +51,9 @@ listen = "{metrics}"
 max_txs = 20000
 # Most bytes waiting.
 max_bytes = 67108864
+# API URLs of the other validators: transactions submitted here are forwarded to them, so the next
+# proposer has them whoever it is. Each peer checks them again.
+peers = [{peers}]
 
 [consensus]
 # Round timeouts (milliseconds); each later round waits longer by the matching delta.
@@ -69,6 +73,9 @@ format = "text"
 pub fn write(out: &Path, n: u16, chain_id: &str, base_port: u16, genesis_time_ms: u64) -> anyhow::Result<Genesis> {
     if n == 0 || n > 64 {
         bail!("--validators must be 1 to 64");
+    }
+    if base_port > 65_000 {
+        bail!("--base-port must be at most 65000 (node I uses up to BASE+200+I)");
     }
     if out.join("genesis.json").exists() {
         bail!("{} already holds a testnet (genesis.json exists); choose an empty directory", out.display());
@@ -114,6 +121,8 @@ pub fn write(out: &Path, n: u16, chain_id: &str, base_port: u16, genesis_time_ms
     for (i, node) in (1u16..).zip(&nodes) {
         let home = out.join(format!("node-{i}"));
         let (p2p, api, metrics) = ports(base_port, i);
+        let peers: Vec<String> =
+            (1..=n).filter(|j| *j != i).map(|j| format!("http://127.0.0.1:{}", ports(base_port, j).1)).collect();
         std::fs::create_dir_all(&home)?;
         keyfile::write(&home.join("keys/consensus.key"), &node.consensus)?;
         keyfile::write(&home.join("keys/network.key"), &node.network)?;
@@ -126,6 +135,7 @@ pub fn write(out: &Path, n: u16, chain_id: &str, base_port: u16, genesis_time_ms
                 &format!("/ip4/127.0.0.1/tcp/{p2p}"),
                 &format!("127.0.0.1:{api}"),
                 &format!("127.0.0.1:{metrics}"),
+                &peers,
             ),
         )?;
     }

@@ -9,7 +9,13 @@
 //! | `GET /v1/blocks/{height}/raw` | the canonical block and commit encodings, hex |
 //! | `GET /v1/checkpoint` | the latest checkpoint as a cosigned C2SP note |
 //! | `POST /v1/txs` | submit `{"tx": hex(encode(SignedTx))}`; 202 with its id, or an error |
+//! | `POST /v1/txs/batch` | submit `{"txs": [hex, …]}` (at most 1,000); one result per transaction |
 //! | `GET /v1/txs/{id}` | `pending`, `committed` (with height and position) or 404 |
+//! | `GET /v1/accounts/{key}` | a signer's next nonce (after its pending transactions), its clerk grant, the agency it administers |
+//! | `GET /v1/genesis` | the genesis document the node runs (JSON) |
+//! | `GET /v1/batches/{root}` | where a batch root is anchored |
+//! | `GET /v1/records/{digest}` | where a document (`sha256:`, `blake3:` or bare SHA-256 hex) is anchored |
+//! | `GET /v1/entries/{index}/proof` | the entry, its inclusion path and the cosigned checkpoint of the latest block |
 //!
 //! Errors are `{"code": "...", "message": "..."}` with a stable code; a full mempool answers 429
 //! with `Retry-After`.
@@ -17,14 +23,18 @@
 use crate::mempool::AdmitError;
 use crate::node::Shared;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use sabt_core::block::Block;
 use sabt_core::checkpoint::{Checkpoint, note_from_cosignatures};
 use sabt_core::codec;
+use sabt_core::fingerprint::DocDigest;
 use sabt_core::hash::Hash32;
+use sabt_core::merkle::{self, Blake3};
+use sabt_core::registry::{self, Ledger as _};
+use sabt_core::sign::PublicKey;
 use sabt_core::tx::{SignedTx, TxBody};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -76,7 +86,13 @@ pub async fn serve(
         .route("/v1/blocks/{height}/raw", get(block_raw))
         .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/txs", post(submit))
+        .route("/v1/txs/batch", post(submit_batch))
         .route("/v1/txs/{id}", get(tx_status))
+        .route("/v1/accounts/{key}", get(account))
+        .route("/v1/records/{digest}", get(record))
+        .route("/v1/batches/{root}", get(batch))
+        .route("/v1/genesis", get(genesis))
+        .route("/v1/entries/{index}/proof", get(entry_proof))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(shared);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -149,7 +165,14 @@ fn tx_json(t: &SignedTx) -> Value {
         TxBody::Anchor(r) => {
             ("anchor", json!({"sha256": r.fingerprint.sha256.to_hex(), "record_kind": r.kind.as_str()}))
         }
-        TxBody::AnchorBatch(b) => ("anchor_batch", json!({"root": b.root.to_hex(), "size": b.size})),
+        TxBody::AnchorBatch(b) => {
+            ("anchor_batch", json!({"root": b.root.to_hex(), "size": b.size, "record_kind": b.kind.as_str()}))
+        }
+        TxBody::AuthorizeKey { key, kinds, expires_ms } => (
+            "authorize_key",
+            json!({"key": key.to_hex(), "kinds": kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(), "expires_ms": expires_ms}),
+        ),
+        TxBody::RevokeKey { key } => ("revoke_key", json!({"key": key.to_hex()})),
     };
     json!({"id": t.id().to_hex(), "signer": t.tx.signer.to_hex(), "nonce": t.tx.nonce, "kind": kind, "detail": detail})
 }
@@ -223,49 +246,94 @@ struct Submit {
     tx: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBatch {
+    txs: Vec<String>,
+}
+
+/// Most transactions in one batch submission.
+const MAX_BATCH: usize = 1000;
+
+fn decode_tx(text: &str) -> Result<SignedTx, ApiError> {
+    let bytes = hex::decode(text.trim())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_hex", format!("tx is not hex: {e}")))?;
+    codec::decode(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_encoding", format!("tx does not decode: {e}")))
+}
+
+/// Admits one transaction and, if a client sent it (not a peer), forwards it to the other validators.
+fn admit(s: &Shared, stx: SignedTx, forwarded: bool) -> Result<Hash32, ApiError> {
+    let copy = (!forwarded && s.forwarder.is_some()).then(|| stx.clone());
+    match s.submit(stx) {
+        Ok(id) => {
+            if let (Some(f), Some(t)) = (&s.forwarder, copy) {
+                f.push(t);
+            }
+            Ok(id)
+        }
+        Err(AdmitError::Rejected(e)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())),
+        Err(e @ AdmitError::Duplicate(_)) => Err(ApiError::new(StatusCode::CONFLICT, "duplicate", e.to_string())),
+        Err(e @ AdmitError::Committed(..)) => Err(ApiError::new(StatusCode::CONFLICT, "committed", e.to_string())),
+        Err(e @ AdmitError::Full { .. }) => {
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "mempool_full", e.to_string()))
+        }
+    }
+}
+
+fn is_forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(crate::forward::FORWARDED_HEADER)
+}
+
 async fn submit(
     State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
     body: Result<Json<Submit>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected {{\"tx\": hex}}: {e}"))
-                .into_response();
+    let result = (|| {
+        let Json(body) = body.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected {{\"tx\": hex}}: {e}"))
+        })?;
+        let stx = decode_tx(&body.tx)?;
+        if !s.is_ready() {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "consensus has not started yet"));
         }
-    };
-    let bytes = match hex::decode(body.tx.trim()) {
-        Ok(b) => b,
-        Err(e) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "bad_hex", format!("tx is not hex: {e}")).into_response();
-        }
-    };
-    let stx: SignedTx = match codec::decode(&bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "bad_encoding", format!("tx does not decode: {e}"))
-                .into_response();
-        }
-    };
-    if !s.is_ready() {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "consensus has not started yet")
-            .into_response();
-    }
-    match s.submit(stx) {
+        admit(&s, stx, is_forwarded(&headers))
+    })();
+    match result {
         Ok(id) => (StatusCode::ACCEPTED, Json(json!({"id": id.to_hex(), "status": "pending"}))).into_response(),
-        Err(AdmitError::Rejected(e)) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()).into_response()
-        }
-        Err(e @ AdmitError::Duplicate(_)) => {
-            ApiError::new(StatusCode::CONFLICT, "duplicate", e.to_string()).into_response()
-        }
-        Err(e @ AdmitError::Committed(..)) => {
-            ApiError::new(StatusCode::CONFLICT, "committed", e.to_string()).into_response()
-        }
-        Err(e @ AdmitError::Full { .. }) => {
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "mempool_full", e.to_string()).into_response()
-        }
+        Err(e) => e.into_response(),
     }
+}
+
+async fn submit_batch(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Json<SubmitBatch>, axum::extract::rejection::JsonRejection>,
+) -> Res {
+    let Json(body) = body.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected {{\"txs\": [hex, ...]}}: {e}"))
+    })?;
+    if body.txs.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "batch_too_large",
+            format!("{} transactions in one batch; at most {MAX_BATCH}", body.txs.len()),
+        ));
+    }
+    if !s.is_ready() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "consensus has not started yet"));
+    }
+    let forwarded = is_forwarded(&headers);
+    let results: Vec<Value> = body
+        .txs
+        .iter()
+        .map(|t| match decode_tx(t).and_then(|stx| admit(&s, stx, forwarded)) {
+            Ok(id) => json!({"id": id.to_hex(), "status": "pending"}),
+            Err(e) => json!({"code": e.code, "message": e.message}),
+        })
+        .collect();
+    Ok(Json(json!({ "results": results })))
 }
 
 async fn tx_status(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Res {
@@ -285,4 +353,99 @@ async fn tx_status(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Res 
         "unknown_tx",
         format!("transaction {id} is neither pending nor committed here"),
     ))
+}
+
+async fn account(State(s): State<Arc<Shared>>, Path(key): Path<String>) -> Res {
+    let key = PublicKey::from_hex(&key)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_key", format!("not an Ed25519 public key: {e}")))?;
+    let ws = s.store.write_set();
+    let committed = s.registry.next_nonce(&ws, &key).map_err(ApiError::internal)?;
+    let next = s.pending_next_nonce(&key).unwrap_or(committed);
+    let grant = s.registry.grant(&ws, &key).map_err(ApiError::internal)?.map(|g| {
+        json!({
+            "agency": g.agency,
+            "kinds": g.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            "expires_ms": g.expires_ms,
+            "granted_height": g.granted_height,
+            "revoked_height": g.revoked_height,
+        })
+    });
+    let admin_of = s.genesis.agencies.iter().find(|a| a.admin_key == key).map(|a| a.name.clone());
+    Ok(Json(json!({
+        "key": key.to_hex(),
+        "next_nonce": next,
+        "committed_nonce": committed,
+        "grant": grant,
+        "admin_of": admin_of,
+    })))
+}
+
+async fn record(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Res {
+    let d = DocDigest::parse(&digest).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_digest", e))?;
+    let ws = s.store.write_set();
+    let keys = match d {
+        DocDigest::Sha256(h) => vec![registry::sha256_key(&h)],
+        DocDigest::Blake3(h) => vec![registry::blake3_key(&h)],
+        DocDigest::Either(h) => vec![registry::sha256_key(&h), registry::blake3_key(&h)],
+    };
+    for k in keys {
+        if let Some(bytes) = ws.state_get(&k).map_err(ApiError::internal)? {
+            let loc: registry::RecordLocation =
+                codec::decode_body("record location", &bytes, 64).map_err(ApiError::internal)?;
+            return Ok(Json(json!({"digest": digest, "index": loc.index, "height": loc.height, "status": "anchored"})));
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_anchored",
+        format!("no record with digest {digest} is anchored as a single entry"),
+    ))
+}
+
+async fn entry_proof(State(s): State<Arc<Shared>>, Path(index): Path<String>) -> Res {
+    let index: u64 = index
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_index", format!("{index:?} is not a log index")))?;
+    let tip = s.tip();
+    if index >= tip.log_size {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_entry",
+            format!("log index {index} is not committed; the log holds {} entries", tip.log_size),
+        ));
+    }
+    let (b, commit) = load_block(&s, tip.height)?;
+    let ws = s.store.write_set();
+    let path = merkle::inclusion_proof::<Blake3, _>(&ws, index, b.header.log_size).map_err(ApiError::internal)?;
+    let encoded =
+        s.store.entry(index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("entry missing"))?;
+    Ok(Json(json!({
+        "index": index,
+        "encoded": hex::encode(encoded),
+        "size": b.header.log_size,
+        "path": path.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+        "height": tip.height,
+        "checkpoint": note_of(&s, &b, &commit),
+    })))
+}
+
+async fn genesis(State(s): State<Arc<Shared>>) -> Res {
+    serde_json::to_value(&s.genesis).map(Json).map_err(ApiError::internal)
+}
+
+async fn batch(State(s): State<Arc<Shared>>, Path(root): Path<String>) -> Res {
+    let root = Hash32::from_hex(&root).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_root", format!("batch root must be 64 hex digits: {e}"))
+    })?;
+    let ws = s.store.write_set();
+    match ws.state_get(&registry::batch_key(&root)).map_err(ApiError::internal)? {
+        Some(bytes) => {
+            let loc: registry::RecordLocation =
+                codec::decode_body("record location", &bytes, 64).map_err(ApiError::internal)?;
+            Ok(Json(json!({"root": root.to_hex(), "index": loc.index, "height": loc.height, "status": "anchored"})))
+        }
+        None => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not_anchored", format!("no batch with root {root} is anchored")))
+        }
+    }
 }

@@ -64,6 +64,8 @@ pub struct MempoolCfg {
     pub max_txs: usize,
     /// Most bytes.
     pub max_bytes: usize,
+    /// API URLs of the other validators, to which submitted transactions are forwarded.
+    pub peers: Vec<String>,
 }
 
 /// Consensus timeouts.
@@ -123,7 +125,7 @@ impl Default for Metrics {
 
 impl Default for MempoolCfg {
     fn default() -> Self {
-        MempoolCfg { max_txs: 20_000, max_bytes: 64 << 20 }
+        MempoolCfg { max_txs: 20_000, max_bytes: 64 << 20, peers: Vec::new() }
     }
 }
 
@@ -217,6 +219,9 @@ impl Config {
         if self.mempool.max_txs == 0 || self.mempool.max_bytes < 1024 {
             bail!("config: mempool.max_txs must be at least 1 and mempool.max_bytes at least 1024");
         }
+        if let Some(p) = self.mempool.peers.iter().find(|p| !(p.starts_with("http://") || p.starts_with("https://"))) {
+            bail!("config: mempool.peers entries must be http:// or https:// URLs, not {p:?}");
+        }
         if self.api.max_body_bytes < 1024 || self.api.max_body_bytes > 64 << 20 {
             bail!("config: api.max_body_bytes must be 1 KiB to 64 MiB");
         }
@@ -242,11 +247,18 @@ mod tests {
     #[test]
     fn the_generated_file_parses_and_flags_win() {
         let dir = tempfile::tempdir().unwrap();
-        let text = sabt_genesis::testnet::config_text("agency-1", "/ip4/127.0.0.1/tcp/1", "127.0.0.1:2", "127.0.0.1:3");
+        let text = sabt_genesis::testnet::config_text(
+            "agency-1",
+            "/ip4/127.0.0.1/tcp/1",
+            "127.0.0.1:2",
+            "127.0.0.1:3",
+            &["http://127.0.0.1:4".to_string()],
+        );
         std::fs::write(dir.path().join("config.toml"), text).unwrap();
         let cfg = Config::load(dir.path(), &Overrides::default()).unwrap();
         assert_eq!(cfg.name, "agency-1");
         assert_eq!(cfg.api.listen.port(), 2);
+        assert_eq!(cfg.mempool.peers, vec!["http://127.0.0.1:4".to_string()]);
         let flags = Overrides { api_listen: Some("127.0.0.1:9".parse().unwrap()), ..Default::default() };
         assert_eq!(Config::load(dir.path(), &flags).unwrap().api.listen.port(), 9);
         std::fs::write(dir.path().join("config.toml"), "name = \"a\"\nbogus = 1\n").unwrap();

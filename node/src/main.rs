@@ -13,6 +13,7 @@
 mod api;
 mod config;
 mod consensus;
+mod forward;
 mod mempool;
 mod metrics;
 mod node;
@@ -85,8 +86,13 @@ fn init(home: &Path, name: &str, genesis: Option<&Path>) -> anyhow::Result<Strin
     }
     let cfg = home.join("config.toml");
     if !cfg.exists() {
-        let text =
-            sabt_genesis::testnet::config_text(name, "/ip4/0.0.0.0/tcp/26656", "127.0.0.1:26657", "127.0.0.1:26660");
+        let text = sabt_genesis::testnet::config_text(
+            name,
+            "/ip4/0.0.0.0/tcp/26656",
+            "127.0.0.1:26657",
+            "127.0.0.1:26660",
+            &[],
+        );
         std::fs::write(&cfg, text).with_context(|| format!("cannot write {}", cfg.display()))?;
         out.push_str(&format!("wrote {}\n", cfg.display()));
     }

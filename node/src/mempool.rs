@@ -67,16 +67,23 @@ impl Mempool {
         self.queue.len()
     }
 
+    /// The signer's next nonce after its waiting transactions, if it has any.
+    pub fn pending_next_nonce(&self, signer: &PublicKey) -> Option<u64> {
+        self.next_nonce.get(signer).copied()
+    }
+
     /// Whether `id` waits here.
     pub fn contains(&self, id: &Hash32) -> bool {
         self.ids.contains(id)
     }
 
-    /// Admits `stx` after checking it against `registry` and the committed state in `ledger`.
+    /// Admits `stx` after checking it against `registry` and the committed state in `ledger`, as of
+    /// the next block: `height` and (an estimate of) its consensus time `time_ms`.
     pub fn admit<L: Ledger + ?Sized>(
         &mut self,
         registry: &Registry,
         ledger: &L,
+        (height, time_ms): (u64, u64),
         stx: SignedTx,
     ) -> Result<Hash32, AdmitError> {
         let id = stx.id();
@@ -99,8 +106,9 @@ impl Mempool {
                 return Err(e.into());
             }
             Some(_) => {}
-            None => registry.check_stateful(ledger, &stx)?,
+            None => registry.check_nonce(ledger, &stx)?,
         }
+        registry.check_authority(ledger, &stx, height, time_ms)?;
         self.next_nonce.insert(stx.tx.signer, stx.tx.nonce + 1);
         self.ids.insert(id);
         self.bytes += size;
@@ -115,7 +123,13 @@ impl Mempool {
 
     /// After a block commits: drops its transactions, then every waiting transaction the new
     /// state refuses (a nonce used by a transaction that reached another node first, say).
-    pub fn committed<L: Ledger + ?Sized>(&mut self, registry: &Registry, ledger: &L, included: &[Hash32]) {
+    pub fn committed<L: Ledger + ?Sized>(
+        &mut self,
+        registry: &Registry,
+        ledger: &L,
+        (height, time_ms): (u64, u64),
+        included: &[Hash32],
+    ) {
         let included: BTreeSet<&Hash32> = included.iter().collect();
         let old = std::mem::take(&mut self.queue);
         self.ids.clear();
@@ -127,8 +141,8 @@ impl Mempool {
             }
             let ok = match self.next_nonce.get(&stx.tx.signer) {
                 Some(&next) => stx.tx.nonce == next,
-                None => registry.check_stateful(ledger, &stx).is_ok(),
-            };
+                None => registry.check_nonce(ledger, &stx).is_ok(),
+            } && registry.check_authority(ledger, &stx, height, time_ms).is_ok();
             if ok {
                 self.next_nonce.insert(stx.tx.signer, stx.tx.nonce + 1);
                 self.ids.insert(id);
@@ -144,7 +158,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use sabt_core::devnet::Devnet;
-    use sabt_core::entry::BatchAnchor;
+    use sabt_core::entry::{BatchAnchor, RecordKind};
     use sabt_core::registry::{MemoryLedger, Tip};
     use sabt_core::sign::SecretKey;
     use sabt_core::tx::{Transaction, TxBody};
@@ -160,33 +174,44 @@ mod tests {
                 chain_id: "sabt-test".into(),
                 signer: admin.public(),
                 nonce,
-                body: TxBody::AnchorBatch(BatchAnchor { root: Hash32([root; 32]), size: 1 }),
+                body: TxBody::AnchorBatch(BatchAnchor { root: Hash32([root; 32]), size: 1, kind: RecordKind::Other }),
             }
             .sign(&admin)
         };
         let mut pool = Mempool::new(3, 1 << 20);
-        pool.admit(&registry, &ledger, tx(0, 1)).unwrap();
-        assert!(matches!(pool.admit(&registry, &ledger, tx(0, 1)), Err(AdmitError::Duplicate(_))));
+        pool.admit(&registry, &ledger, (1, 2), tx(0, 1)).unwrap();
+        assert!(matches!(pool.admit(&registry, &ledger, (1, 2), tx(0, 1)), Err(AdmitError::Duplicate(_))));
         assert!(matches!(
-            pool.admit(&registry, &ledger, tx(2, 2)),
+            pool.admit(&registry, &ledger, (1, 2), tx(2, 2)),
             Err(AdmitError::Rejected(TxError::NonceGap { .. }))
         ));
         // A transaction by a key the genesis does not know, or with a broken signature, is refused.
         let stranger = SecretKey::from_seed(&[42; 32]);
-        let mut forged = tx(1, 5);
-        forged.tx.signer = stranger.public();
-        assert!(matches!(pool.admit(&registry, &ledger, forged), Err(AdmitError::Rejected(TxError::Unauthorised(_)))));
+        let forged = Transaction {
+            chain_id: "sabt-test".into(),
+            signer: stranger.public(),
+            nonce: 0,
+            body: TxBody::AnchorBatch(BatchAnchor { root: Hash32([5; 32]), size: 1, kind: RecordKind::Other }),
+        }
+        .sign(&stranger);
+        assert!(matches!(
+            pool.admit(&registry, &ledger, (1, 2), forged),
+            Err(AdmitError::Rejected(TxError::Unauthorised(_)))
+        ));
         let mut forged = tx(1, 5);
         forged.tx.nonce = 7;
-        assert!(matches!(pool.admit(&registry, &ledger, forged), Err(AdmitError::Rejected(TxError::BadSignature(_)))));
-        pool.admit(&registry, &ledger, tx(1, 2)).unwrap();
-        pool.admit(&registry, &ledger, tx(2, 3)).unwrap();
-        assert!(matches!(pool.admit(&registry, &ledger, tx(3, 4)), Err(AdmitError::Full { .. })));
+        assert!(matches!(
+            pool.admit(&registry, &ledger, (1, 2), forged),
+            Err(AdmitError::Rejected(TxError::BadSignature(_)))
+        ));
+        pool.admit(&registry, &ledger, (1, 2), tx(1, 2)).unwrap();
+        pool.admit(&registry, &ledger, (1, 2), tx(2, 3)).unwrap();
+        assert!(matches!(pool.admit(&registry, &ledger, (1, 2), tx(3, 4)), Err(AdmitError::Full { .. })));
         // Commit the first one: it leaves, the others stay in order.
         let tip = Tip::genesis(&dev.genesis);
         let first = pool.candidates(1);
         registry.execute(&mut ledger, &tip, 1, 2, &first).unwrap();
-        pool.committed(&registry, &ledger, &[first[0].id()]);
+        pool.committed(&registry, &ledger, (2, 3), &[first[0].id()]);
         assert_eq!(pool.len(), 2);
         assert_eq!(pool.candidates(10)[0].tx.nonce, 1);
     }

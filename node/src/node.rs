@@ -46,6 +46,8 @@ pub struct Shared {
     pub store: Store,
     /// Metrics.
     pub metrics: Metrics,
+    /// Forwards client submissions to the other validators.
+    pub forwarder: Option<crate::forward::Forwarder>,
     mempool: Mutex<Mempool>,
     tip: RwLock<Tip>,
     ready: AtomicBool,
@@ -79,6 +81,11 @@ impl Shared {
         self.mempool().len()
     }
 
+    /// The signer's next nonce after its waiting transactions, if it has any.
+    pub fn pending_next_nonce(&self, signer: &sabt_core::sign::PublicKey) -> Option<u64> {
+        self.mempool().pending_next_nonce(signer)
+    }
+
     /// Whether `id` is waiting.
     pub fn mempool_contains(&self, id: &Hash32) -> bool {
         self.mempool().contains(id)
@@ -95,23 +102,24 @@ impl Shared {
         if let Ok(Some(loc)) = self.store.tx_location(&id) {
             return Err(AdmitError::Committed(id, loc.height));
         }
+        let tip = self.tip();
         let ws = self.store.write_set();
         let mut pool = self.mempool();
-        let r = pool.admit(&self.registry, &ws, stx);
+        let r = pool.admit(&self.registry, &ws, (tip.height + 1, tip.time_ms), stx);
         self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
         r
     }
 
     /// Records a committed block.
     pub fn committed(&self, tip: Tip, ids: &[Hash32]) {
-        let height = tip.height;
+        let (height, time_ms) = (tip.height, tip.time_ms);
         match self.tip.write() {
             Ok(mut t) => *t = tip,
             Err(p) => *p.into_inner() = tip,
         }
         let ws = self.store.write_set();
         let mut pool = self.mempool();
-        pool.committed(&self.registry, &ws, ids);
+        pool.committed(&self.registry, &ws, (height + 1, time_ms), ids);
         self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
         self.metrics.height.set(i64::try_from(height).unwrap_or(i64::MAX));
         self.metrics.txs_committed.inc_by(ids.len() as u64);
@@ -271,6 +279,11 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
         registry,
         store,
         metrics,
+        forwarder: if cfg.mempool.peers.is_empty() {
+            None
+        } else {
+            Some(crate::forward::Forwarder::start(cfg.mempool.peers.clone()).context("starting the forwarder")?)
+        },
         mempool: Mutex::new(Mempool::new(cfg.mempool.max_txs, cfg.mempool.max_bytes)),
         tip: RwLock::new(tip),
         ready: AtomicBool::new(false),

@@ -166,6 +166,11 @@ impl Store {
         }
     }
 
+    /// Log entry `index`'s canonical bytes.
+    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(self.get("entries", &be(index))?)
+    }
+
     /// This node's own proposal at `height` and `round`, if it made one.
     pub fn own_proposal(&self, height: u64, round: u32) -> Result<Option<Vec<u8>>, DbError> {
         Ok(self.get("proposals", &proposal_key(height, round))?)

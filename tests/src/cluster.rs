@@ -267,7 +267,11 @@ impl Cluster {
             chain_id: self.genesis.chain_id.clone(),
             signer: key.public(),
             nonce,
-            body: TxBody::AnchorBatch(sabt_core::entry::BatchAnchor { root, size: 1 + tag % 1000 }),
+            body: TxBody::AnchorBatch(sabt_core::entry::BatchAnchor {
+                root,
+                size: 1 + tag % 1000,
+                kind: sabt_core::entry::RecordKind::Other,
+            }),
         }
         .sign(key)
     }

@@ -71,10 +71,20 @@ fn four_nodes_commit_identical_blocks_and_transactions() {
 fn a_killed_node_is_not_missed_and_catches_up_after_restart() {
     let mut c = Cluster::start(4, 31300).unwrap();
     c.wait_all(2, SECS(90)).unwrap();
+    // A transaction acknowledged by a node that dies at once still reaches the other proposers.
+    let key = c.admin_key(3).unwrap();
+    let tx = c.anchor_tx(&key, 0, 7777);
+    assert_eq!(c.submit(3, &tx).unwrap().0, 202);
+    std::thread::sleep(Duration::from_millis(500));
     c.kill(3).unwrap();
     let h = max_height(&c, &[0, 1, 2]);
     for i in 0..3 {
         c.wait_height(i, h + 3, SECS(40)).unwrap();
+    }
+    let deadline = Instant::now() + SECS(20);
+    while c.committed_at(0, &tx.id()).is_none() {
+        assert!(Instant::now() < deadline, "the forwarded transaction was not committed without its node");
+        std::thread::sleep(Duration::from_millis(300));
     }
     c.start_node(3).unwrap();
     let tip = max_height(&c, &[0, 1, 2]);

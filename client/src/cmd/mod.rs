@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod anchor;
 pub mod block;
 pub mod fingerprint;
+pub mod key;
 pub mod status;
 pub mod verify;

@@ -1,0 +1,198 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+//! The clerk's workflow through the real `sabt` binary against four real nodes: a keystore, its
+//! authorisation by an agency admin, anchoring one file and a directory (one batch), offline
+//! verification of every proof file, a rerun that skips what is done, and refusals after
+//! revocation and outside the key's record kinds.
+
+use sabt_tests::cluster::{Cluster, bin};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn sabt(args: &[&str]) -> Output {
+    Command::new(bin("sabt")).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
+    let c = Cluster::start(4, 32800).unwrap();
+    c.wait_all(2, Duration::from_secs(90)).unwrap();
+    let dir = c.dir.path();
+    let pass = dir.join("clerk.pass");
+    std::fs::write(&pass, "a long clerk passphrase\n").unwrap();
+    let keystore = dir.join("clerk.key");
+    let out = sabt(&["key", "new", "--out", p(&keystore), "--passphrase-file", p(&pass)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let clerk = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(clerk.len(), 64);
+    let admin = c.nodes[0].home.join("keys/admin.key");
+    let node1 = c.nodes[0].url.as_str();
+    let node3 = c.nodes[2].url.as_str();
+
+    // Not yet authorised: refused with its code, exit 4.
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let single = docs.join("deed.txt");
+    std::fs::write(&single, b"deed 1").unwrap();
+    let anchor = |files: &[&str], kind: &str| {
+        let mut args = vec![
+            "anchor",
+            "--node",
+            node3,
+            "--key",
+            p(&keystore),
+            "--passphrase-file",
+            p(&pass),
+            "--kind",
+            kind,
+            "--repository",
+            "Main Archive",
+            "--fund",
+            "7",
+            "--inventory",
+            "2",
+            "--file-no",
+            "31",
+            "--agency",
+            "ZAGS Dushanbe",
+            "--json",
+        ];
+        args.extend_from_slice(files);
+        sabt(&args)
+    };
+    let out = anchor(&[p(&single)], "civil_status");
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("unauthorised"), "{}", text(&out));
+
+    let out = sabt(&[
+        "key",
+        "authorize",
+        "--key",
+        p(&admin),
+        "--node",
+        node1,
+        "--clerk",
+        &clerk,
+        "--kind",
+        "civil_status,notary",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // One file: a single record, its proof verifies offline.
+    let out = anchor(&[p(&single)], "civil_status");
+    assert!(out.status.success(), "{}", text(&out));
+    let genesis = dir.join("genesis.json");
+    let proof = docs.join("deed.txt.sabt-proof.json");
+    let out = sabt(&["verify", p(&single), "--proof", p(&proof), "--genesis", p(&genesis)]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A directory: one batch, one proof per document, each verifying only its own document.
+    let batch = dir.join("batch");
+    std::fs::create_dir_all(batch.join("sub")).unwrap();
+    for i in 0..5 {
+        std::fs::write(batch.join(format!("page-{i}.tif")), format!("scan {i}")).unwrap();
+    }
+    std::fs::write(batch.join("sub/page-5.tif"), "scan 5").unwrap();
+    let out = sabt(&[
+        "anchor",
+        "--dir",
+        p(&batch),
+        "--node",
+        node3,
+        "--key",
+        p(&keystore),
+        "--passphrase-file",
+        p(&pass),
+        "--kind",
+        "notary",
+        "--repository",
+        "Main Archive",
+        "--fund",
+        "7",
+        "--inventory",
+        "2",
+        "--file-no",
+        "32",
+        "--agency",
+        "Notary Office 1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 6);
+    assert!(lines.iter().all(|l| l["status"] == "anchored"));
+    let index = lines[0]["index"].clone();
+    assert!(lines.iter().all(|l| l["index"] == index), "one batch, one entry");
+    for l in &lines {
+        let f = l["file"].as_str().unwrap();
+        let out = sabt(&["verify", f, "--genesis", p(&genesis)]);
+        assert!(out.status.success(), "{f}: {}", text(&out));
+    }
+    let out = sabt(&[
+        "verify",
+        p(&batch.join("page-1.tif")),
+        "--proof",
+        p(&batch.join("page-2.tif.sabt-proof.json")),
+        "--genesis",
+        p(&genesis),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // Rerun: everything is skipped, nothing is anchored twice.
+    let before = c.get(0, "/v1/status").unwrap().1["log_size"].as_u64().unwrap();
+    let out = sabt(&[
+        "anchor",
+        "--dir",
+        p(&batch),
+        "--node",
+        node3,
+        "--key",
+        p(&keystore),
+        "--passphrase-file",
+        p(&pass),
+        "--kind",
+        "notary",
+        "--repository",
+        "Main Archive",
+        "--fund",
+        "7",
+        "--inventory",
+        "2",
+        "--file-no",
+        "32",
+        "--agency",
+        "Notary Office 1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).lines().all(|l| l.contains("\"skipped\"")));
+    assert_eq!(c.get(0, "/v1/status").unwrap().1["log_size"].as_u64().unwrap(), before);
+
+    // Outside the key's kinds: refused.
+    let other = docs.join("diploma.txt");
+    std::fs::write(&other, b"diploma").unwrap();
+    let out = anchor(&[p(&other)], "education");
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("kind_not_allowed"), "{}", text(&out));
+
+    // Revoked: refused by every node from the next block on.
+    let out = sabt(&["key", "revoke", "--key", p(&admin), "--node", node1, "--clerk", &clerk]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = anchor(&[p(&other)], "civil_status");
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("revoked"), "{}", text(&out));
+    // A wrong passphrase is an input error that names the fix.
+    std::fs::write(&pass, "not the passphrase\n").unwrap();
+    let out = anchor(&[p(&other)], "civil_status");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("wrong passphrase"), "{}", text(&out));
+}

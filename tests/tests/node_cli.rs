@@ -1,0 +1,120 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+//! One node through its real binary: key files readable by others are refused at start, JSON logs,
+//! metrics, a clean stop on SIGTERM that keeps every block, and refusal of an inconsistent store.
+
+use sabt_tests::cluster::bin;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const API: &str = "http://127.0.0.1:33101";
+const METRICS: &str = "http://127.0.0.1:33201";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into()
+}
+
+fn height() -> Option<u64> {
+    let v: serde_json::Value = agent().get(format!("{API}/v1/status")).call().ok()?.body_mut().read_json().ok()?;
+    v["height"].as_u64()
+}
+
+fn wait_height(h: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(x) = height().filter(|x| *x >= h) {
+            return x;
+        }
+        assert!(Instant::now() < deadline, "the node did not reach height {h}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn start(home: &Path, extra: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(home.join("log")).unwrap();
+    Command::new(bin("sabt-node"))
+        .args(["start", "--home"])
+        .arg(home)
+        .args(extra)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm(mut child: Child) -> std::process::ExitStatus {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn one_node_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("sabt-genesis"))
+        .args(["testnet", "--validators", "1", "--base-port", "33000", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let home = dir.path().join("node-1");
+    let key = home.join("keys/consensus.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // A key file others can read is refused, with the fix in the message.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(bin("sabt-node")).args(["start", "--home"]).arg(&home).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Structured logs, metrics, a clean stop.
+    let child = start(&home, &["--log-format", "json"]);
+    let h1 = wait_height(3);
+    let mut metrics = String::new();
+    agent().get(format!("{METRICS}/metrics")).call().unwrap().body_mut().read_to_string().map(|t| metrics = t).unwrap();
+    for name in ["sabt_height", "sabt_round", "sabt_peers", "sabt_mempool_size", "sabt_commit_latency_seconds"] {
+        assert!(metrics.contains(name), "metrics lack {name}");
+    }
+    let st = sigterm(child);
+    assert!(st.success(), "SIGTERM exit status {st}");
+    let log = std::fs::read_to_string(home.join("log")).unwrap();
+    let json_lines = log.lines().filter(|l| l.starts_with('{')).count();
+    assert!(json_lines > 5, "expected JSON log lines");
+    for l in log.lines().filter(|l| l.starts_with('{')) {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"));
+    }
+
+    // Restarted, it keeps every block and goes on.
+    let child = start(&home, &[]);
+    let h2 = wait_height(h1 + 1);
+    assert!(h2 > h1);
+    assert!(sigterm(child).success());
+
+    // Damage the store: drop the last block. The node refuses to start and says why.
+    {
+        let names = ["blocks", "commits", "log", "entries", "smt", "state", "txs", "proposals", "meta"];
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), home.join("data/db"), names).unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        let tip = db.get_cf(meta, b"tip").unwrap().unwrap();
+        assert!(!tip.is_empty());
+        let blocks = db.cf_handle("blocks").unwrap();
+        let last = db.iterator_cf(blocks, rocksdb::IteratorMode::End).next().unwrap().unwrap().0;
+        db.delete_cf(blocks, last).unwrap();
+    }
+    let out = Command::new(bin("sabt-node")).args(["start", "--home"]).arg(&home).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to start on an inconsistent store"), "{err}");
+}
