@@ -35,6 +35,8 @@ enum Command {
     Key(cmd::key::Args),
     /// Fingerprint documents locally, anchor them, and write one proof file per document.
     Anchor(Box<cmd::anchor::Args>),
+    /// Re-verify a node's chain from the genesis, or check that its log was never rewritten.
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Block(args) => cmd::block::exec(args),
         Command::Key(args) => cmd::key::exec(args),
         Command::Anchor(args) => cmd::anchor::exec(*args),
+        Command::Audit(args) => cmd::audit::exec(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

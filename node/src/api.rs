@@ -15,6 +15,7 @@
 //! | `GET /v1/genesis` | the genesis document the node runs (JSON) |
 //! | `GET /v1/batches/{root}` | where a batch root is anchored |
 //! | `GET /v1/records/{digest}` | where a document (`sha256:`, `blake3:` or bare SHA-256 hex) is anchored |
+//! | `GET /v1/consistency?old=N&new=M` | RFC 9162 consistency proof between two committed log sizes |
 //! | `GET /v1/entries/{index}/proof` | the entry, its inclusion path and the cosigned checkpoint of the latest block |
 //!
 //! Errors are `{"code": "...", "message": "..."}` with a stable code; a full mempool answers 429
@@ -92,6 +93,7 @@ pub async fn serve(
         .route("/v1/records/{digest}", get(record))
         .route("/v1/batches/{root}", get(batch))
         .route("/v1/genesis", get(genesis))
+        .route("/v1/consistency", get(consistency))
         .route("/v1/entries/{index}/proof", get(entry_proof))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(shared);
@@ -448,4 +450,31 @@ async fn batch(State(s): State<Arc<Shared>>, Path(root): Path<String>) -> Res {
             Err(ApiError::new(StatusCode::NOT_FOUND, "not_anchored", format!("no batch with root {root} is anchored")))
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sizes {
+    old: u64,
+    new: u64,
+}
+
+async fn consistency(
+    State(s): State<Arc<Shared>>,
+    q: Result<axum::extract::Query<Sizes>, axum::extract::rejection::QueryRejection>,
+) -> Res {
+    let axum::extract::Query(q) = q.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected ?old=N&new=M (log sizes): {e}"))
+    })?;
+    let size = s.tip().log_size;
+    if q.old > q.new || q.new > size {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_sizes",
+            format!("need old <= new <= {size} (the committed log size); got old={} new={}", q.old, q.new),
+        ));
+    }
+    let ws = s.store.write_set();
+    let proof = merkle::consistency_proof::<Blake3, _>(&ws, q.old, q.new).map_err(ApiError::internal)?;
+    Ok(Json(json!({"old": q.old, "new": q.new, "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>()})))
 }

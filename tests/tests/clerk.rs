@@ -2,8 +2,12 @@
 //! The clerk's workflow through the real `sabt` binary against four real nodes: a keystore, its
 //! authorisation by an agency admin, anchoring one file and a directory (one batch), offline
 //! verification of every proof file, a rerun that skips what is done, and refusals after
-//! revocation and outside the key's record kinds.
+//! revocation and outside the key's record kinds; the auditor's chain re-execution, consistency
+//! check, and watch alarms on a rollback and a fork.
 
+use sabt_core::checkpoint::{Checkpoint, SignedNote, cosign};
+use sabt_core::hash::Hash32;
+use sabt_core::sign::SecretKey;
 use sabt_tests::cluster::{Cluster, bin};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -176,6 +180,41 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).lines().all(|l| l.contains("\"skipped\"")));
     assert_eq!(c.get(0, "/v1/status").unwrap().1["log_size"].as_u64().unwrap(), before);
+
+    // The auditor re-executes the chain from the genesis, and checks the log was never rewritten.
+    let out = sabt(&["audit", "chain", "--node", c.nodes[1].url.as_str(), "--genesis", p(&genesis)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("CONSISTENT"), "{}", text(&out));
+    let bundle: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&proof).unwrap()).unwrap();
+    let old = dir.join("old-checkpoint.txt");
+    std::fs::write(&old, bundle["checkpoint"].as_str().unwrap()).unwrap();
+    let out = sabt(&["audit", "consistency", "--node", node3, "--old", p(&old), "--genesis", p(&genesis)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let state = dir.join("watch.state");
+    for _ in 0..2 {
+        let out = sabt(&["audit", "watch", "--once", "--node", node1, "--state", p(&state), "--genesis", p(&genesis)]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // A checkpoint the validators signed for a longer log (a rollback since), or for the same size
+    // with another root (a fork), raises the alarm.
+    let keys: Vec<SecretKey> = (0..3)
+        .map(|i| {
+            let t = std::fs::read_to_string(c.nodes[i].home.join("keys/consensus.key")).unwrap();
+            SecretKey::from_seed(&hex::decode(t.trim()).unwrap().try_into().unwrap())
+        })
+        .collect();
+    let forge = |size: u64, root: Hash32| {
+        let cp = Checkpoint { origin: c.genesis.chain_id.clone(), size, root };
+        let signatures = (0..3).map(|i| cosign(&cp, &format!("agency-{}", i + 1), &keys[i])).collect();
+        SignedNote { text: cp.body(), signatures }.render()
+    };
+    let size = c.get(0, "/v1/status").unwrap().1["log_size"].as_u64().unwrap();
+    for (note, alarm) in [(forge(size + 1000, Hash32([7; 32])), "rollback"), (forge(2, Hash32([7; 32])), "fork")] {
+        std::fs::write(&state, note).unwrap();
+        let out = sabt(&["audit", "watch", "--once", "--node", node1, "--state", p(&state), "--genesis", p(&genesis)]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(alarm), "{alarm}: {}", text(&out));
+    }
 
     // Outside the key's kinds: refused.
     let other = docs.join("diploma.txt");

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod anchor;
+pub mod audit;
 pub mod block;
 pub mod fingerprint;
 pub mod key;
