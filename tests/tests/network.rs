@@ -91,6 +91,7 @@ fn a_killed_node_is_not_missed_and_catches_up_after_restart() {
     let started = Instant::now();
     c.wait_height(3, tip, SECS(20)).unwrap();
     eprintln!("restarted node caught up to {tip} in {:?}", started.elapsed());
+    c.wait_all(tip, SECS(30)).unwrap();
     c.check_chain(&[0, 1, 2, 3], tip).unwrap();
 }
 
@@ -176,6 +177,7 @@ fn a_wiped_node_resyncs_from_genesis_and_ends_identical() {
     c.start_node(3).unwrap();
     let tip = max_height(&c, &[0, 1, 2]);
     c.wait_height(3, tip, SECS(60)).unwrap();
+    c.wait_all(tip, SECS(30)).unwrap();
     c.check_chain(&[3, 0, 1, 2], tip).unwrap();
 }
 
