@@ -27,8 +27,8 @@ impl PassphraseSource {
     /// The passphrase: file, then `SABT_PASSPHRASE`, then a prompt (twice when `confirm`).
     pub fn get(&self, purpose: &str, confirm: bool) -> anyhow::Result<String> {
         if let Some(f) = &self.file {
-            let text =
-                std::fs::read_to_string(f).with_context(|| format!("cannot read passphrase file {}", f.display()))?;
+            let text = crate::files::read_bounded(f, crate::files::MAX_NOTE)
+                .with_context(|| format!("passphrase file {}", f.display()))?;
             let pass = text.trim_end_matches(['\n', '\r']).to_string();
             if pass.is_empty() {
                 bail!("passphrase file {} is empty", f.display());

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 mod api;
 mod cmd;
 mod exit;
+mod files;
 mod keystore;
 mod submit;
 mod time;

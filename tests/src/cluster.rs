@@ -58,7 +58,8 @@ pub struct Cluster {
     _guard: MutexGuard<'static, ()>,
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP agent for tests: statuses are answers, not errors; 5 s timeout.
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(5)))

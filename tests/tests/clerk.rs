@@ -105,30 +105,33 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
         std::fs::write(batch.join(format!("page-{i}.tif")), format!("scan {i}")).unwrap();
     }
     std::fs::write(batch.join("sub/page-5.tif"), "scan 5").unwrap();
-    let out = sabt(&[
-        "anchor",
-        "--dir",
-        p(&batch),
-        "--node",
-        node3,
-        "--key",
-        p(&keystore),
-        "--passphrase-file",
-        p(&pass),
-        "--kind",
-        "notary",
-        "--repository",
-        "Main Archive",
-        "--fund",
-        "7",
-        "--inventory",
-        "2",
-        "--file-no",
-        "32",
-        "--agency",
-        "Notary Office 1",
-        "--json",
-    ]);
+    let anchor_dir = || {
+        sabt(&[
+            "anchor",
+            "--dir",
+            p(&batch),
+            "--node",
+            node3,
+            "--key",
+            p(&keystore),
+            "--passphrase-file",
+            p(&pass),
+            "--kind",
+            "notary",
+            "--repository",
+            "Main Archive",
+            "--fund",
+            "7",
+            "--inventory",
+            "2",
+            "--file-no",
+            "32",
+            "--agency",
+            "Notary Office 1",
+            "--json",
+        ])
+    };
+    let out = anchor_dir();
     assert!(out.status.success(), "{}", text(&out));
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -153,30 +156,7 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
 
     // Rerun: everything is skipped, nothing is anchored twice.
     let before = c.get(0, "/v1/status").unwrap().1["log_size"].as_u64().unwrap();
-    let out = sabt(&[
-        "anchor",
-        "--dir",
-        p(&batch),
-        "--node",
-        node3,
-        "--key",
-        p(&keystore),
-        "--passphrase-file",
-        p(&pass),
-        "--kind",
-        "notary",
-        "--repository",
-        "Main Archive",
-        "--fund",
-        "7",
-        "--inventory",
-        "2",
-        "--file-no",
-        "32",
-        "--agency",
-        "Notary Office 1",
-        "--json",
-    ]);
+    let out = anchor_dir();
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).lines().all(|l| l.contains("\"skipped\"")));
     assert_eq!(c.get(0, "/v1/status").unwrap().1["log_size"].as_u64().unwrap(), before);

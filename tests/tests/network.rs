@@ -7,7 +7,7 @@
 //!
 //! Each test uses its own port range; clusters run one at a time.
 
-use sabt_tests::cluster::{Cluster, bin};
+use sabt_tests::cluster::{Cluster, agent, bin};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -229,9 +229,8 @@ fn a_node_outside_the_genesis_cannot_connect_or_influence() {
     }
     c.check_chain(&[0, 1, 2, 3], h1).unwrap();
     // The stranger was refused and got nothing: no blocks, not even by sync.
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let status: serde_json::Value =
-        agent.get("http://127.0.0.1:32598/v1/status").call().unwrap().body_mut().read_json().unwrap();
+        agent().get("http://127.0.0.1:32598/v1/status").call().unwrap().body_mut().read_json().unwrap();
     assert_eq!(status["height"], 0, "the stranger obtained blocks");
     let refused = (0..4).any(|i| c.log(i).contains("Rejecting connection from non-persistent peer"));
     let _ = child.kill();

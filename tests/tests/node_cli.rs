@@ -2,7 +2,7 @@
 //! One node through its real binary: key files readable by others are refused at start, JSON logs,
 //! metrics, a clean stop on SIGTERM that keeps every block, and refusal of an inconsistent store.
 
-use sabt_tests::cluster::bin;
+use sabt_tests::cluster::{agent, bin};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -10,14 +10,6 @@ use std::time::{Duration, Instant};
 
 const API: &str = "http://127.0.0.1:33101";
 const METRICS: &str = "http://127.0.0.1:33201";
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into()
-}
 
 fn height() -> Option<u64> {
     let v: serde_json::Value = agent().get(format!("{API}/v1/status")).call().ok()?.body_mut().read_json().ok()?;

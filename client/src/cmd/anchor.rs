@@ -246,7 +246,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
     let node = Node::new(&args.node)?;
     let genesis = match &args.genesis {
         Some(p) => sabt_core::genesis::Genesis::from_json(
-            &std::fs::read_to_string(p).with_context(|| format!("cannot read genesis {}", p.display()))?,
+            &crate::files::read_bounded(p, crate::files::MAX_GENESIS).context("--genesis")?,
         )?,
         None => Genesis::from_json(&node.get("/v1/genesis")?.to_string()).context("the node's genesis")?,
     };
@@ -263,7 +263,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot read {}", f.display()))?;
         let proof = proof_path(&args, &f);
         let doc = Doc { record: record_for(&args, kind, access, fp, &f)?, path: f, proof };
-        let valid = std::fs::read_to_string(&doc.proof)
+        let valid = crate::files::read_bounded(&doc.proof, bundle::MAX_BUNDLE_LEN as u64)
             .ok()
             .and_then(|t| ProofBundle::from_json(&t).ok())
             .is_some_and(|b| bundle::verify(&b, &genesis, &DocumentClaim::File(fp)).is_ok());

@@ -13,6 +13,7 @@
 
 use crate::api::Node;
 use crate::exit;
+use crate::files::{MAX_GENESIS, MAX_NOTE, read_bounded};
 use anyhow::{Context as _, anyhow};
 use clap::{Args as ClapArgs, Subcommand};
 use sabt_core::block::{Block, Commit, verify_commit};
@@ -89,10 +90,8 @@ struct Finding {
 
 fn genesis_of(node: &Node, path: Option<&PathBuf>) -> anyhow::Result<Genesis> {
     match path {
-        Some(p) => {
-            Genesis::from_json(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?)
-                .with_context(|| format!("{} is not a valid genesis", p.display()))
-        }
+        Some(p) => Genesis::from_json(&read_bounded(p, MAX_GENESIS)?)
+            .with_context(|| format!("{} is not a valid genesis", p.display())),
         None => {
             let g = Genesis::from_json(&node.get("/v1/genesis")?.to_string()).context("the node's genesis")?;
             eprintln!("trusting the node's genesis {} (pass --genesis to check against your own copy)", g.hash());
@@ -101,11 +100,17 @@ fn genesis_of(node: &Node, path: Option<&PathBuf>) -> anyhow::Result<Genesis> {
     }
 }
 
-fn current_checkpoint(node: &Node, genesis: &Genesis) -> anyhow::Result<(String, Result<VerifiedCheckpoint, String>)> {
+/// The node's current checkpoint note, and either its verification or the finding that it lacks
+/// a quorum.
+fn current_checkpoint(node: &Node, genesis: &Genesis) -> anyhow::Result<(String, Result<VerifiedCheckpoint, Finding>)> {
     let c = node.get("/v1/checkpoint")?;
     let note = c["note"].as_str().context("checkpoint note")?.to_string();
     let set = genesis.validator_set()?;
-    let v = verify_cosigned(&note, &set, &genesis.chain_id).map_err(|e| e.to_string());
+    let v = verify_cosigned(&note, &set, &genesis.chain_id).map_err(|e| Finding {
+        height: None,
+        what: "the node's checkpoint is not cosigned by a quorum".into(),
+        evidence: e.to_string(),
+    });
     Ok((note, v))
 }
 
@@ -238,19 +243,12 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
         AuditCommand::Consistency { node, old, genesis } => {
             let node = Node::new(&node)?;
             let genesis = genesis_of(&node, genesis.as_ref())?;
-            let old_note = std::fs::read_to_string(&old).with_context(|| format!("cannot read {}", old.display()))?;
+            let old_note = read_bounded(&old, MAX_NOTE)?;
             let old_v = verified(&old_note, &genesis, &old.display().to_string())?;
             let (_, new_v) = current_checkpoint(&node, &genesis)?;
             let new_v = match new_v {
                 Ok(v) => v,
-                Err(e) => {
-                    let f = Finding {
-                        height: None,
-                        what: "the node's checkpoint is not cosigned by a quorum".into(),
-                        evidence: e,
-                    };
-                    return Ok(report(&f, false));
-                }
+                Err(f) => return Ok(report(&f, false)),
             };
             match extends(&node, &old_v, &new_v)? {
                 Ok(()) => {
@@ -270,18 +268,10 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 let (note, new_v) = current_checkpoint(&node, &genesis)?;
                 let new_v = match new_v {
                     Ok(v) => v,
-                    Err(e) => {
-                        let f = Finding {
-                            height: None,
-                            what: "the node's checkpoint is not cosigned by a quorum".into(),
-                            evidence: e,
-                        };
-                        return Ok(report(&f, false));
-                    }
+                    Err(f) => return Ok(report(&f, false)),
                 };
                 if state.exists() {
-                    let old_note =
-                        std::fs::read_to_string(&state).with_context(|| format!("cannot read {}", state.display()))?;
+                    let old_note = read_bounded(&state, MAX_NOTE)?;
                     let old_v = verified(&old_note, &genesis, &state.display().to_string())?;
                     if let Err(f) = extends(&node, &old_v, &new_v)? {
                         return Ok(report(&f, false));

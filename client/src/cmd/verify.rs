@@ -3,6 +3,7 @@
 //! Exit 0 when the proof is valid, 1 when it is not (with the reason), 2 for usage or input errors
 //! (a missing file, an unreadable or invalid genesis).
 
+use crate::files::read_bounded;
 use crate::{exit, time};
 use anyhow::Context as _;
 use sabt_core::bundle::{self, DocumentClaim, ProofBundle, VerifyError};
@@ -124,13 +125,4 @@ fn report_invalid(e: &VerifyError, proof: &Path, json: bool) {
     } else {
         println!("INVALID ({}): {e}", e.code());
     }
-}
-
-/// Reads a text file, refusing files larger than `max` bytes before reading them.
-fn read_bounded(path: &Path, max: u64) -> anyhow::Result<String> {
-    let meta = std::fs::metadata(path)?;
-    if meta.len() > max {
-        anyhow::bail!("{} is {} bytes, more than the {} allowed", path.display(), meta.len(), max);
-    }
-    Ok(std::fs::read_to_string(path)?)
 }

@@ -1,0 +1,18 @@
+//! Reading the small files the command line is given (genesis, proofs, checkpoints, passphrases),
+//! refusing oversized ones before reading them.
+
+use std::path::Path;
+
+/// Genesis documents (as `Genesis::from_json` accepts).
+pub const MAX_GENESIS: u64 = 4 << 20;
+/// Checkpoint notes and passphrase files.
+pub const MAX_NOTE: u64 = 128 << 10;
+
+/// Reads a text file, refusing files larger than `max` bytes before reading them.
+pub fn read_bounded(path: &Path, max: u64) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    if meta.len() > max {
+        anyhow::bail!("{} is {} bytes, more than the {} allowed", path.display(), meta.len(), max);
+    }
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
