@@ -1,7 +1,10 @@
 //! A small client for the node's HTTP API.
 
+use crate::files::{MAX_GENESIS, read_bounded};
 use anyhow::{Context as _, anyhow};
+use sabt_core::genesis::Genesis;
 use serde_json::Value;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where the node is and how to reach it.
@@ -70,5 +73,21 @@ impl Node {
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         self.answer(path, self.agent.post(&url).send_json(body))
+    }
+}
+
+/// The genesis to trust: the file given, else the node's (its hash is printed on stderr so the
+/// user can compare it with a copy obtained out of band).
+pub fn genesis_of(node: &Node, path: Option<&PathBuf>) -> anyhow::Result<Genesis> {
+    match path {
+        Some(p) => {
+            Genesis::from_json(&read_bounded(p, MAX_GENESIS).with_context(|| format!("--genesis {}", p.display()))?)
+                .with_context(|| format!("{} is not a valid genesis", p.display()))
+        }
+        None => {
+            let g = Genesis::from_json(&node.get("/v1/genesis")?.to_string()).context("the node's genesis")?;
+            eprintln!("trusting the node's genesis {} (pass --genesis to check against your own copy)", g.hash());
+            Ok(g)
+        }
     }
 }

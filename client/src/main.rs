@@ -38,6 +38,8 @@ enum Command {
     Anchor(Box<cmd::anchor::Args>),
     /// Re-verify a node's chain from the genesis, or check that its log was never rewritten.
     Audit(cmd::audit::Args),
+    /// Withdraw or supersede an anchored record, or prove whether it is still current.
+    Record(Box<cmd::record::Args>),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Key(args) => cmd::key::exec(args),
         Command::Anchor(args) => cmd::anchor::exec(*args),
         Command::Audit(args) => cmd::audit::exec(args),
+        Command::Record(args) => cmd::record::exec(*args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -215,20 +215,11 @@ impl VerifyError {
 impl ProofBundle {
     /// Parses a bundle file, bounded in size.
     pub fn from_json(text: &str) -> Result<Self, VerifyError> {
-        if text.len() > MAX_BUNDLE_LEN {
-            return Err(VerifyError::Malformed(format!("{} bytes exceeds the limit of {MAX_BUNDLE_LEN}", text.len())));
-        }
-        // Check the version before the full shape, so an old verifier names the real problem.
-        #[derive(Deserialize)]
-        struct Head {
-            format: String,
-            version: u32,
-        }
-        let head: Head = serde_json::from_str(text).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-        if head.format != BUNDLE_FORMAT || head.version != BUNDLE_VERSION {
-            return Err(VerifyError::UnsupportedVersion { format: head.format, version: head.version });
-        }
-        serde_json::from_str(text).map_err(|e| VerifyError::Malformed(e.to_string()))
+        use crate::text::VersionedJsonError as E;
+        crate::text::parse_versioned_json(text, MAX_BUNDLE_LEN, BUNDLE_FORMAT, BUNDLE_VERSION).map_err(|e| match e {
+            E::Malformed(m) => VerifyError::Malformed(m),
+            E::Unsupported { format, version } => VerifyError::UnsupportedVersion { format, version },
+        })
     }
 
     /// Pretty JSON with a final newline.
@@ -270,7 +261,7 @@ pub fn verify(bundle: &ProofBundle, genesis: &Genesis, claim: &DocumentClaim) ->
     // 2. Record → entry.
     let entry: LogEntry = codec::decode(&bundle.entry.encoded).map_err(VerifyError::BadEntry)?;
     let batch_index = match (&entry.body, &bundle.batch) {
-        (EntryBody::Record(r), None) => {
+        (EntryBody::Record(r) | EntryBody::Supersede { record: r, .. }, None) => {
             if *r != bundle.record {
                 return Err(VerifyError::RecordMismatch);
             }
@@ -289,7 +280,7 @@ pub fn verify(bundle: &ProofBundle, genesis: &Genesis, claim: &DocumentClaim) ->
                 .map_err(VerifyError::BadBatchPath)?;
             Some((p.index, p.size))
         }
-        (EntryBody::Record(_), Some(_)) => {
+        (EntryBody::Record(_) | EntryBody::Supersede { .. }, Some(_)) => {
             return Err(VerifyError::BatchShape("proof has a batch path but the entry is a single record"));
         }
         (EntryBody::Batch(_), None) => {
@@ -297,6 +288,9 @@ pub fn verify(bundle: &ProofBundle, genesis: &Genesis, claim: &DocumentClaim) ->
         }
         (EntryBody::Grant(_) | EntryBody::Revoke { .. }, _) => {
             return Err(VerifyError::BatchShape("the entry is a key authorisation, not a record"));
+        }
+        (EntryBody::Withdraw(_), _) => {
+            return Err(VerifyError::BatchShape("the entry withdraws a record; it anchors none"));
         }
     };
 

@@ -92,6 +92,18 @@ pub enum AccessClass {
     Confidential,
 }
 
+impl AccessClass {
+    /// Parses `public`, `restricted` or `confidential`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "public" => Ok(AccessClass::Public),
+            "restricted" => Ok(AccessClass::Restricted),
+            "confidential" => Ok(AccessClass::Confidential),
+            _ => Err(format!("unknown access class {text:?}; use public, restricted or confidential")),
+        }
+    }
+}
+
 /// Where the original is kept: repository / fund / inventory / file / sheets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -259,6 +271,43 @@ pub enum EntryBody {
         /// The agency that revoked it.
         agency: String,
     },
+    /// A record was withdrawn: it stays in the log, and the state marks it withdrawn.
+    Withdraw(StatusChange),
+    /// A record was superseded by a new record, anchored by this entry.
+    Supersede {
+        /// What was superseded, and why.
+        change: StatusChange,
+        /// The new record.
+        record: ArchiveRecord,
+    },
+}
+
+/// A change of an anchored record's status, as logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    /// The fingerprint of the record whose status changes.
+    pub target: Fingerprint,
+    /// The log index of the entry that anchored it (the record itself, or its batch).
+    pub target_index: u64,
+    /// Why (no personal data).
+    pub reason: String,
+}
+
+/// A reference to an anchored record, as a transaction gives it: the record itself and, when it was
+/// anchored in a batch, its inclusion path in the batch tree (the proof file has both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordRef {
+    /// The anchored record, exactly as anchored.
+    pub record: ArchiveRecord,
+    /// Its position in its batch, if it was batched.
+    pub batch: Option<crate::bundle::BatchProof>,
+}
+
+/// Checks a withdrawal or supersession reason: 1 to 512 characters, no control characters.
+pub fn check_reason(reason: &str) -> Result<(), RecordError> {
+    check_text("reason", reason, 512, true)
 }
 
 /// One entry of the registry log.

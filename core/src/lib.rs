@@ -20,6 +20,7 @@
 //! - [`block`]: block headers, votes, proposals and commit certificates.
 //! - [`smt`]: the authenticated state map (sparse Merkle tree) with presence and absence proofs.
 //! - [`registry`]: the registry rules: admission checks and block execution.
+//! - [`status`]: status proofs: whether a record is current, withdrawn or superseded at a block.
 //! - [`bundle`]: the proof file a clerk receives and an auditor verifies offline.
 //! - [`devnet`]: a whole chain in one process, for the demo, examples and tests.
 
@@ -38,6 +39,7 @@ pub mod merkle;
 pub mod registry;
 pub mod sign;
 pub mod smt;
+pub mod status;
 mod text;
 pub mod tx;
 pub mod validator;

@@ -337,6 +337,21 @@ pub fn verify_inclusion<H: LogHasher>(
     path: &[Hash32],
     root: &Hash32,
 ) -> Result<(), ProofError> {
+    let r = root_from_inclusion::<H>(leaf_hash, index, size, path)?;
+    if r != *root {
+        return Err(ProofError::RootMismatch { computed: r, expected: *root });
+    }
+    Ok(())
+}
+
+/// The root an inclusion proof leads to (RFC 9162 §2.1.3.2 without the final comparison): the
+/// caller must then establish that this root is one it trusts.
+pub fn root_from_inclusion<H: LogHasher>(
+    leaf_hash: &Hash32,
+    index: u64,
+    size: u64,
+    path: &[Hash32],
+) -> Result<Hash32, ProofError> {
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
@@ -367,10 +382,7 @@ pub fn verify_inclusion<H: LogHasher>(
     if sn != 0 {
         return Err(ProofError::WrongLength { found: path.len(), expected: expected_len });
     }
-    if r != *root {
-        return Err(ProofError::RootMismatch { computed: r, expected: *root });
-    }
-    Ok(())
+    Ok(r)
 }
 
 /// Number of hashes in the inclusion proof of `index` in a tree of `size` leaves.

@@ -11,7 +11,9 @@
 //! - tag 2, SHA-256 digest of an anchored document → [`RecordLocation`];
 //! - tag 3, BLAKE3 digest of an anchored document → [`RecordLocation`];
 //! - tag 4, batch root → [`RecordLocation`] of the batch entry;
-//! - tag 5, clerk key → [`GrantState`] (agency, record kinds, expiry, revocation height).
+//! - tag 5, clerk key → [`GrantState`] (agency, record kinds, expiry, revocation height);
+//! - tag 6, SHA-256 digest of a withdrawn or superseded document → [`RecordStatus`]. A document
+//!   anchored and absent here is current; the state map proves either.
 //!
 //! ## Rules (this version)
 //! A transaction is accepted when it is for this chain, its signature verifies (strict Ed25519),
@@ -19,12 +21,16 @@
 //! same document digest or batch with the same root is already anchored, and its signer may do what
 //! it asks ([`Registry::check_authority`]): an agency's admin key named in the genesis anchors and
 //! authorises or revokes its agency's clerk keys; a clerk key anchors only the record kinds its
-//! grant names, before its expiry, and not in any block after the one that revoked it. A block
-//! holding any other transaction is invalid.
+//! grant names, before its expiry, and not in any block after the one that revoked it. A record
+//! is withdrawn or superseded only by a key of the agency whose key anchored it, allowed for its
+//! kind (and the new record's), only once, and only if the transaction shows it anchored: the
+//! record exactly as anchored, with its batch path if batched. A block holding any other
+//! transaction is invalid.
 
 use crate::block::{BlockHeader, tx_root};
 use crate::codec::{self, CodecError};
-use crate::entry::{EntryBody, KeyGrant, LogEntry, RecordError, RecordKind};
+use crate::entry::{self, EntryBody, KeyGrant, LogEntry, RecordError, RecordKind, RecordRef, StatusChange};
+use crate::fingerprint::Fingerprint;
 use crate::genesis::Genesis;
 use crate::hash::{self, Hash32};
 use crate::merkle::{self, Blake3, NodeSink, StoreError};
@@ -40,6 +46,7 @@ const TAG_SHA256: u8 = 2;
 const TAG_BLAKE3: u8 = 3;
 const TAG_BATCH: u8 = 4;
 const TAG_GRANT: u8 = 5;
+const TAG_STATUS: u8 = 6;
 
 /// The state-map key for `tag` and `bytes`.
 pub fn state_key(tag: u8, bytes: &[u8]) -> Hash32 {
@@ -72,6 +79,49 @@ pub fn batch_key(root: &Hash32) -> Hash32 {
 /// Key of a clerk key's grant.
 pub fn grant_key(key: &PublicKey) -> Hash32 {
     state_key(TAG_GRANT, key.as_bytes())
+}
+
+/// Key of the status of the document with this SHA-256 digest (present once withdrawn or superseded).
+pub fn status_key(sha256: &Hash32) -> Hash32 {
+    state_key(TAG_STATUS, sha256.as_bytes())
+}
+
+/// What happened to a record that is no longer current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    /// Withdrawn: it no longer stands, and nothing replaces it.
+    Withdrawn,
+    /// Superseded by another record.
+    Superseded,
+}
+
+impl RecordState {
+    /// The name used in JSON and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Withdrawn => "withdrawn",
+            RecordState::Superseded => "superseded",
+        }
+    }
+}
+
+/// The status of a withdrawn or superseded record, as the state holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordStatus {
+    /// Withdrawn or superseded.
+    pub state: RecordState,
+    /// Log index of the entry that withdrew or superseded it.
+    pub index: u64,
+    /// Height of the block that committed that entry.
+    pub height: u64,
+    /// That block's consensus time, Unix milliseconds.
+    pub time_ms: u64,
+    /// The reason given.
+    pub reason: String,
+    /// The record that replaces it, if superseded.
+    pub superseded_by: Option<Fingerprint>,
 }
 
 /// A clerk key's authorisation, as the state holds it.
@@ -107,6 +157,8 @@ pub trait Ledger: NodeSink + SmtSink {
     fn state_put(&mut self, key: Hash32, value: Vec<u8>) -> Result<(), StoreError>;
     /// Stores log entry `index`'s canonical bytes.
     fn entry_put(&mut self, index: u64, bytes: Vec<u8>) -> Result<(), StoreError>;
+    /// Log entry `index`'s canonical bytes.
+    fn entry_get(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// A [`Ledger`] held in memory: for tests, tools and the offline devnet.
@@ -159,6 +211,10 @@ impl Ledger for MemoryLedger {
     fn entry_put(&mut self, index: u64, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.entries.insert(index, bytes);
         Ok(())
+    }
+
+    fn entry_get(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.entries.get(&index).cloned())
     }
 }
 
@@ -240,6 +296,27 @@ pub enum TxError {
         /// Where.
         index: u64,
     },
+    /// The record a withdrawal or supersession names is not anchored as given.
+    #[error("record not anchored as given: {0}")]
+    NotAnchored(String),
+    /// The record was already withdrawn or superseded.
+    #[error("record sha256:{digest} was already {state} at log index {index}")]
+    NotCurrent {
+        /// Its SHA-256 digest (hex).
+        digest: String,
+        /// Withdrawn or superseded.
+        state: &'static str,
+        /// The entry that did it.
+        index: u64,
+    },
+    /// The signer's agency is not the agency that anchored the record.
+    #[error("record was anchored by agency {owner:?}; a key of agency {signer_agency:?} cannot change its status")]
+    WrongAgency {
+        /// The agency whose key anchored the record.
+        owner: String,
+        /// The signer's agency.
+        signer_agency: String,
+    },
     /// Too large.
     #[error("transaction is {size} bytes; the limit is {limit}")]
     TooLarge {
@@ -272,6 +349,9 @@ impl TxError {
             TxError::BadRecord(_) => "bad_record",
             TxError::EmptyBatch => "empty_batch",
             TxError::AlreadyAnchored { .. } => "already_anchored",
+            TxError::NotAnchored(_) => "not_anchored",
+            TxError::NotCurrent { .. } => "not_current",
+            TxError::WrongAgency { .. } => "wrong_agency",
             TxError::TooLarge { .. } => "too_large",
             TxError::Store(_) => "storage",
             TxError::Corrupt(_) => "storage",
@@ -398,6 +478,29 @@ pub struct Registry {
     validator_set_hash: Hash32,
 }
 
+/// A batch path longer than any log can need is refused before any hashing.
+fn check_ref_shape(target: &RecordRef) -> Result<(), TxError> {
+    match &target.batch {
+        Some(p) if p.path.len() > crate::bundle::MAX_PATH_LEN => Err(TxError::NotAnchored(format!(
+            "batch path of {} hashes exceeds {}",
+            p.path.len(),
+            crate::bundle::MAX_PATH_LEN
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a record whose document is already anchored as a single record.
+fn check_not_anchored<L: Ledger + ?Sized>(ledger: &L, fp: &Fingerprint) -> Result<(), TxError> {
+    if let Some(loc) = get_decoded::<RecordLocation, L>(ledger, &sha256_key(&fp.sha256))? {
+        return Err(TxError::AlreadyAnchored { digest: format!("sha256:{}", fp.sha256), index: loc.index });
+    }
+    if let Some(loc) = get_decoded::<RecordLocation, L>(ledger, &blake3_key(&fp.blake3))? {
+        return Err(TxError::AlreadyAnchored { digest: format!("blake3:{}", fp.blake3), index: loc.index });
+    }
+    Ok(())
+}
+
 fn get_decoded<T: serde::de::DeserializeOwned + Serialize, L: Ledger + ?Sized>(
     ledger: &L,
     key: &Hash32,
@@ -467,8 +570,114 @@ impl Registry {
                 }
             }
             TxBody::RevokeKey { .. } => {}
+            TxBody::Withdraw { target, reason } => {
+                entry::check_reason(reason)?;
+                check_ref_shape(target)?;
+            }
+            TxBody::Supersede { target, record, reason } => {
+                entry::check_reason(reason)?;
+                check_ref_shape(target)?;
+                record.validate()?;
+                let (old, new) = (&target.record.fingerprint, &record.fingerprint);
+                if old.sha256 == new.sha256 || old.blake3 == new.blake3 {
+                    return Err(TxError::BadRecord(RecordError {
+                        field: "record.fingerprint",
+                        reason: "a record cannot supersede itself".into(),
+                    }));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The agency a key acts for: the agency it administers, or the agency that authorised it.
+    pub fn agency_of<L: Ledger + ?Sized>(&self, ledger: &L, key: &PublicKey) -> Result<Option<String>, TxError> {
+        if let Some(a) = self.admins.get(key) {
+            return Ok(Some(a.clone()));
+        }
+        Ok(self.grant(ledger, key)?.map(|g| g.agency))
+    }
+
+    /// Finds the entry that anchored the record `target` names, and the key that signed it. The
+    /// record must be exactly as anchored: as a single record (or a supersession's new record), or
+    /// as a leaf of an anchored batch of its kind, by the batch path given.
+    pub fn resolve_record<L: Ledger + ?Sized>(
+        &self,
+        ledger: &L,
+        target: &RecordRef,
+    ) -> Result<(u64, PublicKey), TxError> {
+        let record = &target.record;
+        let (location, what) = match &target.batch {
+            None => {
+                let sha = &record.fingerprint.sha256;
+                let loc = get_decoded::<RecordLocation, L>(ledger, &sha256_key(sha))?.ok_or_else(|| {
+                    TxError::NotAnchored(format!(
+                        "no single record with sha256:{sha} is anchored; give the batch path if it was batched"
+                    ))
+                })?;
+                (loc, "record")
+            }
+            Some(p) => {
+                let leaf = <Blake3 as merkle::LogHasher>::hash_leaf(&codec::encode(record));
+                let root = merkle::root_from_inclusion::<Blake3>(&leaf, p.index, p.size, &p.path)
+                    .map_err(|e| TxError::NotAnchored(format!("batch path: {e}")))?;
+                let loc = get_decoded::<RecordLocation, L>(ledger, &batch_key(&root))?.ok_or_else(|| {
+                    TxError::NotAnchored(format!("the batch path leads to root {root}, which is not anchored"))
+                })?;
+                (loc, "batch")
+            }
+        };
+        let bytes = ledger.entry_get(location.index)?.ok_or_else(|| {
+            TxError::Store(StoreError::Damaged(format!("log entry {} named by the state is missing", location.index)))
+        })?;
+        let entry: LogEntry = codec::decode(&bytes)?;
+        let matches = match (&entry.body, what) {
+            (EntryBody::Record(r) | EntryBody::Supersede { record: r, .. }, "record") => r == record,
+            (EntryBody::Batch(b), "batch") => {
+                target.batch.as_ref().is_some_and(|p| p.size == b.size) && b.kind == record.kind
+            }
+            _ => {
+                return Err(TxError::Store(StoreError::Damaged(format!(
+                    "log entry {} does not anchor a {what}",
+                    location.index
+                ))));
+            }
+        };
+        if !matches {
+            return Err(TxError::NotAnchored(format!(
+                "the record given differs from the {what} anchored at log index {}",
+                location.index
+            )));
+        }
+        Ok((location.index, entry.signer))
+    }
+
+    /// The status of the document with this SHA-256 digest: `None` while it is current.
+    pub fn record_status<L: Ledger + ?Sized>(
+        &self,
+        ledger: &L,
+        sha256: &Hash32,
+    ) -> Result<Option<RecordStatus>, TxError> {
+        get_decoded::<RecordStatus, L>(ledger, &status_key(sha256))
+    }
+
+    fn check_status_change<L: Ledger + ?Sized>(
+        &self,
+        ledger: &L,
+        signer: &PublicKey,
+        target: &RecordRef,
+    ) -> Result<u64, TxError> {
+        let (index, anchored_by) = self.resolve_record(ledger, target)?;
+        let owner = self.agency_of(ledger, &anchored_by)?.unwrap_or_default();
+        let signer_agency = self.agency_of(ledger, signer)?.unwrap_or_default();
+        if owner != signer_agency {
+            return Err(TxError::WrongAgency { owner, signer_agency });
+        }
+        let sha = &target.record.fingerprint.sha256;
+        if let Some(st) = self.record_status(ledger, sha)? {
+            return Err(TxError::NotCurrent { digest: sha.to_hex(), state: st.state.as_str(), index: st.index });
+        }
+        Ok(index)
     }
 
     /// The signer's next nonce in `ledger`.
@@ -509,10 +718,12 @@ impl Registry {
         time_ms: u64,
     ) -> Result<(), TxError> {
         let signer = &stx.tx.signer;
-        let kind = match &stx.tx.body {
-            TxBody::Anchor(r) => Some(r.kind),
-            TxBody::AnchorBatch(b) => Some(b.kind),
-            TxBody::AuthorizeKey { .. } | TxBody::RevokeKey { .. } => None,
+        let kinds = match &stx.tx.body {
+            TxBody::Anchor(r) => vec![r.kind],
+            TxBody::AnchorBatch(b) => vec![b.kind],
+            TxBody::Withdraw { target, .. } => vec![target.record.kind],
+            TxBody::Supersede { target, record, .. } => vec![target.record.kind, record.kind],
+            TxBody::AuthorizeKey { .. } | TxBody::RevokeKey { .. } => Vec::new(),
         };
         if let Some(agency) = self.admins.get(signer) {
             match &stx.tx.body {
@@ -543,10 +754,12 @@ impl Registry {
                     Some(_) => {}
                     None => return Err(TxError::BadGrant(format!("key {key} was never authorised"))),
                 },
-                TxBody::Anchor(_) | TxBody::AnchorBatch(_) => {}
+                TxBody::Anchor(_) | TxBody::AnchorBatch(_) | TxBody::Withdraw { .. } | TxBody::Supersede { .. } => {}
             }
         } else {
-            let Some(kind) = kind else { return Err(TxError::Unauthorised(signer.to_hex())) };
+            if kinds.is_empty() {
+                return Err(TxError::Unauthorised(signer.to_hex()));
+            }
             let g = self.grant(ledger, signer)?.ok_or_else(|| TxError::Unauthorised(signer.to_hex()))?;
             if let Some(at) = g.revoked_height.filter(|at| *at < height) {
                 return Err(TxError::Revoked { signer: signer.to_hex(), height: at });
@@ -554,19 +767,18 @@ impl Registry {
             if let Some(exp) = g.expires_ms.filter(|exp| time_ms >= *exp) {
                 return Err(TxError::Expired { signer: signer.to_hex(), expires_ms: exp });
             }
-            if !g.kinds.contains(&kind) {
+            if let Some(kind) = kinds.iter().find(|k| !g.kinds.contains(k)) {
                 return Err(TxError::KindNotAllowed { signer: signer.to_hex(), kind: kind.as_str() });
             }
         }
         match &stx.tx.body {
-            TxBody::Anchor(record) => {
-                let fp = &record.fingerprint;
-                if let Some(loc) = get_decoded::<RecordLocation, L>(ledger, &sha256_key(&fp.sha256))? {
-                    return Err(TxError::AlreadyAnchored { digest: format!("sha256:{}", fp.sha256), index: loc.index });
-                }
-                if let Some(loc) = get_decoded::<RecordLocation, L>(ledger, &blake3_key(&fp.blake3))? {
-                    return Err(TxError::AlreadyAnchored { digest: format!("blake3:{}", fp.blake3), index: loc.index });
-                }
+            TxBody::Anchor(record) => check_not_anchored(ledger, &record.fingerprint)?,
+            TxBody::Withdraw { target, .. } => {
+                self.check_status_change(ledger, signer, target)?;
+            }
+            TxBody::Supersede { target, record, .. } => {
+                self.check_status_change(ledger, signer, target)?;
+                check_not_anchored(ledger, &record.fingerprint)?;
             }
             TxBody::AnchorBatch(batch) => {
                 if let Some(loc) = get_decoded::<RecordLocation, L>(ledger, &batch_key(&batch.root))? {
@@ -612,6 +824,19 @@ impl Registry {
                 expires_ms: *expires_ms,
             }),
             TxBody::RevokeKey { key } => EntryBody::Revoke { key: *key, agency: agency() },
+            TxBody::Withdraw { target, reason } => EntryBody::Withdraw(StatusChange {
+                target: target.record.fingerprint,
+                target_index: self.resolve_record(ledger, target)?.0,
+                reason: reason.clone(),
+            }),
+            TxBody::Supersede { target, record, reason } => EntryBody::Supersede {
+                change: StatusChange {
+                    target: target.record.fingerprint,
+                    target_index: self.resolve_record(ledger, target)?.0,
+                    reason: reason.clone(),
+                },
+                record: record.clone(),
+            },
         };
         let entry = LogEntry { height, time_ms, tx: stx.id(), signer: stx.tx.signer, body };
         let bytes = codec::encode(&entry);
@@ -620,10 +845,28 @@ impl Registry {
         ledger.entry_put(index, bytes)?;
         let loc = RecordLocation { index, height };
         put_encoded(ledger, nonce_key(&stx.tx.signer), &(stx.tx.nonce + 1))?;
+        let status = |state, reason: &String, superseded_by| RecordStatus {
+            state,
+            index,
+            height,
+            time_ms,
+            reason: reason.clone(),
+            superseded_by,
+        };
         let root = match &stx.tx.body {
             TxBody::Anchor(r) => {
                 put_encoded(ledger, sha256_key(&r.fingerprint.sha256), &loc)?;
                 put_encoded(ledger, blake3_key(&r.fingerprint.blake3), &loc)?
+            }
+            TxBody::Withdraw { target, reason } => {
+                let st = status(RecordState::Withdrawn, reason, None);
+                put_encoded(ledger, status_key(&target.record.fingerprint.sha256), &st)?
+            }
+            TxBody::Supersede { target, record, reason } => {
+                put_encoded(ledger, sha256_key(&record.fingerprint.sha256), &loc)?;
+                put_encoded(ledger, blake3_key(&record.fingerprint.blake3), &loc)?;
+                let st = status(RecordState::Superseded, reason, Some(record.fingerprint));
+                put_encoded(ledger, status_key(&target.record.fingerprint.sha256), &st)?
             }
             TxBody::AnchorBatch(b) => put_encoded(ledger, batch_key(&b.root), &loc)?,
             TxBody::AuthorizeKey { key, kinds, expires_ms } => {

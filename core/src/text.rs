@@ -107,3 +107,40 @@ pub(crate) mod hex_bytes {
         }
     }
 }
+
+/// Why a versioned JSON file was refused by [`parse_versioned_json`].
+#[derive(Debug)]
+pub(crate) enum VersionedJsonError {
+    /// Too long, not JSON, or not the expected shape.
+    Malformed(String),
+    /// Another format or version.
+    Unsupported {
+        /// Format found.
+        format: String,
+        /// Version found.
+        version: u32,
+    },
+}
+
+/// Parses a JSON file with `format` and `version` fields, bounded to `max` bytes. The format and
+/// version are checked before the full shape, so an old reader names the real problem.
+pub(crate) fn parse_versioned_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    max: usize,
+    format: &str,
+    version: u32,
+) -> Result<T, VersionedJsonError> {
+    if text.len() > max {
+        return Err(VersionedJsonError::Malformed(format!("{} bytes exceeds the limit of {max}", text.len())));
+    }
+    #[derive(serde::Deserialize)]
+    struct Head {
+        format: String,
+        version: u32,
+    }
+    let head: Head = serde_json::from_str(text).map_err(|e| VersionedJsonError::Malformed(e.to_string()))?;
+    if head.format != format || head.version != version {
+        return Err(VersionedJsonError::Unsupported { format: head.format, version: head.version });
+    }
+    serde_json::from_str(text).map_err(|e| VersionedJsonError::Malformed(e.to_string()))
+}

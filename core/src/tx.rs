@@ -9,7 +9,7 @@
 //! same rule at mempool admission, when a proposer builds a block and when every node re-executes it.
 
 use crate::codec::{self, Canonical};
-use crate::entry::{ArchiveRecord, BatchAnchor, RecordKind};
+use crate::entry::{ArchiveRecord, BatchAnchor, RecordKind, RecordRef};
 use crate::hash::{self, Hash32};
 use crate::sign::{self, PublicKey, SecretKey, Signature};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,22 @@ pub enum TxBody {
     RevokeKey {
         /// The clerk's key.
         key: PublicKey,
+    },
+    /// Withdraw an anchored record: it stays in the log, and the state marks it withdrawn.
+    Withdraw {
+        /// The record.
+        target: RecordRef,
+        /// Why (no personal data).
+        reason: String,
+    },
+    /// Supersede an anchored record with a new one, anchored by the same transaction.
+    Supersede {
+        /// The record superseded.
+        target: RecordRef,
+        /// The record that replaces it.
+        record: ArchiveRecord,
+        /// Why (no personal data).
+        reason: String,
     },
 }
 

@@ -9,14 +9,17 @@
 
 use proptest::prelude::*;
 use sabt_core::block::{Block, BlockHeader, Commit, CommitSig, ProposalMsg, VoteKind, VoteMsg, tx_root, verify_commit};
+use sabt_core::bundle::BatchProof;
 use sabt_core::checkpoint::{Checkpoint, SignedNote, cosign};
 use sabt_core::checkpoint::{note_from_cosignatures, sign_checkpoint};
 use sabt_core::codec::{self, Canonical, CodecError};
-use sabt_core::entry::{AccessClass, ArchiveRecord, BatchAnchor, EntryBody, LogEntry, RecordKind, ReferenceCode};
+use sabt_core::entry::{
+    AccessClass, ArchiveRecord, BatchAnchor, EntryBody, LogEntry, RecordKind, RecordRef, ReferenceCode, StatusChange,
+};
 use sabt_core::fingerprint::Fingerprint;
 use sabt_core::genesis::{Agency, AgencyRole, GENESIS_FORMAT, Genesis, Params, ValidatorInfo};
 use sabt_core::hash::{self, Hash32};
-use sabt_core::registry;
+use sabt_core::registry::{self, RecordState, RecordStatus};
 use sabt_core::sign::{self, SecretKey};
 use sabt_core::smt::{self, MemorySmt};
 use sabt_core::tx::{SignedTx, Transaction, TxBody};
@@ -238,6 +241,60 @@ fn golden_state_map() {
     golden("state_key_nonce", registry::nonce_key(&key(10).public()).as_bytes());
 }
 
+fn record_ref() -> RecordRef {
+    RecordRef {
+        record: record(),
+        batch: Some(BatchProof { index: 2, size: 5, path: vec![Hash32([0x11; 32]), Hash32([0x22; 32])] }),
+    }
+}
+
+#[test]
+fn golden_status_changes() {
+    let withdraw = Transaction {
+        chain_id: "sabt-golden".into(),
+        signer: key(3).public(),
+        nonce: 9,
+        body: TxBody::Withdraw { target: record_ref(), reason: "entered in error".into() },
+    }
+    .sign(&key(3));
+    round_trip("signed_tx_withdraw", &withdraw);
+    let mut new = record();
+    new.fingerprint = Fingerprint::of_bytes(b"golden document, corrected");
+    let supersede = Transaction {
+        chain_id: "sabt-golden".into(),
+        signer: key(3).public(),
+        nonce: 10,
+        body: TxBody::Supersede {
+            target: RecordRef { record: record(), batch: None },
+            record: new.clone(),
+            reason: "corrected copy".into(),
+        },
+    }
+    .sign(&key(3));
+    round_trip("signed_tx_supersede", &supersede);
+    let change = StatusChange { target: record().fingerprint, target_index: 4, reason: "corrected copy".into() };
+    let entry = LogEntry {
+        height: 8,
+        time_ms: 1_795_424_402_000,
+        tx: supersede.id(),
+        signer: key(3).public(),
+        body: EntryBody::Supersede { change: change.clone(), record: new.clone() },
+    };
+    round_trip("log_entry_supersede", &entry);
+    let entry = LogEntry { body: EntryBody::Withdraw(change), ..entry };
+    round_trip("log_entry_withdraw", &entry);
+    let status = RecordStatus {
+        state: RecordState::Superseded,
+        index: 5,
+        height: 8,
+        time_ms: 1_795_424_402_000,
+        reason: "corrected copy".into(),
+        superseded_by: Some(new.fingerprint),
+    };
+    golden("state_value_record_status", &codec::encode_body(&status));
+    golden("state_key_status", registry::status_key(&record().fingerprint.sha256).as_bytes());
+}
+
 #[test]
 fn version_byte_and_trailing_bytes() {
     let mut bytes = codec::encode(&entry_record());
@@ -291,6 +348,12 @@ fn arb_entry() -> impl Strategy<Value = LogEntry> {
             size,
             kind: RecordKind::ALL[k]
         })),
+        (hash32(), hash32(), any::<u64>(), text()).prop_map(|(sha256, blake3, target_index, reason)| {
+            EntryBody::Withdraw(StatusChange { target: Fingerprint { sha256, blake3 }, target_index, reason })
+        }),
+        (arb_record(), arb_record(), any::<u64>(), text()).prop_map(|(old, record, target_index, reason)| {
+            EntryBody::Supersede { change: StatusChange { target: old.fingerprint, target_index, reason }, record }
+        }),
     ];
     (any::<u64>(), any::<u64>(), hash32(), any::<u8>(), body).prop_map(|(height, time_ms, tx, seed, body)| LogEntry {
         height,

@@ -4,13 +4,19 @@
 //! refused identically at admission and in blocks.
 
 use sabt_core::block::Block;
+use sabt_core::bundle::BatchProof;
+use sabt_core::codec;
 use sabt_core::devnet::Devnet;
-use sabt_core::entry::{AccessClass, ArchiveRecord, BatchAnchor, RecordKind, ReferenceCode};
+use sabt_core::entry::{
+    AccessClass, ArchiveRecord, BatchAnchor, EntryBody, LogEntry, RecordKind, RecordRef, ReferenceCode,
+};
 use sabt_core::fingerprint::Fingerprint;
 use sabt_core::hash::Hash32;
-use sabt_core::registry::{BlockError, MemoryLedger, Registry, Tip, TxError};
+use sabt_core::merkle::{Blake3, MemoryTree};
+use sabt_core::registry::{self, BlockError, MemoryLedger, RecordState, Registry, Tip, TxError};
 use sabt_core::sign::SecretKey;
 use sabt_core::smt;
+use sabt_core::status::{self, StatusProof};
 use sabt_core::tx::{SignedTx, Transaction, TxBody};
 
 fn setup() -> (Devnet, Registry, SecretKey) {
@@ -239,4 +245,169 @@ fn clerk_keys_act_only_within_their_grant() {
     let again = TxBody::AuthorizeKey { key: clerk.public(), kinds: vec![RecordKind::CivilStatus], expires_ms: None };
     assert_eq!(code(block(&registry, &mut l.clone(), &tip, 4_000, vec![tx(&admin, 2, again)])), "bad_grant");
     assert_eq!(code(block(&registry, &mut l.clone(), &tip, 4_000, vec![tx(&admin, 2, revoke)])), "bad_grant");
+}
+
+/// A commit certificate for `header` signed by the validators with `seeds`.
+fn commit_for(header: &sabt_core::block::BlockHeader, seeds: &[u8]) -> sabt_core::block::Commit {
+    use sabt_core::block::{Commit, CommitSig, VoteKind, VoteMsg};
+    let signatures = seeds
+        .iter()
+        .map(|s| {
+            let key = SecretKey::from_seed(&[*s; 32]);
+            let vote = VoteMsg {
+                chain_id: header.chain_id.clone(),
+                kind: VoteKind::Precommit,
+                height: header.height,
+                round: 0,
+                block: Some(header.hash()),
+                validator: key.public(),
+            };
+            CommitSig { validator: key.public(), signature: vote.sign(&key), checkpoint: None }
+        })
+        .collect();
+    Commit { height: header.height, round: 0, block: header.hash(), signatures }
+}
+
+/// A status proof for `sha256` at the state in `ledger`, under a header with `tip`'s roots.
+fn status_proof(dev: &Devnet, registry: &Registry, ledger: &MemoryLedger, tip: &Tip, sha256: Hash32) -> StatusProof {
+    let header = sabt_core::block::BlockHeader {
+        chain_id: dev.genesis.chain_id.clone(),
+        height: tip.height,
+        time_ms: tip.time_ms,
+        prev_hash: Hash32([0; 32]),
+        tx_root: Hash32([0; 32]),
+        tx_count: 0,
+        log_size: tip.log_size,
+        log_root: tip.log_root,
+        state_root: tip.state_root,
+        validator_set_hash: registry.validator_set_hash(),
+        proposer: SecretKey::from_seed(&[1; 32]).public(),
+    };
+    StatusProof {
+        format: status::STATUS_FORMAT.into(),
+        version: status::STATUS_VERSION,
+        chain_id: dev.genesis.chain_id.clone(),
+        genesis_hash: dev.genesis.hash(),
+        sha256,
+        status: registry.record_status(ledger, &sha256).unwrap(),
+        state_proof: smt::prove(ledger, &registry::status_key(&sha256)).unwrap(),
+        commit: commit_for(&header, &[1, 2, 3]),
+        header,
+    }
+}
+
+#[test]
+fn records_are_withdrawn_and_superseded_by_their_agency_with_status_proofs() {
+    let (dev, registry, admin) = setup();
+    let other_admin = dev.admin_key(2);
+    let clerk = SecretKey::from_seed(&[31; 32]);
+    let mut l = MemoryLedger::default();
+    let tip = Tip::genesis(&dev.genesis);
+    let grant = TxBody::AuthorizeKey { key: clerk.public(), kinds: vec![RecordKind::CivilStatus], expires_ms: None };
+    // A single record and a batch of three, anchored by agency 1.
+    let batch: Vec<ArchiveRecord> = (10..13).map(record).collect();
+    let mut tree = MemoryTree::<Blake3>::new();
+    for r in &batch {
+        tree.push(&codec::encode(r));
+    }
+    let anchor_batch = TxBody::AnchorBatch(BatchAnchor { root: tree.root(), size: 3, kind: RecordKind::CivilStatus });
+    let tip = block(
+        &registry,
+        &mut l,
+        &tip,
+        2_000,
+        vec![tx(&admin, 0, grant), tx(&clerk, 0, TxBody::Anchor(record(1))), tx(&clerk, 1, anchor_batch)],
+    )
+    .unwrap();
+    let single = RecordRef { record: record(1), batch: None };
+    let path = tree.inclusion_proof(1, 3).unwrap();
+    let batched = RecordRef { record: batch[1].clone(), batch: Some(BatchProof { index: 1, size: 3, path }) };
+    let withdraw = |target: &RecordRef| TxBody::Withdraw { target: target.clone(), reason: "entered in error".into() };
+
+    // Current before any change: the status proof shows absence, and verifies.
+    let p = status_proof(&dev, &registry, &l, &tip, record(1).fingerprint.sha256);
+    let v = status::verify(&p, &dev.genesis).unwrap();
+    assert_eq!(v.status, None);
+    status::check_applies(&v, &record(1).fingerprint.sha256, 1).unwrap();
+    assert_eq!(
+        status::check_applies(&v, &record(1).fingerprint.sha256, 3).unwrap_err().code(),
+        "status_predates_record"
+    );
+
+    // Refusals: another agency; a record not as anchored; a bad batch path; a kind outside the grant;
+    // an empty reason; superseding with itself.
+    let try_ = |signer: &SecretKey, nonce, body| {
+        code(block(&registry, &mut l.clone(), &tip, 3_000, vec![tx(signer, nonce, body)]))
+    };
+    assert_eq!(try_(&other_admin, 0, withdraw(&single)), "wrong_agency");
+    let mut altered = single.clone();
+    altered.record.title = "Changed".into();
+    assert_eq!(try_(&clerk, 2, withdraw(&altered)), "not_anchored");
+    assert_eq!(try_(&clerk, 2, withdraw(&RecordRef { record: record(2), batch: None })), "not_anchored");
+    let mut bad_path = batched.clone();
+    bad_path.batch.as_mut().unwrap().path[0].0[0] ^= 1;
+    assert_eq!(try_(&clerk, 2, withdraw(&bad_path)), "not_anchored");
+    let mut other_kind = single.clone();
+    other_kind.record.kind = RecordKind::Notary;
+    assert_eq!(try_(&clerk, 2, withdraw(&other_kind)), "kind_not_allowed");
+    assert_eq!(try_(&clerk, 2, TxBody::Withdraw { target: single.clone(), reason: " ".into() }), "bad_record");
+    let itself = TxBody::Supersede { target: single.clone(), record: record(1), reason: "again".into() };
+    assert_eq!(try_(&clerk, 2, itself), "bad_record");
+
+    // The clerk withdraws the single record and supersedes the batched one; the admin of the same
+    // agency could too.
+    let supersede = TxBody::Supersede { target: batched.clone(), record: record(20), reason: "corrected copy".into() };
+    let tip = block(&registry, &mut l, &tip, 3_000, vec![tx(&clerk, 2, withdraw(&single)), tx(&clerk, 3, supersede)])
+        .unwrap();
+    assert_eq!(tip.log_size, 5);
+    let try_ = |signer: &SecretKey, nonce, body| {
+        code(block(&registry, &mut l.clone(), &tip, 4_000, vec![tx(signer, nonce, body)]))
+    };
+    let st = registry.record_status(&l, &record(1).fingerprint.sha256).unwrap().unwrap();
+    assert_eq!((st.state, st.index, st.height, st.reason.as_str()), (RecordState::Withdrawn, 3, 2, "entered in error"));
+    let st = registry.record_status(&l, &batch[1].fingerprint.sha256).unwrap().unwrap();
+    assert_eq!((st.state, st.index, st.superseded_by), (RecordState::Superseded, 4, Some(record(20).fingerprint)));
+    // The other records of the batch are untouched; the new record is anchored.
+    assert_eq!(registry.record_status(&l, &batch[0].fingerprint.sha256).unwrap(), None);
+    assert_eq!(try_(&clerk, 4, TxBody::Anchor(record(20))), "already_anchored");
+    let entry: LogEntry = codec::decode(&l.entries[&3]).unwrap();
+    assert!(
+        matches!(entry.body, EntryBody::Withdraw(ref c) if c.target_index == 1 && c.target == record(1).fingerprint)
+    );
+
+    // Only once; and the superseding record can itself be withdrawn.
+    assert_eq!(try_(&clerk, 4, withdraw(&single)), "not_current");
+    assert_eq!(try_(&clerk, 4, withdraw(&RecordRef { record: record(20), batch: None })), "ok");
+
+    // Status proofs: presence verifies; a changed status, a tampered proof, a weak or forged commit
+    // and another genesis are each refused.
+    let p = status_proof(&dev, &registry, &l, &tip, record(1).fingerprint.sha256);
+    let v = status::verify(&p, &dev.genesis).unwrap();
+    assert_eq!(v.status.as_ref().map(|s| s.state), Some(RecordState::Withdrawn));
+    let json = p.to_json();
+    assert_eq!(StatusProof::from_json(&json).unwrap(), p);
+    let mut t = p.clone();
+    t.status = None;
+    assert_eq!(status::verify(&t, &dev.genesis).unwrap_err().code(), "status_mismatch");
+    let mut t = p.clone();
+    t.status.as_mut().unwrap().reason = "other".into();
+    assert_eq!(status::verify(&t, &dev.genesis).unwrap_err().code(), "status_mismatch");
+    let mut t = p.clone();
+    t.state_proof.siblings[0].0[0] ^= 1;
+    assert_eq!(status::verify(&t, &dev.genesis).unwrap_err().code(), "bad_state_proof");
+    let mut t = p.clone();
+    t.commit.signatures.truncate(2);
+    assert_eq!(status::verify(&t, &dev.genesis).unwrap_err().code(), "quorum_not_met");
+    let mut t = p.clone();
+    t.header.state_root.0[0] ^= 1;
+    assert_eq!(status::verify(&t, &dev.genesis).unwrap_err().code(), "bad_commit");
+    let mut t = p.clone();
+    let dup = t.commit.signatures[0].clone();
+    t.commit.signatures[2] = dup;
+    assert_eq!(status::verify(&t, &dev.genesis).unwrap_err().code(), "duplicate_signer");
+    let other = Devnet::new("sabt-other", 1_000, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
+    assert_eq!(status::verify(&p, &other.genesis).unwrap_err().code(), "wrong_genesis");
+    // A status proof for one document does not speak for another.
+    let v = status::verify(&p, &dev.genesis).unwrap();
+    assert_eq!(status::check_applies(&v, &record(2).fingerprint.sha256, 1).unwrap_err().code(), "other_document");
 }

@@ -14,7 +14,8 @@
 //! | `GET /v1/accounts/{key}` | a signer's next nonce (after its pending transactions), its clerk grant, the agency it administers |
 //! | `GET /v1/genesis` | the genesis document the node runs (JSON) |
 //! | `GET /v1/batches/{root}` | where a batch root is anchored |
-//! | `GET /v1/records/{digest}` | where a document (`sha256:`, `blake3:` or bare SHA-256 hex) is anchored |
+//! | `GET /v1/records/{digest}` | where a document (`sha256:`, `blake3:` or bare SHA-256 hex) is anchored, and whether it is current |
+//! | `GET /v1/records/{digest}/status` | a status proof (current, withdrawn or superseded) at the latest block, for offline checking |
 //! | `GET /v1/consistency?old=N&new=M` | RFC 9162 consistency proof between two committed log sizes |
 //! | `GET /v1/entries/{index}/proof` | the entry, its inclusion path and the cosigned checkpoint of the latest block |
 //!
@@ -31,11 +32,14 @@ use axum::{Json, Router};
 use sabt_core::block::Block;
 use sabt_core::checkpoint::{Checkpoint, note_from_cosignatures};
 use sabt_core::codec;
+use sabt_core::entry::EntryBody;
 use sabt_core::fingerprint::DocDigest;
 use sabt_core::hash::Hash32;
 use sabt_core::merkle::{self, Blake3};
 use sabt_core::registry::{self, Ledger as _};
 use sabt_core::sign::PublicKey;
+use sabt_core::smt;
+use sabt_core::status::{self, StatusProof};
 use sabt_core::tx::{SignedTx, TxBody};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -91,6 +95,7 @@ pub async fn serve(
         .route("/v1/txs/{id}", get(tx_status))
         .route("/v1/accounts/{key}", get(account))
         .route("/v1/records/{digest}", get(record))
+        .route("/v1/records/{digest}/status", get(record_status))
         .route("/v1/batches/{root}", get(batch))
         .route("/v1/genesis", get(genesis))
         .route("/v1/consistency", get(consistency))
@@ -175,6 +180,18 @@ fn tx_json(t: &SignedTx) -> Value {
             json!({"key": key.to_hex(), "kinds": kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(), "expires_ms": expires_ms}),
         ),
         TxBody::RevokeKey { key } => ("revoke_key", json!({"key": key.to_hex()})),
+        TxBody::Withdraw { target, reason } => {
+            ("withdraw", json!({"target_sha256": target.record.fingerprint.sha256.to_hex(), "reason": reason}))
+        }
+        TxBody::Supersede { target, record, reason } => (
+            "supersede",
+            json!({
+                "target_sha256": target.record.fingerprint.sha256.to_hex(),
+                "sha256": record.fingerprint.sha256.to_hex(),
+                "record_kind": record.kind.as_str(),
+                "reason": reason,
+            }),
+        ),
     };
     json!({"id": t.id().to_hex(), "signer": t.tx.signer.to_hex(), "nonce": t.tx.nonce, "kind": kind, "detail": detail})
 }
@@ -394,7 +411,26 @@ async fn record(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Res
         if let Some(bytes) = ws.state_get(&k).map_err(ApiError::internal)? {
             let loc: registry::RecordLocation =
                 codec::decode_body("record location", &bytes, 64).map_err(ApiError::internal)?;
-            return Ok(Json(json!({"digest": digest, "index": loc.index, "height": loc.height, "status": "anchored"})));
+            let entry: sabt_core::entry::LogEntry = codec::decode(
+                &s.store
+                    .entry(loc.index)
+                    .map_err(ApiError::internal)?
+                    .ok_or_else(|| ApiError::internal("entry missing"))?,
+            )
+            .map_err(ApiError::internal)?;
+            let sha = match &entry.body {
+                EntryBody::Record(r) | EntryBody::Supersede { record: r, .. } => r.fingerprint.sha256,
+                _ => return Err(ApiError::internal(format!("entry {} anchors no record", loc.index))),
+            };
+            let status = s.registry.record_status(&ws, &sha).map_err(ApiError::internal)?;
+            return Ok(Json(json!({
+                "digest": digest,
+                "sha256": sha.to_hex(),
+                "index": loc.index,
+                "height": loc.height,
+                "status": status.as_ref().map_or("anchored", |st| st.state.as_str()),
+                "change": status,
+            })));
         }
     }
     Err(ApiError::new(
@@ -402,6 +438,47 @@ async fn record(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Res
         "not_anchored",
         format!("no record with digest {digest} is anchored as a single entry"),
     ))
+}
+
+/// How often a status proof is rebuilt when a block commits while it is read.
+const PROOF_ATTEMPTS: usize = 5;
+
+async fn record_status(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Res {
+    let sha = match DocDigest::parse(&digest).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_digest", e))? {
+        DocDigest::Sha256(h) | DocDigest::Either(h) => h,
+        DocDigest::Blake3(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_digest",
+                "a record's status is kept under its SHA-256 digest: give sha256:HEX",
+            ));
+        }
+    };
+    for _ in 0..PROOF_ATTEMPTS {
+        let tip = s.tip();
+        if tip.height == 0 {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no_checkpoint", "no block is committed yet"));
+        }
+        let (b, commit) = load_block(&s, tip.height)?;
+        let ws = s.store.write_set();
+        let proof = StatusProof {
+            format: status::STATUS_FORMAT.to_string(),
+            version: status::STATUS_VERSION,
+            chain_id: s.genesis.chain_id.clone(),
+            genesis_hash: s.genesis_hash,
+            sha256: sha,
+            status: s.registry.record_status(&ws, &sha).map_err(ApiError::internal)?,
+            state_proof: smt::prove(&ws, &registry::status_key(&sha)).map_err(ApiError::internal)?,
+            header: b.header,
+            commit,
+        };
+        // The state is read without a snapshot: a block committed meanwhile makes the proof
+        // inconsistent with the header, which this check catches.
+        if status::verify(&proof, &s.genesis).is_ok() {
+            return serde_json::to_value(&proof).map(Json).map_err(ApiError::internal);
+        }
+    }
+    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the state changed while the proof was built; retry"))
 }
 
 async fn entry_proof(State(s): State<Arc<Shared>>, Path(index): Path<String>) -> Res {

@@ -349,4 +349,11 @@ impl Ledger for WriteSet<'_> {
     fn entry_put(&mut self, index: u64, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.overlay.entry_put(index, bytes)
     }
+
+    fn entry_get(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.overlay.entry_get(index)? {
+            return Ok(Some(v));
+        }
+        self.store.get("entries", &be(index))
+    }
 }

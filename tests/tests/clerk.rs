@@ -1,9 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 //! The clerk's workflow through the real `sabt` binary against four real nodes: a keystore, its
-//! authorisation by an agency admin, anchoring one file and a directory (one batch), offline
-//! verification of every proof file, a rerun that skips what is done, and refusals after
-//! revocation and outside the key's record kinds; the auditor's chain re-execution, consistency
-//! check, and watch alarms on a rollback and a fork.
+//! authorisation by an agency admin, anchoring one file and a directory of 1,000 files (one batch),
+//! offline verification of every proof file, a rerun that skips what is done, withdrawal and
+//! supersession with status proofs checked offline, and refusals after revocation, outside the
+//! key's record kinds and by another agency; the auditor's chain re-execution, consistency check,
+//! and watch alarms on a rollback and a fork.
 
 use sabt_core::checkpoint::{Checkpoint, SignedNote, cosign};
 use sabt_core::hash::Hash32;
@@ -101,10 +102,10 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
     // A directory: one batch, one proof per document, each verifying only its own document.
     let batch = dir.join("batch");
     std::fs::create_dir_all(batch.join("sub")).unwrap();
-    for i in 0..5 {
+    for i in 0..999 {
         std::fs::write(batch.join(format!("page-{i}.tif")), format!("scan {i}")).unwrap();
     }
-    std::fs::write(batch.join("sub/page-5.tif"), "scan 5").unwrap();
+    std::fs::write(batch.join("sub/page-999.tif"), "scan 999").unwrap();
     let anchor_dir = || {
         sabt(&[
             "anchor",
@@ -135,7 +136,7 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
     assert!(out.status.success(), "{}", text(&out));
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 6);
+    assert_eq!(lines.len(), 1000);
     assert!(lines.iter().all(|l| l["status"] == "anchored"));
     let index = lines[0]["index"].clone();
     assert!(lines.iter().all(|l| l["index"] == index), "one batch, one entry");
@@ -160,6 +161,80 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).lines().all(|l| l.contains("\"skipped\"")));
     assert_eq!(c.get(0, "/v1/status").unwrap().1["log_size"].as_u64().unwrap(), before);
+
+    // Status: current, then withdrawn; a batched record superseded by a corrected scan. Each status
+    // proof verifies offline with the document's proof file.
+    let conn = ["--genesis", p(&genesis), "--key", p(&keystore), "--passphrase-file", p(&pass)];
+    let record = |args: &[&str], node: &str| {
+        let mut all = vec!["record"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--node", node, "--json"]);
+        sabt(&all)
+    };
+    let status_file = docs.join("deed.txt.sabt-status.json");
+    let out = record(&["status", "--proof", p(&proof), "--genesis", p(&genesis)], node1);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(r#""state":"current""#), "{}", text(&out));
+    let current_then = dir.join("deed-current.sabt-status.json");
+    std::fs::copy(&status_file, &current_then).unwrap();
+    let verify_status = |file: &Path, status: &Path, require: bool| {
+        let mut args = vec!["verify", p(file), "--genesis", p(&genesis), "--status", p(status)];
+        if require {
+            args.push("--require-current");
+        }
+        sabt(&args)
+    };
+    let out = verify_status(&single, &status_file, true);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut args = vec!["withdraw", "--proof", p(&proof), "--reason", "entered in error"];
+    args.extend_from_slice(&conn);
+    let out = record(&args, node3);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(r#""state":"withdrawn""#), "{}", text(&out));
+    let out = verify_status(&single, &status_file, false);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("WITHDRAWN at height"), "{}", text(&out));
+    let out = verify_status(&single, &status_file, true);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // The earlier proof still shows it current at its own, earlier height.
+    let out = verify_status(&single, &current_then, true);
+    assert!(out.status.success(), "{}", text(&out));
+    // Withdrawn once only; a tampered status proof is refused.
+    let out = record(&args, node1);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("not_current"), "{}", text(&out));
+    let tampered = dir.join("tampered.sabt-status.json");
+    let t = std::fs::read_to_string(&status_file).unwrap().replace("entered in error", "entered in eror");
+    std::fs::write(&tampered, t).unwrap();
+    let out = verify_status(&single, &tampered, false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("status_mismatch"), "{}", text(&out));
+    // A status proof of another document does not speak for this one.
+    let out = verify_status(&batch.join("page-1.tif"), &status_file, false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("other_document"), "{}", text(&out));
+
+    let page3 = batch.join("page-3.tif");
+    let page3_proof = batch.join("page-3.tif.sabt-proof.json");
+    let corrected = docs.join("page-3-rescanned.tif");
+    std::fs::write(&corrected, b"scan 3, rescanned").unwrap();
+    // Another agency cannot touch this agency's record.
+    let other_admin = c.nodes[1].home.join("keys/admin.key");
+    let out = record(
+        &["withdraw", "--proof", p(&page3_proof), "--reason", "x", "--genesis", p(&genesis), "--key", p(&other_admin)],
+        node1,
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("wrong_agency"), "{}", text(&out));
+    let mut args = vec!["supersede", "--proof", p(&page3_proof), p(&corrected), "--reason", "rescanned"];
+    args.extend_from_slice(&conn);
+    let out = record(&args, node3);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = sabt(&["verify", p(&corrected), "--genesis", p(&genesis)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = verify_status(&page3, &batch.join("page-3.tif.sabt-status.json"), false);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("SUPERSEDED by sha256:"), "{}", text(&out));
 
     // The auditor re-executes the chain from the genesis, and checks the log was never rewritten.
     let out = sabt(&["audit", "chain", "--node", c.nodes[1].url.as_str(), "--genesis", p(&genesis)]);

@@ -109,7 +109,7 @@ fn collect(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
                 let p = e?.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if !p.to_string_lossy().ends_with(".sabt-proof.json") {
+                } else if !is_sabt_output(&p) {
                     files.push(p);
                 }
             }
@@ -122,6 +122,13 @@ fn collect(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// Proof and status files this tool writes (and their temporary files): never anchored by `--dir`.
+fn is_sabt_output(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    let name = name.strip_suffix(".tmp").unwrap_or(&name);
+    name.ends_with(".sabt-proof.json") || name.ends_with(".sabt-status.json")
 }
 
 fn proof_path(args: &Args, file: &Path) -> PathBuf {
@@ -163,7 +170,35 @@ fn record_for(
     Ok(r)
 }
 
-fn fetch_proof(node: &Node, index: u64) -> anyhow::Result<(EntryProof, String)> {
+/// Builds the proof bundle for `record`, checks it against `genesis` (a proof that does not verify
+/// is never written), and writes it to `path`.
+pub(crate) fn write_bundle(
+    genesis: &Genesis,
+    record: &ArchiveRecord,
+    batch: Option<BatchProof>,
+    entry: EntryProof,
+    note: String,
+    path: &Path,
+) -> anyhow::Result<bundle::Verified> {
+    let b = ProofBundle {
+        format: BUNDLE_FORMAT.to_string(),
+        version: BUNDLE_VERSION,
+        chain_id: genesis.chain_id.clone(),
+        genesis_hash: genesis.hash(),
+        record: record.clone(),
+        batch,
+        entry,
+        checkpoint: note,
+        validator_set_updates: Vec::new(),
+    };
+    let v = bundle::verify(&b, genesis, &DocumentClaim::File(record.fingerprint))
+        .map_err(|e| anyhow!("the proof the node gave does not verify: {e}"))?;
+    crate::files::write_atomic(path, &b.to_json())?;
+    Ok(v)
+}
+
+/// The entry at `index` with its inclusion path and the latest cosigned checkpoint.
+pub(crate) fn fetch_proof(node: &Node, index: u64) -> anyhow::Result<(EntryProof, String)> {
     let p = node.get(&format!("/v1/entries/{index}/proof"))?;
     let encoded = hex::decode(p["encoded"].as_str().unwrap_or_default()).context("entry bytes from the node")?;
     let path = p["path"]
@@ -186,25 +221,8 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn write(&mut self, doc: &Doc, batch: Option<BatchProof>, entry: EntryProof, note: String) -> anyhow::Result<()> {
-        let b = ProofBundle {
-            format: BUNDLE_FORMAT.to_string(),
-            version: BUNDLE_VERSION,
-            chain_id: self.genesis.chain_id.clone(),
-            genesis_hash: self.genesis.hash(),
-            record: doc.record.clone(),
-            batch,
-            entry,
-            checkpoint: note,
-            validator_set_updates: Vec::new(),
-        };
-        let v = bundle::verify(&b, self.genesis, &DocumentClaim::File(doc.record.fingerprint))
-            .map_err(|e| anyhow!("the proof the node gave for {} does not verify: {e}", doc.path.display()))?;
-        if let Some(dir) = doc.proof.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = doc.proof.with_extension("json.tmp");
-        std::fs::write(&tmp, b.to_json()).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &doc.proof).with_context(|| format!("cannot write {}", doc.proof.display()))?;
+        let v = write_bundle(self.genesis, &doc.record, batch, entry, note, &doc.proof)
+            .with_context(|| format!("proof for {}", doc.path.display()))?;
         self.report(doc, "anchored", Some(v.index));
         Ok(())
     }
@@ -237,19 +255,9 @@ impl Ctx<'_> {
 /// Runs the command.
 pub fn exec(args: Args) -> anyhow::Result<u8> {
     let kind = RecordKind::parse(&args.kind).map_err(|e| anyhow!("--kind: {e}"))?;
-    let access = match args.access.as_str() {
-        "public" => AccessClass::Public,
-        "restricted" => AccessClass::Restricted,
-        "confidential" => AccessClass::Confidential,
-        other => bail!("--access {other:?}: use public, restricted or confidential"),
-    };
+    let access = AccessClass::parse(&args.access).map_err(|e| anyhow!("--access: {e}"))?;
     let node = Node::new(&args.node)?;
-    let genesis = match &args.genesis {
-        Some(p) => sabt_core::genesis::Genesis::from_json(
-            &crate::files::read_bounded(p, crate::files::MAX_GENESIS).context("--genesis")?,
-        )?,
-        None => Genesis::from_json(&node.get("/v1/genesis")?.to_string()).context("the node's genesis")?,
-    };
+    let genesis = crate::api::genesis_of(&node, args.genesis.as_ref())?;
     let files = collect(&args)?;
     let key = args.key.load()?;
     let progress = std::io::stderr().is_terminal() && !args.json;

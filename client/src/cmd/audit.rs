@@ -11,9 +11,9 @@
 //! Exit codes: 0 consistent, 1 inconsistency found (printed with evidence), 2 usage or input
 //! error, 4 the node could not be reached.
 
-use crate::api::Node;
+use crate::api::{Node, genesis_of};
 use crate::exit;
-use crate::files::{MAX_GENESIS, MAX_NOTE, read_bounded};
+use crate::files::{MAX_NOTE, read_bounded};
 use anyhow::{Context as _, anyhow};
 use clap::{Args as ClapArgs, Subcommand};
 use sabt_core::block::{Block, Commit, verify_commit};
@@ -86,18 +86,6 @@ struct Finding {
     height: Option<u64>,
     what: String,
     evidence: String,
-}
-
-fn genesis_of(node: &Node, path: Option<&PathBuf>) -> anyhow::Result<Genesis> {
-    match path {
-        Some(p) => Genesis::from_json(&read_bounded(p, MAX_GENESIS)?)
-            .with_context(|| format!("{} is not a valid genesis", p.display())),
-        None => {
-            let g = Genesis::from_json(&node.get("/v1/genesis")?.to_string()).context("the node's genesis")?;
-            eprintln!("trusting the node's genesis {} (pass --genesis to check against your own copy)", g.hash());
-            Ok(g)
-        }
-    }
 }
 
 /// The node's current checkpoint note, and either its verification or the finding that it lacks

@@ -5,5 +5,6 @@ pub mod audit;
 pub mod block;
 pub mod fingerprint;
 pub mod key;
+pub mod record;
 pub mod status;
 pub mod verify;

@@ -2,13 +2,19 @@
 //!
 //! Exit 0 when the proof is valid, 1 when it is not (with the reason), 2 for usage or input errors
 //! (a missing file, an unreadable or invalid genesis).
+//!
+//! With `--status S` (from `sabt record status`) it also checks, offline, whether the record was
+//! withdrawn or superseded by the block that status proof is taken at; `--require-current` makes a
+//! withdrawn or superseded record exit 1.
 
+use crate::cmd::record;
 use crate::files::read_bounded;
 use crate::{exit, time};
 use anyhow::Context as _;
 use sabt_core::bundle::{self, DocumentClaim, ProofBundle, VerifyError};
 use sabt_core::fingerprint::{DocDigest, Fingerprint};
 use sabt_core::genesis::Genesis;
+use sabt_core::status::{self, StatusError, StatusProof, StatusVerified};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -25,6 +31,12 @@ pub struct Args {
     /// The chain's genesis document: the only thing the verification trusts.
     #[arg(long, value_name = "G", env = "SABT_GENESIS")]
     genesis: PathBuf,
+    /// A status proof (`sabt record status`): also prove whether the record is still current.
+    #[arg(long, value_name = "S")]
+    status: Option<PathBuf>,
+    /// Exit 1 when the status proof shows the record withdrawn or superseded.
+    #[arg(long, requires = "status")]
+    require_current: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -56,9 +68,29 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
     let proof_text = read_bounded(&proof_path, bundle::MAX_BUNDLE_LEN as u64)
         .with_context(|| format!("cannot read proof {}: pass it with --proof", proof_path.display()))?;
 
+    let status_text = match &args.status {
+        Some(p) => Some(read_bounded(p, status::MAX_STATUS_LEN as u64).with_context(|| {
+            format!("cannot read status proof {}: fetch one with `sabt record status`", p.display())
+        })?),
+        None => None,
+    };
+
     let outcome = ProofBundle::from_json(&proof_text).and_then(|b| bundle::verify(&b, &genesis, &claim));
     match outcome {
         Ok(v) => {
+            let st = match status_text.as_deref().map(|t| check_status(t, &genesis, &v)).transpose() {
+                Ok(st) => st,
+                Err(e) => {
+                    if args.json {
+                        let out = serde_json::json!({"valid": false, "error": e.code(), "message": e.to_string()});
+                        println!("{out}");
+                    } else {
+                        println!("INVALID status proof ({}): {e}", e.code());
+                    }
+                    return Ok(exit::INVALID);
+                }
+            };
+            let not_current = st.as_ref().is_some_and(|s| s.status.is_some());
             let time = time::format_utc_ms(v.time_ms);
             if args.json {
                 let out = serde_json::json!({
@@ -79,6 +111,8 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                     "signed_power": v.checkpoint.signed_power.to_string(),
                     "total_power": v.checkpoint.total_power.to_string(),
                     "record": v.record,
+                    "status": st.as_ref().map(record::status_json),
+                    "current": st.as_ref().map(|s| s.status.is_none()),
                 });
                 println!("{out}");
             } else {
@@ -108,6 +142,18 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                     v.checkpoint.signed_power,
                     v.checkpoint.total_power
                 );
+                match &st {
+                    Some(s) => {
+                        println!("  status     {} (proven at height {})", record::describe(s.status.as_ref()), s.height)
+                    }
+                    None => println!("  status     not checked (pass --status from `sabt record status`)"),
+                }
+            }
+            if not_current && args.require_current {
+                if !args.json {
+                    println!("NOT CURRENT: the record was withdrawn or superseded (--require-current)");
+                }
+                return Ok(exit::INVALID);
             }
             Ok(exit::OK)
         }
@@ -116,6 +162,13 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             Ok(exit::INVALID)
         }
     }
+}
+
+fn check_status(text: &str, genesis: &Genesis, v: &bundle::Verified) -> Result<StatusVerified, StatusError> {
+    let sp = StatusProof::from_json(text)?;
+    let sv = status::verify(&sp, genesis)?;
+    status::check_applies(&sv, &v.record.fingerprint.sha256, v.index)?;
+    Ok(sv)
 }
 
 fn report_invalid(e: &VerifyError, proof: &Path, json: bool) {

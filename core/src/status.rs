@@ -1,0 +1,207 @@
+//! Status proofs: whether an anchored record is still current, withdrawn or superseded, at a
+//! block a quorum of validators committed, checked offline trusting only the genesis.
+//!
+//! A proof file (`*.sabt-status.json`) holds a block header, its commit certificate and a state-map
+//! proof for the record's status key ([`crate::registry::status_key`] of its SHA-256 digest)
+//! against the header's state root. It proves, in layers:
+//! 1. **Header → genesis**: validators holding more than 2/3 of the genesis set's power precommitted
+//!    the header's hash at its height ([`crate::block::verify_commit`]).
+//! 2. **Status → header**: the state map under the header's state root holds the given status for
+//!    the key (presence), or nothing (absence: the record is current).
+//!
+//! Paired with the record's proof bundle, whose entry must be inside the header's log, it answers
+//! "was this record withdrawn or superseded since it was anchored?" at that block.
+
+use crate::block::{BlockHeader, Commit, CommitError, verify_commit};
+use crate::codec;
+use crate::genesis::Genesis;
+use crate::hash::Hash32;
+use crate::registry::{RecordStatus, status_key};
+use crate::smt::{self, SmtProof, SmtProofError};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The `format` field of every status proof.
+pub const STATUS_FORMAT: &str = "sabt-status";
+/// The status proof version this software writes and reads.
+pub const STATUS_VERSION: u32 = 1;
+/// The largest status proof file accepted.
+pub const MAX_STATUS_LEN: usize = 256 * 1024;
+
+/// A status proof (`*.sabt-status.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusProof {
+    /// Always [`STATUS_FORMAT`].
+    pub format: String,
+    /// [`STATUS_VERSION`].
+    pub version: u32,
+    /// The chain id.
+    pub chain_id: String,
+    /// Hash of the genesis the chain started from.
+    pub genesis_hash: Hash32,
+    /// SHA-256 digest of the document.
+    pub sha256: Hash32,
+    /// The record's status at the header's block; absent while the record is current.
+    pub status: Option<RecordStatus>,
+    /// State-map proof for the status key against the header's state root.
+    pub state_proof: SmtProof,
+    /// The header of the block the status is proven at.
+    pub header: BlockHeader,
+    /// The commit certificate that decided that block.
+    pub commit: Commit,
+}
+
+/// What a valid status proof proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusVerified {
+    /// SHA-256 digest of the document.
+    pub sha256: Hash32,
+    /// The status: `None` while current.
+    pub status: Option<RecordStatus>,
+    /// Height of the block it is proven at.
+    pub height: u64,
+    /// That block's consensus time, Unix milliseconds.
+    pub time_ms: u64,
+    /// Size of the log after that block: entries below it are covered.
+    pub log_size: u64,
+}
+
+/// Why a status proof was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StatusError {
+    /// Not a status proof.
+    #[error("not a Sabt status proof: {0}")]
+    Malformed(String),
+    /// Another format or version.
+    #[error(
+        "unsupported status proof {format:?} version {version} (this software reads {STATUS_FORMAT:?} version {STATUS_VERSION})"
+    )]
+    UnsupportedVersion {
+        /// Format found.
+        format: String,
+        /// Version found.
+        version: u32,
+    },
+    /// Another chain or genesis.
+    #[error(
+        "status proof is for chain {found_chain:?} genesis {found_genesis}, not the genesis given: wrong genesis file"
+    )]
+    WrongGenesis {
+        /// The proof's chain id.
+        found_chain: String,
+        /// The genesis hash it names.
+        found_genesis: Hash32,
+    },
+    /// The header is not for this chain.
+    #[error("the header is for chain {0:?}")]
+    WrongChain(String),
+    /// The commit certificate does not decide the header.
+    #[error("commit certificate: {0}")]
+    Commit(#[from] CommitError),
+    /// The state proof does not lead to the header's state root.
+    #[error("state proof: {0}")]
+    StateProof(#[from] SmtProofError),
+    /// The proven value differs from the status given.
+    #[error("the status given is not what the state holds at height {height}")]
+    StatusMismatch {
+        /// The header's height.
+        height: u64,
+    },
+    /// The status proof is for another document.
+    #[error("status proof is for sha256:{found}, the record is sha256:{expected}")]
+    OtherDocument {
+        /// The record's digest.
+        expected: Hash32,
+        /// The proof's.
+        found: Hash32,
+    },
+    /// The status proof is from before the record was anchored.
+    #[error("status proof is at log size {log_size}, before the record's entry {index}; fetch a newer one")]
+    Predates {
+        /// The proof's log size.
+        log_size: u64,
+        /// The record's entry index.
+        index: u64,
+    },
+}
+
+impl StatusError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StatusError::Malformed(_) => "malformed_status",
+            StatusError::UnsupportedVersion { .. } => "unsupported_version",
+            StatusError::WrongGenesis { .. } => "wrong_genesis",
+            StatusError::WrongChain(_) => "wrong_chain",
+            StatusError::Commit(CommitError::QuorumNotMet { .. }) => "quorum_not_met",
+            StatusError::Commit(CommitError::DuplicateValidator(_)) => "duplicate_signer",
+            StatusError::Commit(_) => "bad_commit",
+            StatusError::StateProof(_) => "bad_state_proof",
+            StatusError::StatusMismatch { .. } => "status_mismatch",
+            StatusError::OtherDocument { .. } => "other_document",
+            StatusError::Predates { .. } => "status_predates_record",
+        }
+    }
+}
+
+impl StatusProof {
+    /// Parses a status proof file, bounded in size.
+    pub fn from_json(text: &str) -> Result<Self, StatusError> {
+        use crate::text::VersionedJsonError as E;
+        crate::text::parse_versioned_json(text, MAX_STATUS_LEN, STATUS_FORMAT, STATUS_VERSION).map_err(|e| match e {
+            E::Malformed(m) => StatusError::Malformed(m),
+            E::Unsupported { format, version } => StatusError::UnsupportedVersion { format, version },
+        })
+    }
+
+    /// Pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+}
+
+/// Verifies a status proof, trusting only `genesis`.
+pub fn verify(proof: &StatusProof, genesis: &Genesis) -> Result<StatusVerified, StatusError> {
+    if proof.format != STATUS_FORMAT || proof.version != STATUS_VERSION {
+        return Err(StatusError::UnsupportedVersion { format: proof.format.clone(), version: proof.version });
+    }
+    if proof.chain_id != genesis.chain_id || proof.genesis_hash != genesis.hash() {
+        return Err(StatusError::WrongGenesis {
+            found_chain: proof.chain_id.clone(),
+            found_genesis: proof.genesis_hash,
+        });
+    }
+    let h = &proof.header;
+    if h.chain_id != genesis.chain_id {
+        return Err(StatusError::WrongChain(h.chain_id.clone()));
+    }
+    // 1. Header → genesis.
+    let set = genesis.validator_set().map_err(|e| StatusError::Malformed(format!("genesis: {e}")))?;
+    verify_commit(&proof.commit, &set, &genesis.chain_id, h.height, &h.hash())?;
+    // 2. Status → header.
+    let proven = proof.state_proof.verify(&h.state_root, &status_key(&proof.sha256))?;
+    let given = proof.status.as_ref().map(|s| smt::value_hash(&codec::encode_body(s)));
+    if proven != given {
+        return Err(StatusError::StatusMismatch { height: h.height });
+    }
+    Ok(StatusVerified {
+        sha256: proof.sha256,
+        status: proof.status.clone(),
+        height: h.height,
+        time_ms: h.time_ms,
+        log_size: h.log_size,
+    })
+}
+
+/// Checks that a verified status is about the record whose entry is at log index `index` with
+/// SHA-256 `sha256`, and was taken after that entry was committed.
+pub fn check_applies(v: &StatusVerified, sha256: &Hash32, index: u64) -> Result<(), StatusError> {
+    if v.sha256 != *sha256 {
+        return Err(StatusError::OtherDocument { expected: *sha256, found: v.sha256 });
+    }
+    if v.log_size <= index {
+        return Err(StatusError::Predates { log_size: v.log_size, index });
+    }
+    Ok(())
+}
