@@ -41,6 +41,8 @@ listen = "{p2p}"
 listen = "{api}"
 # Largest request body accepted, in bytes.
 max_body_bytes = 1048576
+# Most requests served at once; beyond this the node answers 503 with Retry-After.
+max_concurrent = 256
 
 [metrics]
 # Prometheus metrics (GET /metrics). Env: SABT_METRICS_LISTEN.

@@ -20,12 +20,16 @@
 //! | `GET /v1/entries/{index}/proof` | the entry, its inclusion path and the cosigned checkpoint of the latest block |
 //!
 //! Errors are `{"code": "...", "message": "..."}` with a stable code; a full mempool answers 429
-//! with `Retry-After`.
+//! with `Retry-After`. At most `api.max_concurrent` requests are served at once; beyond that, and
+//! when the access log's queue is full, the answer is 503 `busy` with `Retry-After`, never a wait.
+//! Every `/v1` request is recorded in the hash-chained access log ([`crate::access`]).
 
+use crate::access::{self, AccessLine, AccessLog};
 use crate::mempool::AdmitError;
 use crate::node::Shared;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -65,9 +69,18 @@ impl ApiError {
     }
 }
 
+/// The error code of an answer, for the access log.
+#[derive(Debug, Clone, Copy)]
+struct Outcome(&'static str);
+
+/// Keys of the transactions a request submitted, for the access log.
+#[derive(Debug, Clone)]
+struct Signers(Vec<String>);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(json!({"code": self.code, "message": self.message}))).into_response();
+        r.extensions_mut().insert(Outcome(self.code));
         if self.status == StatusCode::TOO_MANY_REQUESTS || self.status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -77,12 +90,106 @@ impl IntoResponse for ApiError {
 
 type Res = Result<Json<Value>, ApiError>;
 
-/// Binds the API on `addr`; the returned future serves it.
+/// What every request passes through: the concurrency limit and the access log.
+#[derive(Debug)]
+struct Gate {
+    permits: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    access: AccessLog,
+}
+
+/// Records a request's line when the answer is ready, or, if the request is dropped first (the
+/// client went away), records it as cancelled.
+struct Pending {
+    slot: Option<tokio::sync::mpsc::OwnedPermit<AccessLine>>,
+    access: AccessLine,
+}
+
+impl Pending {
+    fn finish(mut self, status: u16, outcome: String, signers: Vec<String>) {
+        if let Some(slot) = self.slot.take() {
+            let access = AccessLine { status, outcome, signers, ..self.access.clone() };
+            slot.send(access);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.send(AccessLine { status: 499, outcome: "cancelled".into(), ..self.access.clone() });
+        }
+    }
+}
+
+async fn gate(
+    State(g): State<Arc<Gate>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = g.permits.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("the node is serving its limit of {} requests at once; retry shortly", g.max),
+        )
+        .into_response();
+    };
+    if !req.uri().path().starts_with("/v1/") {
+        return next.run(req).await;
+    }
+    let Some(slot) = g.access.reserve() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the access log cannot record more requests right now; retry shortly",
+        )
+        .into_response();
+    };
+    let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let pending = Pending {
+        slot: Some(slot),
+        access: AccessLine {
+            seq: 0,
+            hash: String::new(),
+            time_ms: access::clock_ms(),
+            client: client.to_string(),
+            forwarded_for: req
+                .headers()
+                .get("x-forwarded-for")
+                .map(|v| access::bounded(&String::from_utf8_lossy(v.as_bytes()), 256)),
+            signers: Vec::new(),
+            method: req.method().to_string(),
+            target: access::target(&target),
+            status: 0,
+            outcome: String::new(),
+        },
+    };
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let outcome = match resp.extensions().get::<Outcome>() {
+        Some(o) => o.0.to_string(),
+        None if status.is_client_error() || status.is_server_error() => format!("http_{}", status.as_u16()),
+        None => "ok".to_string(),
+    };
+    let signers = resp.extensions().get::<Signers>().map(|s| s.0.clone()).unwrap_or_default();
+    pending.finish(status.as_u16(), outcome, signers);
+    resp
+}
+
+/// Binds the API on `cfg.listen`; the returned future serves it.
 pub async fn serve(
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    max_body: usize,
+    access: AccessLog,
+    cfg: crate::config::Api,
 ) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    let (addr, max_body) = (cfg.listen, cfg.max_body_bytes);
+    let gate_state = Arc::new(Gate {
+        permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent)),
+        max: cfg.max_concurrent,
+        access,
+    });
     let app = Router::new()
         .route("/livez", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -101,11 +208,12 @@ pub async fn serve(
         .route("/v1/consistency", get(consistency))
         .route("/v1/entries/{index}/proof", get(entry_proof))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(gate_state, gate))
         .with_state(shared);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for the API on {addr}: {e}"))?;
-    Ok(async move { axum::serve(listener, app).await })
+    Ok(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await })
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
@@ -309,27 +417,31 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Json<Submit>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    let mut signer = None;
     let result = (|| {
         let Json(body) = body.map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected {{\"tx\": hex}}: {e}"))
         })?;
         let stx = decode_tx(&body.tx)?;
+        signer = Some(stx.tx.signer.to_hex());
         if !s.is_ready() {
             return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "consensus has not started yet"));
         }
         admit(&s, stx, is_forwarded(&headers))
     })();
-    match result {
+    let mut resp = match result {
         Ok(id) => (StatusCode::ACCEPTED, Json(json!({"id": id.to_hex(), "status": "pending"}))).into_response(),
         Err(e) => e.into_response(),
-    }
+    };
+    resp.extensions_mut().insert(Signers(signer.into_iter().collect()));
+    resp
 }
 
 async fn submit_batch(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Json<SubmitBatch>, axum::extract::rejection::JsonRejection>,
-) -> Res {
+) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected {{\"txs\": [hex, ...]}}: {e}"))
     })?;
@@ -344,15 +456,24 @@ async fn submit_batch(
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "consensus has not started yet"));
     }
     let forwarded = is_forwarded(&headers);
+    let mut signers = std::collections::BTreeSet::new();
     let results: Vec<Value> = body
         .txs
         .iter()
-        .map(|t| match decode_tx(t).and_then(|stx| admit(&s, stx, forwarded)) {
-            Ok(id) => json!({"id": id.to_hex(), "status": "pending"}),
-            Err(e) => json!({"code": e.code, "message": e.message}),
+        .map(|t| {
+            let admitted = decode_tx(t).and_then(|stx| {
+                signers.insert(stx.tx.signer.to_hex());
+                admit(&s, stx, forwarded)
+            });
+            match admitted {
+                Ok(id) => json!({"id": id.to_hex(), "status": "pending"}),
+                Err(e) => json!({"code": e.code, "message": e.message}),
+            }
         })
         .collect();
-    Ok(Json(json!({ "results": results })))
+    let mut resp = Json(json!({ "results": results })).into_response();
+    resp.extensions_mut().insert(Signers(signers.into_iter().collect()));
+    Ok(resp)
 }
 
 async fn tx_status(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Res {
@@ -554,4 +675,61 @@ async fn consistency(
     let ws = s.store.write_set();
     let proof = merkle::consistency_proof::<Blake3, _>(&ws, q.old, q.new).map_err(ApiError::internal)?;
     Ok(Json(json!({"old": q.old, "new": q.new, "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>()})))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    fn request(path: &str) -> Request {
+        axum::http::Request::builder()
+            .uri(path)
+            .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))))
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn over_the_limit_is_503_with_retry_after_and_served_requests_are_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (access, _failed) = access::open(&dir.path().join("access.log")).unwrap();
+        let permits = Arc::new(tokio::sync::Semaphore::new(1));
+        let g = Arc::new(Gate { permits: permits.clone(), max: 1, access: access.clone() });
+        let release = Arc::new(tokio::sync::Notify::new());
+        let r = release.clone();
+        let app: Router = Router::new()
+            .route(
+                "/v1/slow",
+                get(move || {
+                    let r = r.clone();
+                    async move {
+                        r.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(g, gate));
+        let first = tokio::spawn(app.clone().oneshot(request("/v1/slow?x=1")));
+        while permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let second = app.clone().oneshot(request("/v1/slow")).await.unwrap();
+        assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(second.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        release.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        for _ in 0..200 {
+            if access.head_seq() >= 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let text = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+        assert_eq!(access::verify(text.as_bytes()).unwrap().seq, 1);
+        let line: access::AccessLine = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!((line.target.as_str(), line.status, line.outcome.as_str()), ("/v1/slow?x=1", 200, "ok"));
+    }
 }

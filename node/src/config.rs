@@ -46,6 +46,8 @@ pub struct Api {
     pub listen: SocketAddr,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Most requests served at once; beyond this, 503 with `Retry-After`.
+    pub max_concurrent: usize,
 }
 
 /// Metrics settings.
@@ -113,7 +115,7 @@ impl Default for P2p {
 
 impl Default for Api {
     fn default() -> Self {
-        Api { listen: SocketAddr::from(([127, 0, 0, 1], 26657)), max_body_bytes: 1 << 20 }
+        Api { listen: SocketAddr::from(([127, 0, 0, 1], 26657)), max_body_bytes: 1 << 20, max_concurrent: 256 }
     }
 }
 
@@ -224,6 +226,9 @@ impl Config {
         }
         if self.api.max_body_bytes < 1024 || self.api.max_body_bytes > 64 << 20 {
             bail!("config: api.max_body_bytes must be 1 KiB to 64 MiB");
+        }
+        if self.api.max_concurrent == 0 || self.api.max_concurrent > 65_536 {
+            bail!("config: api.max_concurrent must be 1 to 65536");
         }
         let c = &self.consensus;
         for (name, v) in [

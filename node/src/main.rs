@@ -8,8 +8,10 @@
 //! sabt-node init  --home DIR --name AGENCY [--genesis FILE]   keys and a commented config
 //! sabt-node start --home DIR [--log-format json]               run until SIGTERM
 //! sabt-node check-genesis FILE                                  validate a genesis
+//! sabt-node access-log verify --home DIR [--expect-head SEQ:HASH] check the access log's chain
 //! ```
 
+mod access;
 mod api;
 mod config;
 mod consensus;
@@ -68,6 +70,90 @@ enum Command {
         /// Path to genesis.json.
         genesis: PathBuf,
     },
+    /// Work with the node's hash-chained access log.
+    AccessLog {
+        #[command(subcommand)]
+        command: AccessLogCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AccessLogCommand {
+    /// Check that no line of the access log was edited, inserted, reordered or deleted.
+    /// Exit 0 intact, 1 broken (the first bad line is named), 2 usage or input error.
+    Verify {
+        /// The node's home directory (the log is data/access.log).
+        #[arg(long, env = "SABT_HOME", required_unless_present = "file")]
+        home: Option<PathBuf>,
+        /// The log file itself, instead of --home.
+        #[arg(long, conflicts_with = "home")]
+        file: Option<PathBuf>,
+        /// A head recorded elsewhere, `SEQ` or `SEQ:HASH`: the log must reach it (lines deleted
+        /// at the end are caught this way).
+        #[arg(long)]
+        expect_head: Option<String>,
+    },
+}
+
+fn access_log_verify(home: Option<&Path>, file: Option<&Path>, expect: Option<&str>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let path = match (file, home) {
+        (Some(f), _) => f.to_path_buf(),
+        (None, Some(h)) => node::Home(h.to_path_buf()).access_log(),
+        (None, None) => {
+            eprintln!("error: give --home DIR or --file PATH");
+            return ExitCode::from(2);
+        }
+    };
+    let expect = match expect.map(parse_head).transpose() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: --expect-head: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot open {}: {e} (is --home right?)", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    match access::verify(f) {
+        Ok(head) => {
+            if let Some((seq, hash)) = expect {
+                let reached = head.seq >= seq;
+                if !reached {
+                    println!(
+                        "BROKEN: the log ends at seq {} but reached seq {seq} before: lines were deleted",
+                        head.seq
+                    );
+                    return ExitCode::from(1);
+                }
+                if let Some(h) = hash
+                    && head.seq == seq
+                    && head.hash != h
+                {
+                    println!("BROKEN: seq {seq} has hash {}, not the recorded {h}", head.hash);
+                    return ExitCode::from(1);
+                }
+            }
+            println!("INTACT: {} lines; head seq {} hash {}", head.seq, head.seq, head.hash);
+            ExitCode::SUCCESS
+        }
+        Err(b) => {
+            println!("BROKEN at {b}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse_head(text: &str) -> anyhow::Result<(u64, Option<sabt_core::hash::Hash32>)> {
+    let (seq, hash) = match text.split_once(':') {
+        Some((s, h)) => (s, Some(sabt_core::hash::Hash32::from_hex(h).map_err(|e| anyhow::anyhow!("hash: {e}"))?)),
+        None => (text, None),
+    };
+    Ok((seq.parse().map_err(|_| anyhow::anyhow!("{seq:?} is not a sequence number"))?, hash))
 }
 
 fn init(home: &Path, name: &str, genesis: Option<&Path>) -> anyhow::Result<String> {
@@ -150,6 +236,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::CheckGenesis { genesis } => {
             sabt_genesis::finish(sabt_genesis::load(&genesis).and_then(|g| sabt_genesis::describe(&g)))
+        }
+        Command::AccessLog { command: AccessLogCommand::Verify { home, file, expect_head } } => {
+            access_log_verify(home.as_deref(), file.as_deref(), expect_head.as_deref())
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     /// Seconds spent in the synced write of a block.
     pub fsync: Histogram,
+    /// Sequence number of the access log's last line.
+    pub access_log_seq: Gauge,
 }
 
 impl Metrics {
@@ -37,9 +39,11 @@ impl Metrics {
             txs_committed: Counter::default(),
             commit_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             fsync: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            access_log_seq: Gauge::default(),
         };
         SharedRegistry::global().with_moniker(name).with_prefix("sabt", |r| {
             r.register("height", "Committed block height", m.height.clone());
+            r.register("access_log_seq", "Sequence number of the access log's last line", m.access_log_seq.clone());
             r.register("round", "Current consensus round", m.round.clone());
             r.register("peers", "Connected peers", m.peers.clone());
             r.register("mempool_size", "Transactions waiting in the mempool", m.mempool_size.clone());

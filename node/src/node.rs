@@ -173,6 +173,10 @@ impl Home {
     pub fn wal(&self) -> PathBuf {
         self.0.join("data/wal/consensus.wal")
     }
+    /// The hash-chained access log.
+    pub fn access_log(&self) -> PathBuf {
+        self.0.join("data/access.log")
+    }
 }
 
 fn engine_config(cfg: &Config, genesis: &Genesis, own_peer: &str) -> anyhow::Result<EngineConfig> {
@@ -333,7 +337,9 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     let net_requests = channels.net_requests.clone();
     let app = App::new(shared.clone(), key, timeouts);
     let mut app_task = tokio::spawn(app.run(channels));
-    let api = crate::api::serve(shared.clone(), cfg.api.listen, cfg.api.max_body_bytes).await?;
+    let (access, mut access_failed) = crate::access::open(&home.access_log())?;
+    let access_seq = access.clone();
+    let api = crate::api::serve(shared.clone(), access, cfg.api.clone()).await?;
     let mut api_task = tokio::spawn(api);
     let mut metrics_task = tokio::spawn(crate::metrics::serve(cfg.metrics.listen));
     let peers_shared = shared.clone();
@@ -342,6 +348,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
             if let Ok(Some(dump)) = mal::NetworkRequest::dump_state(&net_requests).await {
                 peers_shared.metrics.peers.set(i64::try_from(dump.peers.len()).unwrap_or(0));
             }
+            peers_shared.metrics.access_log_seq.set(i64::try_from(access_seq.head_seq()).unwrap_or(i64::MAX));
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     });
@@ -357,6 +364,10 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
             Err(e) => Err(anyhow!("the application task failed: {e}")),
         },
         r = &mut api_task => Err(anyhow!("the API server stopped: {:?}", r)),
+        r = &mut access_failed => Err(match r {
+            Ok(e) => e,
+            Err(_) => anyhow!("the access log writer stopped"),
+        }),
         r = &mut metrics_task => Err(anyhow!("the metrics server stopped: {:?}", r)),
     };
     shared.set_ready(false);

@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 //! One node through its real binary: key files readable by others are refused at start, JSON logs,
-//! metrics, a clean stop on SIGTERM that keeps every block, and refusal of an inconsistent store.
+//! metrics, a clean stop on SIGTERM that keeps every block, the hash-chained access log across a
+//! restart (and its verification catching an edited line and deleted lines), and refusal of an
+//! inconsistent store.
 
 use sabt_tests::cluster::{agent, bin};
 use std::os::unix::fs::PermissionsExt as _;
@@ -76,7 +78,14 @@ fn one_node_lifecycle() {
     let h1 = wait_height(3);
     let mut metrics = String::new();
     agent().get(format!("{METRICS}/metrics")).call().unwrap().body_mut().read_to_string().map(|t| metrics = t).unwrap();
-    for name in ["sabt_height", "sabt_round", "sabt_peers", "sabt_mempool_size", "sabt_commit_latency_seconds"] {
+    for name in [
+        "sabt_height",
+        "sabt_round",
+        "sabt_peers",
+        "sabt_mempool_size",
+        "sabt_commit_latency_seconds",
+        "sabt_access_log_seq",
+    ] {
         assert!(metrics.contains(name), "metrics lack {name}");
     }
     let st = sigterm(child);
@@ -88,11 +97,47 @@ fn one_node_lifecycle() {
         serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"));
     }
 
-    // Restarted, it keeps every block and goes on.
+    // Every /v1 request was recorded; the chain verifies.
+    let verify = |extra: &[&str]| {
+        let out = Command::new(bin("sabt-node"))
+            .args(["access-log", "verify", "--home"])
+            .arg(&home)
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let seq =
+        |text: &str| -> u64 { text.split("head seq ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap() };
+    let (code, text) = verify(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    let first = seq(&text);
+    assert!(first >= 1, "{text}");
+
+    // Restarted, it keeps every block and goes on, and the access log's chain continues.
     let child = start(&home, &[]);
     let h2 = wait_height(h1 + 1);
     assert!(h2 > h1);
     assert!(sigterm(child).success());
+    let (code, text) = verify(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    let second = seq(&text);
+    assert!(second > first, "{text}");
+    let access = std::fs::read_to_string(home.join("data/access.log")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(access.lines().next().unwrap()).unwrap();
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["target"], "/v1/status");
+    assert_eq!(line["outcome"], "ok");
+    assert!(line["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    // A head recorded elsewhere catches lines deleted at the end; an edited line is named.
+    let (code, text) = verify(&["--expect-head", &(second + 5).to_string()]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("deleted"), "{text}");
+    let edited = access.replacen("\"outcome\":\"ok\"", "\"outcome\":\"no\"", 1);
+    std::fs::write(home.join("data/access.log"), edited).unwrap();
+    let (code, text) = verify(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.starts_with("BROKEN at line 1"), "{text}");
 
     // Damage the store: drop the last block. The node refuses to start and says why.
     {
