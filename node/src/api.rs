@@ -18,6 +18,7 @@
 //! | `GET /v1/records/{digest}/status` | a status proof (current, withdrawn or superseded) at the latest block, for offline checking |
 //! | `GET /v1/consistency?old=N&new=M` | RFC 9162 consistency proof between two committed log sizes |
 //! | `GET /v1/entries/{index}/proof` | the entry, its inclusion path and the cosigned checkpoint of the latest block |
+//! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`ApiDoc`]) |
 //!
 //! Errors are `{"code": "...", "message": "..."}` with a stable code; a full mempool answers 429
 //! with `Retry-After`. At most `api.max_concurrent` requests are served at once; beyond that, and
@@ -27,11 +28,12 @@
 use crate::access::{self, AccessLine, AccessLog};
 use crate::mempool::AdmitError;
 use crate::node::Shared;
+use crate::schema::*;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use sabt_core::block::Block;
 use sabt_core::checkpoint::{Checkpoint, note_from_cosignatures};
@@ -45,10 +47,10 @@ use sabt_core::sign::PublicKey;
 use sabt_core::smt;
 use sabt_core::status::{self, StatusProof};
 use sabt_core::tx::{SignedTx, TxBody};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use utoipa::OpenApi;
 
 /// An API error.
 #[derive(Debug)]
@@ -178,6 +180,69 @@ async fn gate(
     resp
 }
 
+/// Every route, with its handler: the router is built from this table, and a test checks that the
+/// OpenAPI document describes exactly these paths.
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
+    vec![
+        ("/livez", get(livez)),
+        ("/readyz", get(readyz)),
+        ("/v1/openapi.json", get(openapi)),
+        ("/v1/status", get(status)),
+        ("/v1/blocks/{height}", get(block)),
+        ("/v1/blocks/{height}/raw", get(block_raw)),
+        ("/v1/checkpoint", get(checkpoint)),
+        ("/v1/txs", post(submit)),
+        ("/v1/txs/batch", post(submit_batch)),
+        ("/v1/txs/{id}", get(tx_status)),
+        ("/v1/accounts/{key}", get(account)),
+        ("/v1/records/{digest}", get(record)),
+        ("/v1/records/{digest}/status", get(record_status)),
+        ("/v1/batches/{root}", get(batch)),
+        ("/v1/genesis", get(genesis)),
+        ("/v1/consistency", get(consistency)),
+        ("/v1/entries/{index}/proof", get(entry_proof)),
+    ]
+}
+
+/// The OpenAPI 3.1 document, served at `/v1/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sabt node API",
+        version = "1",
+        description = "Submit signed transactions, look up anchored records, fetch proofs, checkpoints and blocks. \
+Errors are {\"code\", \"message\"} with a stable code. 429 (mempool full) and 503 (busy, not ready) carry Retry-After. \
+Byte formats are specified in docs/PROOFS.md."
+    ),
+    paths(
+        livez,
+        readyz,
+        openapi,
+        status,
+        block,
+        block_raw,
+        checkpoint,
+        submit,
+        submit_batch,
+        tx_status,
+        account,
+        record,
+        record_status,
+        batch,
+        genesis,
+        consistency,
+        entry_proof
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "chain", description = "Status, blocks, checkpoints, consistency"),
+        (name = "transactions", description = "Submitting and following transactions"),
+        (name = "registry", description = "Anchored records, batches, accounts and their proofs")
+    )
+)]
+pub struct ApiDoc;
+
 /// Binds the API on `cfg.listen`; the returned future serves it.
 pub async fn serve(
     shared: Arc<Shared>,
@@ -190,23 +255,9 @@ pub async fn serve(
         max: cfg.max_concurrent,
         access,
     });
-    let app = Router::new()
-        .route("/livez", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/v1/status", get(status))
-        .route("/v1/blocks/{height}", get(block))
-        .route("/v1/blocks/{height}/raw", get(block_raw))
-        .route("/v1/checkpoint", get(checkpoint))
-        .route("/v1/txs", post(submit))
-        .route("/v1/txs/batch", post(submit_batch))
-        .route("/v1/txs/{id}", get(tx_status))
-        .route("/v1/accounts/{key}", get(account))
-        .route("/v1/records/{digest}", get(record))
-        .route("/v1/records/{digest}/status", get(record_status))
-        .route("/v1/batches/{root}", get(batch))
-        .route("/v1/genesis", get(genesis))
-        .route("/v1/consistency", get(consistency))
-        .route("/v1/entries/{index}/proof", get(entry_proof))
+    let app = routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, handler)| r.route(path, handler))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(gate_state, gate))
         .with_state(shared);
@@ -216,37 +267,51 @@ pub async fn serve(
     Ok(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await })
 }
 
+#[utoipa::path(get, path = "/livez", tag = "health", responses((status = 200, description = "The process serves requests", body = Health)))]
+async fn livez() -> Json<Health> {
+    Json(Health { status: "ok".into(), height: None })
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Consensus runs", body = Health),
+    (status = 503, description = "Not yet", body = ErrorBody)))]
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     if s.is_ready() {
-        Json(json!({"status": "ready", "height": s.tip().height})).into_response()
+        Json(Health { status: "ready".into(), height: Some(s.tip().height) }).into_response()
     } else {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "consensus has not started yet").into_response()
     }
 }
 
-async fn status(State(s): State<Arc<Shared>>) -> Res {
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "health", responses((status = 200, description = "This document", body = Object)))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+#[utoipa::path(get, path = "/v1/status", tag = "chain", responses((status = 200, description = "The node's view of the chain", body = StatusView)))]
+async fn status(State(s): State<Arc<Shared>>) -> Json<StatusView> {
     let tip = s.tip();
-    let validators: Vec<Value> = s
+    let validators = s
         .validator_set
         .validators()
         .iter()
-        .map(|v| json!({"name": v.name, "key": v.key.to_hex(), "power": v.power}))
+        .map(|v| ValidatorView { name: v.name.clone(), key: v.key.to_hex(), power: v.power })
         .collect();
-    Ok(Json(json!({
-        "node": s.name,
-        "chain_id": s.genesis.chain_id,
-        "genesis_hash": s.genesis_hash.to_hex(),
-        "height": tip.height,
-        "block_hash": tip.block_hash.to_hex(),
-        "time_ms": tip.time_ms,
-        "log_size": tip.log_size,
-        "log_root": tip.log_root.to_hex(),
-        "state_root": tip.state_root.to_hex(),
-        "validator_set_hash": s.validator_set.hash().to_hex(),
-        "validators": validators,
-        "mempool_size": s.mempool_len(),
-        "ready": s.is_ready(),
-    })))
+    Json(StatusView {
+        node: s.name.clone(),
+        chain_id: s.genesis.chain_id.clone(),
+        genesis_hash: s.genesis_hash.to_hex(),
+        height: tip.height,
+        block_hash: tip.block_hash.to_hex(),
+        time_ms: tip.time_ms,
+        log_size: tip.log_size,
+        log_root: tip.log_root.to_hex(),
+        state_root: tip.state_root.to_hex(),
+        validator_set_hash: s.validator_set.hash().to_hex(),
+        validators,
+        mempool_size: s.mempool_len(),
+        ready: s.is_ready(),
+    })
 }
 
 fn parse_height(text: &str) -> Result<u64, ApiError> {
@@ -304,6 +369,11 @@ fn tx_json(t: &SignedTx) -> Value {
     json!({"id": t.id().to_hex(), "signer": t.tx.signer.to_hex(), "nonce": t.tx.nonce, "kind": kind, "detail": detail})
 }
 
+#[utoipa::path(get, path = "/v1/blocks/{height}", tag = "chain",
+    params(("height" = u64, Path, description = "Block height, from 1")),
+    responses(
+        (status = 200, description = "Header, hash, transactions (summarised), commit certificate and cosigned checkpoint", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, description = "No such block", body = ErrorBody)))]
 async fn block(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Res {
     let height = parse_height(&height)?;
     let (b, commit) = load_block(&s, height)?;
@@ -342,41 +412,36 @@ async fn block(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Res 
     })))
 }
 
-async fn block_raw(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Res {
+#[utoipa::path(get, path = "/v1/blocks/{height}/raw", tag = "chain",
+    params(("height" = u64, Path, description = "Block height, from 1")),
+    responses((status = 200, description = "The block and its commit, canonical encodings", body = BlockRaw),
+        (status = 400, body = ErrorBody), (status = 404, description = "No such block", body = ErrorBody)))]
+async fn block_raw(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Result<Json<BlockRaw>, ApiError> {
     let height = parse_height(&height)?;
     let (b, commit) = load_block(&s, height)?;
-    Ok(Json(json!({
-        "height": height,
-        "hash": b.hash().to_hex(),
-        "block": hex::encode(codec::encode(&b)),
-        "commit": hex::encode(codec::encode(&commit)),
-    })))
+    Ok(Json(BlockRaw {
+        height,
+        hash: b.hash().to_hex(),
+        block: hex::encode(codec::encode(&b)),
+        commit: hex::encode(codec::encode(&commit)),
+    }))
 }
 
-async fn checkpoint(State(s): State<Arc<Shared>>) -> Res {
+#[utoipa::path(get, path = "/v1/checkpoint", tag = "chain",
+    responses((status = 200, description = "The latest cosigned checkpoint", body = CheckpointView),
+        (status = 404, description = "No block yet", body = ErrorBody)))]
+async fn checkpoint(State(s): State<Arc<Shared>>) -> Result<Json<CheckpointView>, ApiError> {
     let tip = s.tip();
     if tip.height == 0 {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no_checkpoint", "no block is committed yet"));
     }
     let (b, commit) = load_block(&s, tip.height)?;
-    Ok(Json(json!({
-        "height": tip.height,
-        "size": b.header.log_size,
-        "root": b.header.log_root.to_hex(),
-        "note": note_of(&s, &b, &commit),
-    })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Submit {
-    tx: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubmitBatch {
-    txs: Vec<String>,
+    Ok(Json(CheckpointView {
+        height: tip.height,
+        size: b.header.log_size,
+        root: b.header.log_root.to_hex(),
+        note: note_of(&s, &b, &commit),
+    }))
 }
 
 /// Most transactions in one batch submission.
@@ -412,10 +477,18 @@ fn is_forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(crate::forward::FORWARDED_HEADER)
 }
 
+#[utoipa::path(post, path = "/v1/txs", tag = "transactions", request_body = SubmitBody,
+    responses(
+        (status = 202, description = "Admitted; follow it at /v1/txs/{id}", body = TxState),
+        (status = 400, description = "Not hex, does not decode, or not JSON", body = ErrorBody),
+        (status = 409, description = "Already waiting or committed", body = ErrorBody),
+        (status = 422, description = "Refused by the registry rules (code: unauthorised, nonce_used, revoked, …)", body = ErrorBody),
+        (status = 429, description = "Mempool full; retry after Retry-After", body = ErrorBody),
+        (status = 503, description = "Not ready or busy; retry after Retry-After", body = ErrorBody)))]
 async fn submit(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Result<Json<Submit>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<SubmitBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let mut signer = None;
     let result = (|| {
@@ -430,17 +503,26 @@ async fn submit(
         admit(&s, stx, is_forwarded(&headers))
     })();
     let mut resp = match result {
-        Ok(id) => (StatusCode::ACCEPTED, Json(json!({"id": id.to_hex(), "status": "pending"}))).into_response(),
+        Ok(id) => (StatusCode::ACCEPTED, Json(pending(id))).into_response(),
         Err(e) => e.into_response(),
     };
     resp.extensions_mut().insert(Signers(signer.into_iter().collect()));
     resp
 }
 
+fn pending(id: Hash32) -> TxState {
+    TxState { id: Some(id.to_hex()), status: Some("pending".into()), ..TxState::default() }
+}
+
+#[utoipa::path(post, path = "/v1/txs/batch", tag = "transactions", request_body = SubmitBatchBody,
+    responses(
+        (status = 200, description = "One result per transaction, in order: admitted, or its refusal", body = BatchResults),
+        (status = 400, description = "Not JSON, or more than 1,000 transactions", body = ErrorBody),
+        (status = 503, description = "Not ready or busy; retry after Retry-After", body = ErrorBody)))]
 async fn submit_batch(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Result<Json<SubmitBatch>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<SubmitBatchBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected {{\"txs\": [hex, ...]}}: {e}"))
@@ -457,7 +539,7 @@ async fn submit_batch(
     }
     let forwarded = is_forwarded(&headers);
     let mut signers = std::collections::BTreeSet::new();
-    let results: Vec<Value> = body
+    let results = body
         .txs
         .iter()
         .map(|t| {
@@ -466,27 +548,35 @@ async fn submit_batch(
                 admit(&s, stx, forwarded)
             });
             match admitted {
-                Ok(id) => json!({"id": id.to_hex(), "status": "pending"}),
-                Err(e) => json!({"code": e.code, "message": e.message}),
+                Ok(id) => pending(id),
+                Err(e) => TxState { code: Some(e.code.into()), message: Some(e.message), ..TxState::default() },
             }
         })
         .collect();
-    let mut resp = Json(json!({ "results": results })).into_response();
+    let mut resp = Json(BatchResults { results }).into_response();
     resp.extensions_mut().insert(Signers(signers.into_iter().collect()));
     Ok(resp)
 }
 
-async fn tx_status(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Res {
+#[utoipa::path(get, path = "/v1/txs/{id}", tag = "transactions",
+    params(("id" = String, Path, description = "Transaction id, 64 hex digits")),
+    responses((status = 200, description = "Pending, or committed with its height and position", body = TxState),
+        (status = 400, body = ErrorBody), (status = 404, description = "Neither pending nor committed here", body = ErrorBody)))]
+async fn tx_status(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Json<TxState>, ApiError> {
     let id = Hash32::from_hex(&id).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("transaction id must be 64 hex digits: {e}"))
     })?;
     if let Some(loc) = s.store.tx_location(&id).map_err(ApiError::internal)? {
-        return Ok(Json(
-            json!({"id": id.to_hex(), "status": "committed", "height": loc.height, "position": loc.position}),
-        ));
+        return Ok(Json(TxState {
+            id: Some(id.to_hex()),
+            status: Some("committed".into()),
+            height: Some(loc.height),
+            position: Some(loc.position),
+            ..TxState::default()
+        }));
     }
     if s.mempool_contains(&id) {
-        return Ok(Json(json!({"id": id.to_hex(), "status": "pending"})));
+        return Ok(Json(pending(id)));
     }
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
@@ -495,32 +585,32 @@ async fn tx_status(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Res 
     ))
 }
 
-async fn account(State(s): State<Arc<Shared>>, Path(key): Path<String>) -> Res {
+#[utoipa::path(get, path = "/v1/accounts/{key}", tag = "registry",
+    params(("key" = String, Path, description = "Ed25519 public key, 64 hex digits")),
+    responses((status = 200, description = "Next nonce, clerk grant, administered agency", body = AccountView),
+        (status = 400, body = ErrorBody)))]
+async fn account(State(s): State<Arc<Shared>>, Path(key): Path<String>) -> Result<Json<AccountView>, ApiError> {
     let key = PublicKey::from_hex(&key)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_key", format!("not an Ed25519 public key: {e}")))?;
     let ws = s.store.write_set();
     let committed = s.registry.next_nonce(&ws, &key).map_err(ApiError::internal)?;
     let next = s.pending_next_nonce(&key).unwrap_or(committed);
-    let grant = s.registry.grant(&ws, &key).map_err(ApiError::internal)?.map(|g| {
-        json!({
-            "agency": g.agency,
-            "kinds": g.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-            "expires_ms": g.expires_ms,
-            "granted_height": g.granted_height,
-            "revoked_height": g.revoked_height,
-        })
+    let grant = s.registry.grant(&ws, &key).map_err(ApiError::internal)?.map(|g| GrantView {
+        agency: g.agency,
+        kinds: g.kinds.iter().map(|k| k.as_str().to_string()).collect(),
+        expires_ms: g.expires_ms,
+        granted_height: g.granted_height,
+        revoked_height: g.revoked_height,
     });
     let admin_of = s.genesis.agencies.iter().find(|a| a.admin_key == key).map(|a| a.name.clone());
-    Ok(Json(json!({
-        "key": key.to_hex(),
-        "next_nonce": next,
-        "committed_nonce": committed,
-        "grant": grant,
-        "admin_of": admin_of,
-    })))
+    Ok(Json(AccountView { key: key.to_hex(), next_nonce: next, committed_nonce: committed, grant, admin_of }))
 }
 
-async fn record(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Res {
+#[utoipa::path(get, path = "/v1/records/{digest}", tag = "registry",
+    params(("digest" = String, Path, description = "sha256:HEX, blake3:HEX, or bare HEX (either)")),
+    responses((status = 200, description = "Where the record is anchored, and whether it is current", body = RecordView),
+        (status = 400, body = ErrorBody), (status = 404, description = "Not anchored as a single record (batched records are found by their batch root)", body = ErrorBody)))]
+async fn record(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Result<Json<RecordView>, ApiError> {
     let d = DocDigest::parse(&digest).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_digest", e))?;
     let ws = s.store.write_set();
     let keys = match d {
@@ -544,14 +634,14 @@ async fn record(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Res
                 _ => return Err(ApiError::internal(format!("entry {} anchors no record", loc.index))),
             };
             let status = s.registry.record_status(&ws, &sha).map_err(ApiError::internal)?;
-            return Ok(Json(json!({
-                "digest": digest,
-                "sha256": sha.to_hex(),
-                "index": loc.index,
-                "height": loc.height,
-                "status": status.as_ref().map_or("anchored", |st| st.state.as_str()),
-                "change": status,
-            })));
+            return Ok(Json(RecordView {
+                digest,
+                sha256: sha.to_hex(),
+                index: loc.index,
+                height: loc.height,
+                status: status.as_ref().map_or("anchored", |st| st.state.as_str()).to_string(),
+                change: status,
+            }));
         }
     }
     Err(ApiError::new(
@@ -564,6 +654,11 @@ async fn record(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Res
 /// How often a status proof is rebuilt when a block commits while it is read.
 const PROOF_ATTEMPTS: usize = 5;
 
+#[utoipa::path(get, path = "/v1/records/{digest}/status", tag = "registry",
+    params(("digest" = String, Path, description = "sha256:HEX or bare HEX (the status is kept under the SHA-256)")),
+    responses((status = 200, description = "A status proof at the latest block (docs/PROOFS.md §6a), for `sabt verify --status`", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, description = "No block yet", body = ErrorBody),
+        (status = 503, description = "A block committed while the proof was built; retry", body = ErrorBody)))]
 async fn record_status(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Res {
     let sha = match DocDigest::parse(&digest).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_digest", e))? {
         DocDigest::Sha256(h) | DocDigest::Either(h) => h,
@@ -602,7 +697,14 @@ async fn record_status(State(s): State<Arc<Shared>>, Path(digest): Path<String>)
     Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the state changed while the proof was built; retry"))
 }
 
-async fn entry_proof(State(s): State<Arc<Shared>>, Path(index): Path<String>) -> Res {
+#[utoipa::path(get, path = "/v1/entries/{index}/proof", tag = "registry",
+    params(("index" = u64, Path, description = "Log index")),
+    responses((status = 200, description = "The entry, its inclusion path and the latest cosigned checkpoint", body = EntryProofView),
+        (status = 400, body = ErrorBody), (status = 404, description = "Not committed", body = ErrorBody)))]
+async fn entry_proof(
+    State(s): State<Arc<Shared>>,
+    Path(index): Path<String>,
+) -> Result<Json<EntryProofView>, ApiError> {
     let index: u64 = index
         .parse()
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_index", format!("{index:?} is not a log index")))?;
@@ -619,21 +721,27 @@ async fn entry_proof(State(s): State<Arc<Shared>>, Path(index): Path<String>) ->
     let path = merkle::inclusion_proof::<Blake3, _>(&ws, index, b.header.log_size).map_err(ApiError::internal)?;
     let encoded =
         s.store.entry(index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("entry missing"))?;
-    Ok(Json(json!({
-        "index": index,
-        "encoded": hex::encode(encoded),
-        "size": b.header.log_size,
-        "path": path.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
-        "height": tip.height,
-        "checkpoint": note_of(&s, &b, &commit),
-    })))
+    Ok(Json(EntryProofView {
+        index,
+        encoded: hex::encode(encoded),
+        size: b.header.log_size,
+        path: path.iter().map(|h| h.to_hex()).collect(),
+        height: tip.height,
+        checkpoint: note_of(&s, &b, &commit),
+    }))
 }
 
+#[utoipa::path(get, path = "/v1/genesis", tag = "chain",
+    responses((status = 200, description = "The genesis document this node runs (docs/PROOFS.md §1.1)", body = Object)))]
 async fn genesis(State(s): State<Arc<Shared>>) -> Res {
     serde_json::to_value(&s.genesis).map(Json).map_err(ApiError::internal)
 }
 
-async fn batch(State(s): State<Arc<Shared>>, Path(root): Path<String>) -> Res {
+#[utoipa::path(get, path = "/v1/batches/{root}", tag = "registry",
+    params(("root" = String, Path, description = "Batch root, 64 hex digits")),
+    responses((status = 200, description = "Where the batch is anchored", body = BatchView),
+        (status = 400, body = ErrorBody), (status = 404, description = "Not anchored", body = ErrorBody)))]
+async fn batch(State(s): State<Arc<Shared>>, Path(root): Path<String>) -> Result<Json<BatchView>, ApiError> {
     let root = Hash32::from_hex(&root).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_root", format!("batch root must be 64 hex digits: {e}"))
     })?;
@@ -642,7 +750,7 @@ async fn batch(State(s): State<Arc<Shared>>, Path(root): Path<String>) -> Res {
         Some(bytes) => {
             let loc: registry::RecordLocation =
                 codec::decode_body("record location", &bytes, 64).map_err(ApiError::internal)?;
-            Ok(Json(json!({"root": root.to_hex(), "index": loc.index, "height": loc.height, "status": "anchored"})))
+            Ok(Json(BatchView { root: root.to_hex(), index: loc.index, height: loc.height, status: "anchored".into() }))
         }
         None => {
             Err(ApiError::new(StatusCode::NOT_FOUND, "not_anchored", format!("no batch with root {root} is anchored")))
@@ -650,17 +758,13 @@ async fn batch(State(s): State<Arc<Shared>>, Path(root): Path<String>) -> Res {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Sizes {
-    old: u64,
-    new: u64,
-}
-
+#[utoipa::path(get, path = "/v1/consistency", tag = "chain", params(Sizes),
+    responses((status = 200, description = "RFC 9162 consistency proof between two committed log sizes", body = ConsistencyView),
+        (status = 400, body = ErrorBody)))]
 async fn consistency(
     State(s): State<Arc<Shared>>,
     q: Result<axum::extract::Query<Sizes>, axum::extract::rejection::QueryRejection>,
-) -> Res {
+) -> Result<Json<ConsistencyView>, ApiError> {
     let axum::extract::Query(q) = q.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected ?old=N&new=M (log sizes): {e}"))
     })?;
@@ -674,7 +778,7 @@ async fn consistency(
     }
     let ws = s.store.write_set();
     let proof = merkle::consistency_proof::<Blake3, _>(&ws, q.old, q.new).map_err(ApiError::internal)?;
-    Ok(Json(json!({"old": q.old, "new": q.new, "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>()})))
+    Ok(Json(ConsistencyView { old: q.old, new: q.new, proof: proof.iter().map(|h| h.to_hex()).collect() }))
 }
 
 #[cfg(test)]
@@ -690,6 +794,32 @@ mod tests {
             .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))))
             .body(Body::empty())
             .unwrap()
+    }
+
+    #[test]
+    fn the_openapi_document_describes_every_route_and_nothing_else() {
+        let doc = ApiDoc::openapi();
+        let documented: std::collections::BTreeSet<(String, &str)> = doc
+            .paths
+            .paths
+            .iter()
+            .flat_map(|(p, item)| {
+                [("GET", item.get.is_some()), ("POST", item.post.is_some())]
+                    .into_iter()
+                    .filter(|m| m.1)
+                    .map(move |m| (p.clone(), m.0))
+            })
+            .collect();
+        let served: std::collections::BTreeSet<(String, &str)> = routes()
+            .into_iter()
+            .map(|(p, _)| (p.to_string(), if p == "/v1/txs" || p == "/v1/txs/batch" { "POST" } else { "GET" }))
+            .collect();
+        assert_eq!(documented, served);
+        let json: Value = serde_json::from_str(&doc.to_json().unwrap()).unwrap();
+        assert_eq!(json["openapi"], "3.1.0");
+        let submit = &json["paths"]["/v1/txs"]["post"];
+        assert!(submit["responses"]["429"].is_object() && submit["responses"]["503"].is_object());
+        assert!(json["components"]["schemas"]["RecordView"]["properties"]["sha256"].is_object());
     }
 
     #[tokio::test]

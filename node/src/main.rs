@@ -19,6 +19,7 @@ mod forward;
 mod mempool;
 mod metrics;
 mod node;
+mod schema;
 mod store;
 
 use anyhow::Context as _;

@@ -88,6 +88,10 @@ fn one_node_lifecycle() {
     ] {
         assert!(metrics.contains(name), "metrics lack {name}");
     }
+    let doc: serde_json::Value =
+        agent().get(format!("{API}/v1/openapi.json")).call().unwrap().body_mut().read_json().unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/records/{digest}/status"]["get"].is_object(), "{doc}");
     let st = sigterm(child);
     assert!(st.success(), "SIGTERM exit status {st}");
     let log = std::fs::read_to_string(home.join("log")).unwrap();
