@@ -155,6 +155,55 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
+    // A CSV manifest: per-row metadata over the flags; two kinds make two batches.
+    let listed = dir.join("listed");
+    std::fs::create_dir_all(&listed).unwrap();
+    for n in ["a", "b", "c"] {
+        std::fs::write(listed.join(format!("{n}.pdf")), format!("listed {n}")).unwrap();
+    }
+    let manifest = listed.join("manifest.csv");
+    std::fs::write(
+        &manifest,
+        "file,kind,file_no,title\na.pdf,notary,40,Deed 40\nb.pdf,notary,41,Deed 41\nc.pdf,civil_status,42,Register 42\n",
+    )
+    .unwrap();
+    let out = sabt(&[
+        "anchor",
+        "--manifest",
+        p(&manifest),
+        "--node",
+        node3,
+        "--key",
+        p(&keystore),
+        "--passphrase-file",
+        p(&pass),
+        "--repository",
+        "Main Archive",
+        "--fund",
+        "7",
+        "--inventory",
+        "2",
+        "--agency",
+        "Notary Office 1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    let index_of = |name: &str| {
+        lines.iter().find(|l| l["file"].as_str().unwrap().ends_with(name)).map(|l| l["index"].clone()).unwrap()
+    };
+    assert_eq!(index_of("a.pdf"), index_of("b.pdf"));
+    assert_ne!(index_of("a.pdf"), index_of("c.pdf"));
+    let out = sabt(&["verify", p(&listed.join("c.pdf")), "--genesis", p(&genesis), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["record"]["kind"].as_str(), v["record"]["title"].as_str()),
+        (Some("civil_status"), Some("Register 42"))
+    );
+
     // Rerun: everything is skipped, nothing is anchored twice.
     let before = c.get(0, "/v1/status").unwrap().1["log_size"].as_u64().unwrap();
     let out = anchor_dir();
