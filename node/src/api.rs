@@ -17,7 +17,7 @@
 //! | `GET /v1/records/{digest}` | where a document (`sha256:`, `blake3:` or bare SHA-256 hex) is anchored, and whether it is current |
 //! | `GET /v1/records/{digest}/status` | a status proof (current, withdrawn or superseded) at the latest block, for offline checking |
 //! | `GET /v1/consistency?old=N&new=M` | RFC 9162 consistency proof between two committed log sizes |
-//! | `GET /v1/entries/{index}/proof` | the entry, its inclusion path and the cosigned checkpoint of the latest block |
+//! | `GET /v1/entries/{index}/proof[?height=H]` | the entry, its inclusion path and the cosigned checkpoint of the latest block (or of block H) |
 //! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`ApiDoc`]) |
 //!
 //! Errors are `{"code": "...", "message": "..."}` with a stable code; a full mempool answers 429
@@ -698,25 +698,35 @@ async fn record_status(State(s): State<Arc<Shared>>, Path(digest): Path<String>)
 }
 
 #[utoipa::path(get, path = "/v1/entries/{index}/proof", tag = "registry",
-    params(("index" = u64, Path, description = "Log index")),
-    responses((status = 200, description = "The entry, its inclusion path and the latest cosigned checkpoint", body = EntryProofView),
-        (status = 400, body = ErrorBody), (status = 404, description = "Not committed", body = ErrorBody)))]
+    params(("index" = u64, Path, description = "Log index"), AtHeight),
+    responses((status = 200, description = "The entry, its inclusion path and the cosigned checkpoint of the latest (or the given) block", body = EntryProofView),
+        (status = 400, body = ErrorBody), (status = 404, description = "Not committed, or not yet at that height", body = ErrorBody)))]
 async fn entry_proof(
     State(s): State<Arc<Shared>>,
     Path(index): Path<String>,
+    q: Result<axum::extract::Query<AtHeight>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EntryProofView>, ApiError> {
     let index: u64 = index
         .parse()
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_index", format!("{index:?} is not a log index")))?;
-    let tip = s.tip();
-    if index >= tip.log_size {
+    let axum::extract::Query(q) = q.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected ?height=H (a block height): {e}"))
+    })?;
+    let height = q.height.unwrap_or_else(|| s.tip().height);
+    if height == 0 {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no_checkpoint", "no block is committed yet"));
+    }
+    let (b, commit) = load_block(&s, height)?;
+    if index >= b.header.log_size {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_entry",
-            format!("log index {index} is not committed; the log holds {} entries", tip.log_size),
+            format!(
+                "log index {index} is not in the log at height {height}, which holds {} entries",
+                b.header.log_size
+            ),
         ));
     }
-    let (b, commit) = load_block(&s, tip.height)?;
     let ws = s.store.write_set();
     let path = merkle::inclusion_proof::<Blake3, _>(&ws, index, b.header.log_size).map_err(ApiError::internal)?;
     let encoded =
@@ -726,7 +736,7 @@ async fn entry_proof(
         encoded: hex::encode(encoded),
         size: b.header.log_size,
         path: path.iter().map(|h| h.to_hex()).collect(),
-        height: tip.height,
+        height,
         checkpoint: note_of(&s, &b, &commit),
     }))
 }

@@ -226,6 +226,15 @@ pub struct Sizes {
     pub new: u64,
 }
 
+/// A block height to prove at (default: the latest).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AtHeight {
+    /// Block height whose cosigned checkpoint the proof is for.
+    pub height: Option<u64>,
+}
+
 /// An RFC 9162 consistency proof.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsistencyView {

@@ -3,8 +3,9 @@
 //! authorisation by an agency admin, anchoring one file and a directory of 1,000 files (one batch),
 //! offline verification of every proof file, a rerun that skips what is done, withdrawal and
 //! supersession with status proofs checked offline, and refusals after revocation, outside the
-//! key's record kinds and by another agency; the auditor's chain re-execution, consistency check,
-//! and watch alarms on a rollback and a fork.
+//! key's record kinds and by another agency; the auditor's chain re-execution (passing on the
+//! honest chain, failing on a block altered on one node's disk), consistency check, and watch
+//! alarms on a rollback and a fork.
 
 use sabt_core::checkpoint::{Checkpoint, SignedNote, cosign};
 use sabt_core::hash::Hash32;
@@ -28,7 +29,7 @@ fn p(path: &Path) -> &str {
 
 #[test]
 fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
-    let c = Cluster::start(4, 32800).unwrap();
+    let mut c = Cluster::start(4, 32800).unwrap();
     c.wait_all(2, Duration::from_secs(90)).unwrap();
     let dir = c.dir.path();
     let pass = dir.join("clerk.pass");
@@ -98,6 +99,17 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
     let proof = docs.join("deed.txt.sabt-proof.json");
     let out = sabt(&["verify", p(&single), "--proof", p(&proof), "--genesis", p(&genesis)]);
     assert!(out.status.success(), "{}", text(&out));
+
+    // A proof at a given block: the block that committed the record, not before it.
+    let rec = c
+        .get(0, &format!("/v1/records/sha256:{}", sabt_core::fingerprint::Fingerprint::of_bytes(b"deed 1").sha256))
+        .unwrap()
+        .1;
+    let (index, at) = (rec["index"].as_u64().unwrap(), rec["height"].as_u64().unwrap());
+    let (code, v) = c.get(0, &format!("/v1/entries/{index}/proof?height={at}")).unwrap();
+    assert_eq!((code, v["height"].as_u64(), v["size"].as_u64()), (200, Some(at), Some(index + 1)), "{v}");
+    let (code, v) = c.get(0, &format!("/v1/entries/{index}/proof?height={}", at - 1)).unwrap();
+    assert_eq!((code, v["code"].as_str()), (404, Some("no_such_entry")), "{v}");
 
     // A directory: one batch, one proof per document, each verifying only its own document.
     let batch = dir.join("batch");
@@ -338,4 +350,32 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
     let out = anchor(&[p(&other)], "civil_status");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("wrong passphrase"), "{}", text(&out));
+
+    // A block altered on one node's disk (a transaction rewritten): the auditor finds it at its height.
+    let genesis_path = genesis.clone();
+    c.terminate(3).unwrap();
+    let altered_height = {
+        let names = ["blocks", "commits", "log", "entries", "smt", "state", "txs", "proposals", "meta"];
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), c.nodes[3].home.join("data/db"), names).unwrap();
+        let blocks = db.cf_handle("blocks").unwrap();
+        let (key, mut block) = db
+            .iterator_cf(blocks, rocksdb::IteratorMode::Start)
+            .map(|kv| kv.unwrap())
+            .map(|(k, v)| (k, sabt_core::codec::decode::<sabt_core::block::Block>(&v).unwrap()))
+            .find(|(_, b)| !b.txs.is_empty())
+            .unwrap();
+        block.txs[0].tx.nonce += 1000;
+        db.put_cf(blocks, key, sabt_core::codec::encode(&block)).unwrap();
+        block.header.height
+    };
+    c.start_node(3).unwrap();
+    let node4 = c.nodes[3].url.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while c.get(3, "/v1/status").is_none() {
+        assert!(std::time::Instant::now() < deadline, "node 4 did not come back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = sabt(&["audit", "chain", "--node", &node4, "--genesis", p(&genesis_path)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&format!("height {altered_height}")), "{}", text(&out));
 }
