@@ -15,6 +15,7 @@
 //! - [`checkpoint`]: C2SP tlog-checkpoints as C2SP signed notes, and the quorum rule.
 //! - [`validator`]: validator sets and the quorum rule.
 //! - [`genesis`]: the genesis document that names a chain and its first validator set.
+//! - [`geometry`]: parcel polygons in integer millimetres, their validation and overlap.
 //! - [`entry`]: what the registry log holds: archive records and batch roots.
 //! - [`tx`]: signed transactions with chain id and per-signer nonce.
 //! - [`block`]: block headers, votes, proposals and commit certificates.
@@ -34,6 +35,7 @@ pub mod devnet;
 pub mod entry;
 pub mod fingerprint;
 pub mod genesis;
+pub mod geometry;
 pub mod hash;
 pub mod merkle;
 pub mod registry;
