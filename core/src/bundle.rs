@@ -292,6 +292,9 @@ pub fn verify(bundle: &ProofBundle, genesis: &Genesis, claim: &DocumentClaim) ->
         (EntryBody::Withdraw(_), _) => {
             return Err(VerifyError::BatchShape("the entry withdraws a record; it anchors none"));
         }
+        (EntryBody::Land(_), _) => {
+            return Err(VerifyError::BatchShape("the entry is a land operation, not an archive record"));
+        }
     };
 
     // 4. Checkpoint → genesis (before 3, so the root used below is one a quorum vouches for).

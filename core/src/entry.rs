@@ -280,6 +280,8 @@ pub enum EntryBody {
         /// The new record.
         record: ArchiveRecord,
     },
+    /// An operation on the land registry, and the parcel version it made.
+    Land(crate::land::LandEntry),
 }
 
 /// A change of an anchored record's status, as logged.
@@ -328,7 +330,7 @@ pub struct LogEntry {
 impl Canonical for LogEntry {
     const NAME: &'static str = "log entry";
     const VERSION: u8 = 1;
-    const MAX_LEN: usize = 16 * 1024;
+    const MAX_LEN: usize = 256 * 1024;
 }
 
 impl LogEntry {

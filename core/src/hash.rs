@@ -42,6 +42,8 @@ pub const STATE_LEAF: Domain = Domain("sabt/state-leaf/v1");
 pub const STATE_VALUE: Domain = Domain("sabt/state-value/v1");
 /// Internal nodes of the state map.
 pub const STATE_NODE: Domain = Domain("sabt/state-node/v1");
+/// Salted hashes standing for parties (holders of land rights).
+pub const PARTY: Domain = Domain("sabt/party/v1");
 /// Lines of a node's access log, chained.
 pub const ACCESS_LOG: Domain = Domain("sabt/access-log/v1");
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! - [`validator`]: validator sets and the quorum rule.
 //! - [`genesis`]: the genesis document that names a chain and its first validator set.
 //! - [`geometry`]: parcel polygons in integer millimetres, their validation and overlap.
+//! - [`land`]: the land registry's model (parcels, rights, restrictions) and its operations.
 //! - [`entry`]: what the registry log holds: archive records and batch roots.
 //! - [`tx`]: signed transactions with chain id and per-signer nonce.
 //! - [`block`]: block headers, votes, proposals and commit certificates.
@@ -37,6 +38,7 @@ pub mod fingerprint;
 pub mod genesis;
 pub mod geometry;
 pub mod hash;
+pub mod land;
 pub mod merkle;
 pub mod registry;
 pub mod sign;

@@ -13,7 +13,12 @@
 //! - tag 4, batch root → [`RecordLocation`] of the batch entry;
 //! - tag 5, clerk key → [`GrantState`] (agency, record kinds, expiry, revocation height);
 //! - tag 6, SHA-256 digest of a withdrawn or superseded document → [`RecordStatus`]. A document
-//!   anchored and absent here is current; the state map proves either.
+//!   anchored and absent here is current; the state map proves either;
+//! - tag 7, cadastral number → [`crate::land::ParcelState`] (current geometry, right, restrictions,
+//!   version; retired parcels stay, marked);
+//! - tag 8, grid cell (`x`, `y` as big-endian `i64`, cells of [`crate::land::CELL_MM`]) → the sorted
+//!   cadastral numbers of the live parcels whose bounding box touches it: the spatial index the
+//!   overlap rule reads, so every node finds the same neighbours.
 //!
 //! ## Rules (this version)
 //! A transaction is accepted when it is for this chain, its signature verifies (strict Ed25519),
@@ -32,7 +37,9 @@ use crate::codec::{self, CodecError};
 use crate::entry::{self, EntryBody, KeyGrant, LogEntry, RecordError, RecordKind, RecordRef, StatusChange};
 use crate::fingerprint::Fingerprint;
 use crate::genesis::Genesis;
+use crate::geometry::Polygon;
 use crate::hash::{self, Hash32};
+use crate::land::{self, LandEntry, LandOp, ParcelState, RestrictionKind};
 use crate::merkle::{self, Blake3, NodeSink, StoreError};
 use crate::sign::PublicKey;
 use crate::smt::{self, SmtSink};
@@ -47,6 +54,15 @@ const TAG_BLAKE3: u8 = 3;
 const TAG_BATCH: u8 = 4;
 const TAG_GRANT: u8 = 5;
 const TAG_STATUS: u8 = 6;
+const TAG_PARCEL: u8 = 7;
+const TAG_CELL: u8 = 8;
+
+/// Largest parcel state value read back (a parcel of [`crate::geometry::MAX_VERTICES`] vertices).
+const MAX_PARCEL_VALUE: usize = 512 * 1024;
+/// Largest grid-cell value read back (the cadastral numbers of the live parcels it touches).
+const MAX_CELL_VALUE: usize = 4 << 20;
+/// Largest other state value.
+const MAX_STATE_VALUE: usize = 4096;
 
 /// The state-map key for `tag` and `bytes`.
 pub fn state_key(tag: u8, bytes: &[u8]) -> Hash32 {
@@ -74,6 +90,19 @@ pub fn blake3_key(digest: &Hash32) -> Hash32 {
 /// Key of a batch anchored with this root.
 pub fn batch_key(root: &Hash32) -> Hash32 {
     state_key(TAG_BATCH, root.as_bytes())
+}
+
+/// Key of a parcel's state.
+pub fn parcel_key(cadastral: &str) -> Hash32 {
+    state_key(TAG_PARCEL, cadastral.as_bytes())
+}
+
+/// Key of a grid cell of the spatial index.
+pub fn cell_key(cell: (i64, i64)) -> Hash32 {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&cell.0.to_be_bytes());
+    b[8..].copy_from_slice(&cell.1.to_be_bytes());
+    state_key(TAG_CELL, &b)
 }
 
 /// Key of a clerk key's grant.
@@ -317,6 +346,60 @@ pub enum TxError {
         /// The signer's agency.
         signer_agency: String,
     },
+    /// A land operation's own fields.
+    #[error("land: {0}")]
+    Land(#[from] crate::land::LandError),
+    /// The signer's agency does not keep the land registry.
+    #[error("agency {0:?} does not hold the land role in the genesis")]
+    NoLandRole(String),
+    /// A parcel with this number exists (or existed).
+    #[error("parcel {0} is already registered")]
+    ParcelExists(String),
+    /// No such parcel.
+    #[error("parcel {0} is not registered")]
+    NoSuchParcel(String),
+    /// The parcel was retired.
+    #[error("parcel {cadastral} was retired at height {height}; it cannot change")]
+    ParcelRetired {
+        /// The parcel.
+        cadastral: String,
+        /// Height of the retiring block.
+        height: u64,
+    },
+    /// The geometry overlaps a live parcel beyond the tolerance.
+    #[error("parcel {cadastral} overlaps live parcel {other} by {area_mm2} mm² (the tolerance is {tolerance_mm2} mm²)")]
+    Overlap {
+        /// The parcel.
+        cadastral: String,
+        /// The neighbour.
+        other: String,
+        /// Area shared, mm² (rounded down).
+        area_mm2: u64,
+        /// The genesis tolerance.
+        tolerance_mm2: u64,
+    },
+    /// The parcel's bounding box covers too many index cells.
+    #[error("parcel {0} is too large for one registration; split it")]
+    ParcelTooLarge(String),
+    /// An arrest blocks the operation.
+    #[error("parcel {0} is under arrest: no transfer until the arrest is released")]
+    Arrested(String),
+    /// A mortgagee did not consent.
+    #[error("parcel {cadastral} is mortgaged: the transfer needs the consent of the mortgagee key {key}")]
+    ConsentMissing {
+        /// The parcel.
+        cadastral: String,
+        /// The mortgagee's consent key (hex).
+        key: String,
+    },
+    /// No restriction with that source document.
+    #[error("parcel {cadastral} has no standing restriction from document sha256:{document}")]
+    NoSuchRestriction {
+        /// The parcel.
+        cadastral: String,
+        /// The document (SHA-256, hex).
+        document: String,
+    },
     /// Too large.
     #[error("transaction is {size} bytes; the limit is {limit}")]
     TooLarge {
@@ -352,6 +435,18 @@ impl TxError {
             TxError::NotAnchored(_) => "not_anchored",
             TxError::NotCurrent { .. } => "not_current",
             TxError::WrongAgency { .. } => "wrong_agency",
+            TxError::Land(crate::land::LandError::Geometry { error, .. }) => error.code(),
+            TxError::Land(crate::land::LandError::Shares { .. }) => "shares_not_one",
+            TxError::Land(crate::land::LandError::Field { .. }) => "bad_land_field",
+            TxError::NoLandRole(_) => "no_land_role",
+            TxError::ParcelExists(_) => "parcel_exists",
+            TxError::NoSuchParcel(_) => "no_such_parcel",
+            TxError::ParcelRetired { .. } => "parcel_retired",
+            TxError::Overlap { .. } => "overlap",
+            TxError::ParcelTooLarge(_) => "parcel_too_large",
+            TxError::Arrested(_) => "arrested",
+            TxError::ConsentMissing { .. } => "consent_missing",
+            TxError::NoSuchRestriction { .. } => "no_such_restriction",
             TxError::TooLarge { .. } => "too_large",
             TxError::Store(_) => "storage",
             TxError::Corrupt(_) => "storage",
@@ -383,8 +478,8 @@ pub enum BlockError {
         position: usize,
         /// Transaction id.
         id: Hash32,
-        /// Why.
-        error: TxError,
+        /// Why (boxed: refusals are rare, blocks are not).
+        error: Box<TxError>,
     },
     /// Too large.
     #[error("block {height} is {size} bytes; the limit is {limit}")]
@@ -475,6 +570,8 @@ pub struct Registry {
     max_tx_bytes: usize,
     max_block_bytes: usize,
     admins: BTreeMap<PublicKey, String>,
+    land_agencies: std::collections::BTreeSet<String>,
+    overlap_tolerance_mm2: u64,
     validator_set_hash: Hash32,
 }
 
@@ -505,9 +602,17 @@ fn get_decoded<T: serde::de::DeserializeOwned + Serialize, L: Ledger + ?Sized>(
     ledger: &L,
     key: &Hash32,
 ) -> Result<Option<T>, TxError> {
+    get_bounded(ledger, key, MAX_STATE_VALUE)
+}
+
+fn get_bounded<T: serde::de::DeserializeOwned + Serialize, L: Ledger + ?Sized>(
+    ledger: &L,
+    key: &Hash32,
+    max: usize,
+) -> Result<Option<T>, TxError> {
     match ledger.state_get(key)? {
         None => Ok(None),
-        Some(bytes) => Ok(Some(codec::decode_body("state value", &bytes, 4096)?)),
+        Some(bytes) => Ok(Some(codec::decode_body("state value", &bytes, max)?)),
     }
 }
 
@@ -526,6 +631,13 @@ impl Registry {
             max_tx_bytes: usize::try_from(genesis.params.max_tx_bytes).unwrap_or(usize::MAX),
             max_block_bytes: usize::try_from(genesis.params.max_block_bytes).unwrap_or(usize::MAX),
             admins: genesis.agencies.iter().map(|a| (a.admin_key, a.name.clone())).collect(),
+            land_agencies: genesis
+                .agencies
+                .iter()
+                .filter(|a| a.roles.contains(&crate::genesis::AgencyRole::Land))
+                .map(|a| a.name.clone())
+                .collect(),
+            overlap_tolerance_mm2: genesis.params.overlap_tolerance_mm2,
             validator_set_hash: genesis.validator_set()?.hash(),
         })
     }
@@ -570,6 +682,7 @@ impl Registry {
                 }
             }
             TxBody::RevokeKey { .. } => {}
+            TxBody::Land(op) => op.validate()?,
             TxBody::Withdraw { target, reason } => {
                 entry::check_reason(reason)?;
                 check_ref_shape(target)?;
@@ -652,6 +765,187 @@ impl Registry {
         Ok((location.index, entry.signer))
     }
 
+    /// A parcel's state (retired parcels included).
+    pub fn parcel<L: Ledger + ?Sized>(&self, ledger: &L, cadastral: &str) -> Result<Option<ParcelState>, TxError> {
+        get_bounded(ledger, &parcel_key(cadastral), MAX_PARCEL_VALUE)
+    }
+
+    /// The live parcels whose bounding box touches a grid cell.
+    pub fn cell_members<L: Ledger + ?Sized>(&self, ledger: &L, cell: (i64, i64)) -> Result<Vec<String>, TxError> {
+        Ok(get_bounded::<Vec<String>, L>(ledger, &cell_key(cell), MAX_CELL_VALUE)?.unwrap_or_default())
+    }
+
+    fn live_parcel<L: Ledger + ?Sized>(&self, ledger: &L, cadastral: &str) -> Result<ParcelState, TxError> {
+        match self.parcel(ledger, cadastral)? {
+            None => Err(TxError::NoSuchParcel(cadastral.to_string())),
+            Some(p) => match p.retired_height {
+                Some(height) => Err(TxError::ParcelRetired { cadastral: cadastral.to_string(), height }),
+                None => Ok(p),
+            },
+        }
+    }
+
+    /// Refuses `geometry` for parcel `cadastral` if it overlaps another live parcel by more than
+    /// the genesis tolerance. Neighbours come from the grid index in the state, in cadastral order.
+    fn check_overlap<L: Ledger + ?Sized>(
+        &self,
+        ledger: &L,
+        cadastral: &str,
+        geometry: &Polygon,
+    ) -> Result<(), TxError> {
+        let cells = land::cells(&geometry.bbox()).ok_or_else(|| TxError::ParcelTooLarge(cadastral.to_string()))?;
+        let mut neighbours = std::collections::BTreeSet::new();
+        for c in cells {
+            neighbours.extend(self.cell_members(ledger, c)?.into_iter().filter(|o| o != cadastral));
+        }
+        for other in neighbours {
+            let st = self.parcel(ledger, &other)?.ok_or_else(|| {
+                TxError::Store(StoreError::Damaged(format!("the spatial index names parcel {other}, which is missing")))
+            })?;
+            let area = crate::geometry::overlap_area_mm2(geometry, &st.parcel.geometry);
+            if area > self.overlap_tolerance_mm2 as f64 {
+                return Err(TxError::Overlap {
+                    cadastral: cadastral.to_string(),
+                    other,
+                    area_mm2: area as u64,
+                    tolerance_mm2: self.overlap_tolerance_mm2,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The land rules that need the state.
+    fn check_land<L: Ledger + ?Sized>(&self, ledger: &L, op: &LandOp) -> Result<(), TxError> {
+        let field = |field: &'static str, reason: String| TxError::Land(land::LandError::Field { field, reason });
+        match op {
+            LandOp::Register { parcel, .. } => {
+                if self.parcel(ledger, &parcel.cadastral)?.is_some() {
+                    return Err(TxError::ParcelExists(parcel.cadastral.clone()));
+                }
+                self.check_overlap(ledger, &parcel.cadastral, &parcel.geometry)
+            }
+            LandOp::Transfer { cadastral, right, consents, .. } => {
+                let st = self.live_parcel(ledger, cadastral)?;
+                if st.restrictions.iter().any(|r| r.kind == RestrictionKind::Arrest) {
+                    return Err(TxError::Arrested(cadastral.clone()));
+                }
+                let message = land::transfer_consent_bytes(&self.chain_id, cadastral, st.version, right);
+                for key in st.restrictions.iter().filter_map(|r| r.consent_key) {
+                    if !consents.iter().any(|s| land::consent_verifies(&key, &message, s)) {
+                        return Err(TxError::ConsentMissing { cadastral: cadastral.clone(), key: key.to_hex() });
+                    }
+                }
+                Ok(())
+            }
+            LandOp::CorrectBoundary { cadastral, geometry, .. } => {
+                self.live_parcel(ledger, cadastral)?;
+                self.check_overlap(ledger, cadastral, geometry)
+            }
+            LandOp::Encumber { cadastral, restriction } => {
+                let st = self.live_parcel(ledger, cadastral)?;
+                if st.restrictions.len() >= land::MAX_RESTRICTIONS {
+                    return Err(field("restriction", format!("at most {} restrictions", land::MAX_RESTRICTIONS)));
+                }
+                if st.restrictions.iter().any(|r| r.source == restriction.source) {
+                    return Err(field("restriction.source", "a restriction from this document already stands".into()));
+                }
+                Ok(())
+            }
+            LandOp::Release { cadastral, restriction, .. } => {
+                let st = self.live_parcel(ledger, cadastral)?;
+                if !st.restrictions.iter().any(|r| r.source.sha256 == restriction.sha256) {
+                    return Err(TxError::NoSuchRestriction {
+                        cadastral: cadastral.clone(),
+                        document: restriction.sha256.to_hex(),
+                    });
+                }
+                Ok(())
+            }
+            LandOp::Retire { cadastral, .. } => self.live_parcel(ledger, cadastral).map(|_| ()),
+        }
+    }
+
+    /// The version a land operation makes.
+    fn next_version<L: Ledger + ?Sized>(&self, ledger: &L, op: &LandOp) -> Result<u32, TxError> {
+        Ok(match op {
+            LandOp::Register { .. } => 1,
+            other => self.live_parcel(ledger, other.cadastral())?.version.saturating_add(1),
+        })
+    }
+
+    /// Writes a land operation's effects: the parcel's new state and the grid index.
+    fn apply_land<L: Ledger + ?Sized>(
+        &self,
+        ledger: &mut L,
+        op: &LandOp,
+        version: u32,
+        index: u64,
+        height: u64,
+    ) -> Result<Hash32, TxError> {
+        let damaged = |what: String| TxError::Store(StoreError::Damaged(what));
+        let (state, old_cells, new_cells) = match op {
+            LandOp::Register { parcel, right, .. } => {
+                let cells =
+                    land::cells(&parcel.geometry.bbox()).ok_or_else(|| damaged("checked parcel too large".into()))?;
+                let st = ParcelState {
+                    parcel: parcel.clone(),
+                    right: right.clone(),
+                    restrictions: Vec::new(),
+                    version,
+                    index,
+                    height,
+                    retired_height: None,
+                };
+                (st, Vec::new(), cells)
+            }
+            other => {
+                let mut st = self.live_parcel(ledger, other.cadastral())?;
+                let old =
+                    land::cells(&st.parcel.geometry.bbox()).ok_or_else(|| damaged("stored parcel too large".into()))?;
+                let mut new = old.clone();
+                match other {
+                    LandOp::Transfer { right, .. } => st.right = right.clone(),
+                    LandOp::CorrectBoundary { geometry, .. } => {
+                        st.parcel.geometry = geometry.clone();
+                        new =
+                            land::cells(&geometry.bbox()).ok_or_else(|| damaged("checked parcel too large".into()))?;
+                    }
+                    LandOp::Encumber { restriction, .. } => st.restrictions.push(restriction.clone()),
+                    LandOp::Release { restriction, .. } => {
+                        st.restrictions.retain(|r| r.source.sha256 != restriction.sha256)
+                    }
+                    LandOp::Retire { .. } => {
+                        st.retired_height = Some(height);
+                        new = Vec::new();
+                    }
+                    LandOp::Register { .. } => {}
+                }
+                st.version = version;
+                st.index = index;
+                st.height = height;
+                (st, old, new)
+            }
+        };
+        let cadastral = state.parcel.cadastral.clone();
+        let mut root = put_encoded(ledger, parcel_key(&cadastral), &state)?;
+        // Index cells: leave the cells no longer covered, join the new ones (in cell order).
+        let old: std::collections::BTreeSet<_> = old_cells.into_iter().collect();
+        let new: std::collections::BTreeSet<_> = new_cells.into_iter().collect();
+        for c in old.symmetric_difference(&new) {
+            let mut members = self.cell_members(ledger, *c)?;
+            if new.contains(c) {
+                if let Err(at) = members.binary_search(&cadastral) {
+                    members.insert(at, cadastral.clone());
+                }
+            } else {
+                members.retain(|m| *m != cadastral);
+            }
+            root = put_encoded(ledger, cell_key(*c), &members)?;
+        }
+        Ok(root)
+    }
+
     /// The status of the document with this SHA-256 digest: `None` while it is current.
     pub fn record_status<L: Ledger + ?Sized>(
         &self,
@@ -723,6 +1017,7 @@ impl Registry {
             TxBody::AnchorBatch(b) => vec![b.kind],
             TxBody::Withdraw { target, .. } => vec![target.record.kind],
             TxBody::Supersede { target, record, .. } => vec![target.record.kind, record.kind],
+            TxBody::Land(_) => vec![RecordKind::LandProperty],
             TxBody::AuthorizeKey { .. } | TxBody::RevokeKey { .. } => Vec::new(),
         };
         if let Some(agency) = self.admins.get(signer) {
@@ -754,7 +1049,11 @@ impl Registry {
                     Some(_) => {}
                     None => return Err(TxError::BadGrant(format!("key {key} was never authorised"))),
                 },
-                TxBody::Anchor(_) | TxBody::AnchorBatch(_) | TxBody::Withdraw { .. } | TxBody::Supersede { .. } => {}
+                TxBody::Anchor(_)
+                | TxBody::AnchorBatch(_)
+                | TxBody::Withdraw { .. }
+                | TxBody::Supersede { .. }
+                | TxBody::Land(_) => {}
             }
         } else {
             if kinds.is_empty() {
@@ -779,6 +1078,13 @@ impl Registry {
             TxBody::Supersede { target, record, .. } => {
                 self.check_status_change(ledger, signer, target)?;
                 check_not_anchored(ledger, &record.fingerprint)?;
+            }
+            TxBody::Land(op) => {
+                let agency = self.agency_of(ledger, signer)?.unwrap_or_default();
+                if !self.land_agencies.contains(&agency) {
+                    return Err(TxError::NoLandRole(agency));
+                }
+                self.check_land(ledger, op)?;
             }
             TxBody::AnchorBatch(batch) => {
                 if let Some(loc) = get_decoded::<RecordLocation, L>(ledger, &batch_key(&batch.root))? {
@@ -829,6 +1135,7 @@ impl Registry {
                 target_index: self.resolve_record(ledger, target)?.0,
                 reason: reason.clone(),
             }),
+            TxBody::Land(op) => EntryBody::Land(LandEntry { op: op.clone(), version: self.next_version(ledger, op)? }),
             TxBody::Supersede { target, record, reason } => EntryBody::Supersede {
                 change: StatusChange {
                     target: target.record.fingerprint,
@@ -861,6 +1168,13 @@ impl Registry {
             TxBody::Withdraw { target, reason } => {
                 let st = status(RecordState::Withdrawn, reason, None);
                 put_encoded(ledger, status_key(&target.record.fingerprint.sha256), &st)?
+            }
+            TxBody::Land(op) => {
+                let version = match &entry.body {
+                    EntryBody::Land(e) => e.version,
+                    _ => 0,
+                };
+                self.apply_land(ledger, op, version, index, height)?
             }
             TxBody::Supersede { target, record, reason } => {
                 put_encoded(ledger, sha256_key(&record.fingerprint.sha256), &loc)?;
@@ -904,7 +1218,7 @@ impl Registry {
         let mut state_root = tip.state_root;
         let mut entries = Vec::with_capacity(txs.len());
         for (position, stx) in txs.iter().enumerate() {
-            let refuse = |error| BlockError::Tx { height, position, id: stx.id(), error };
+            let refuse = |error| BlockError::Tx { height, position, id: stx.id(), error: Box::new(error) };
             self.check_stateless(stx).map_err(refuse)?;
             self.check_stateful(ledger, stx, height, time_ms).map_err(refuse)?;
             let (index, entry, root) = self.apply(ledger, log_size, height, time_ms, stx).map_err(refuse)?;

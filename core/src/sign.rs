@@ -35,6 +35,8 @@ pub const PROPOSAL: SigContext = SigContext("sabt/proposal/v1");
 pub const VALIDATOR_SET: SigContext = SigContext("sabt/validator-set/v1");
 /// A validator binding its libp2p peer id to its consensus key (Malachite's proof of validator).
 pub const VALIDATOR_PROOF: SigContext = SigContext("sabt/validator-proof/v1");
+/// A mortgagee's consent to the transfer of a mortgaged parcel.
+pub const LAND_CONSENT: SigContext = SigContext("sabt/land-consent/v1");
 
 /// Why a key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

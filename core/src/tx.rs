@@ -53,6 +53,8 @@ pub enum TxBody {
         /// Why (no personal data).
         reason: String,
     },
+    /// An operation on the land registry (signed by a key of an agency with the land role).
+    Land(crate::land::LandOp),
 }
 
 /// An unsigned transaction.
@@ -71,7 +73,7 @@ pub struct Transaction {
 impl Canonical for Transaction {
     const NAME: &'static str = "transaction";
     const VERSION: u8 = 1;
-    const MAX_LEN: usize = 64 * 1024;
+    const MAX_LEN: usize = 256 * 1024;
 }
 
 impl Transaction {
@@ -99,7 +101,7 @@ pub struct SignedTx {
 impl Canonical for SignedTx {
     const NAME: &'static str = "signed transaction";
     const VERSION: u8 = 1;
-    const MAX_LEN: usize = 64 * 1024 + 128;
+    const MAX_LEN: usize = 256 * 1024 + 128;
 }
 
 impl SignedTx {

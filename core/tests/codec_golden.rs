@@ -296,6 +296,47 @@ fn golden_status_changes() {
 }
 
 #[test]
+fn golden_land() {
+    use sabt_core::geometry::{Point, Polygon};
+    use sabt_core::land::{self, Holding, LandCategory, LandOp, Parcel, ParcelState, Right, RightKind, Share};
+    let p = |x: i64, y: i64| Point::new(500_000_000 + x, 4_260_000_000 + y);
+    let parcel = Parcel {
+        cadastral: "01:02:0003".into(),
+        category: LandCategory::Agricultural,
+        permitted_use: "orchard".into(),
+        geometry: Polygon {
+            exterior: vec![p(0, 0), p(50_000, 0), p(50_000, 40_000), p(0, 40_000), p(0, 0)],
+            holes: vec![],
+        },
+    };
+    let party = land::party_hash(b"golden salt", "TJ-0001");
+    golden("land_party_hash", party.as_bytes());
+    let right = Right {
+        kind: RightKind::FixedTermUse,
+        holders: vec![Holding { party, share: Share { num: 1, den: 1 } }],
+        start: "2026-01-15".into(),
+        end: Some("2075-01-15".into()),
+    };
+    let register = Transaction {
+        chain_id: "sabt-golden".into(),
+        signer: key(3).public(),
+        nonce: 11,
+        body: TxBody::Land(LandOp::Register {
+            parcel: parcel.clone(),
+            right: right.clone(),
+            source: Fingerprint::of_bytes(b"golden land act"),
+        }),
+    }
+    .sign(&key(3));
+    round_trip("signed_tx_land_register", &register);
+    let state =
+        ParcelState { parcel, right, restrictions: vec![], version: 1, index: 12, height: 9, retired_height: None };
+    golden("state_value_parcel", &codec::encode_body(&state));
+    golden("state_key_parcel", registry::parcel_key("01:02:0003").as_bytes());
+    golden("state_key_cell", registry::cell_key((1000, 8520)).as_bytes());
+}
+
+#[test]
 fn version_byte_and_trailing_bytes() {
     let mut bytes = codec::encode(&entry_record());
     assert_eq!(bytes[0], LogEntry::VERSION);

@@ -353,6 +353,7 @@ fn tx_json(t: &SignedTx) -> Value {
             json!({"key": key.to_hex(), "kinds": kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(), "expires_ms": expires_ms}),
         ),
         TxBody::RevokeKey { key } => ("revoke_key", json!({"key": key.to_hex()})),
+        TxBody::Land(op) => ("land", json!({"operation": op.name(), "cadastral": op.cadastral()})),
         TxBody::Withdraw { target, reason } => {
             ("withdraw", json!({"target_sha256": target.record.fingerprint.sha256.to_hex(), "reason": reason}))
         }

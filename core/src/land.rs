@@ -1,0 +1,429 @@
+//! The land registry's model (ISO 19152 LADM, minimal profile) and the checks on its operations
+//! that need no state.
+//!
+//! In Tajikistan land belongs to the state: what is registered is a **parcel** (cadastral number,
+//! land category, permitted use, geometry), the **use right** on it (perpetual, fixed-term, lifelong
+//! inheritable, or a lease) with its holders and their exact shares, and **restrictions**
+//! (mortgages, which need the mortgagee's consent to a transfer, and arrests, which block it).
+//! Holders are salted hashes of party identifiers ([`party_hash`]): no names or national ids go on
+//! the ledger. Every operation cites the fingerprint of its source document and appends a version
+//! to the parcel's history; nothing is overwritten.
+//!
+//! The rules that need the state (overlap with live parcels, arrests, consents, authority) are in
+//! [`crate::registry`].
+
+use crate::entry::check_date;
+use crate::fingerprint::Fingerprint;
+use crate::geometry::{GeometryError, Polygon};
+use crate::hash::{self, Hash32};
+use crate::sign::{self, PublicKey, Signature};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Longest cadastral number.
+pub const MAX_CADASTRAL_LEN: usize = 64;
+/// Most holders of one right.
+pub const MAX_HOLDERS: usize = 64;
+/// Most restrictions on one parcel.
+pub const MAX_RESTRICTIONS: usize = 32;
+
+/// The salted hash that stands for a party (person or organisation) on the ledger:
+/// `BLAKE3("sabt/party/v1", salt ‖ 0x00 ‖ identifier)`. The salt is kept by the registering agency.
+pub fn party_hash(salt: &[u8], identifier: &str) -> Hash32 {
+    let mut buf = salt.to_vec();
+    buf.push(0);
+    buf.extend_from_slice(identifier.as_bytes());
+    hash::hash(hash::PARTY, &buf)
+}
+
+/// Land categories of the land fund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LandCategory {
+    /// Agricultural land.
+    Agricultural,
+    /// Land of settlements.
+    Settlement,
+    /// Industry, transport, communications, defence.
+    Industrial,
+    /// Specially protected natural areas, recreation, history and culture.
+    Protected,
+    /// Forest fund.
+    Forest,
+    /// Water fund.
+    Water,
+    /// State reserve.
+    Reserve,
+}
+
+/// Kinds of use right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RightKind {
+    /// Perpetual (indefinite) use.
+    PerpetualUse,
+    /// Fixed-term use (needs an end date).
+    FixedTermUse,
+    /// Lifelong inheritable use.
+    LifelongInheritableUse,
+    /// Lease (needs an end date).
+    Lease,
+}
+
+/// Kinds of restriction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestrictionKind {
+    /// A mortgage on the whole parcel: a transfer needs the mortgagee's consent.
+    Mortgage,
+    /// An arrest (court order): no transfer while it stands.
+    Arrest,
+}
+
+/// An exact fraction `num/den`, `0 < num <= den`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// Numerator.
+    pub num: u64,
+    /// Denominator.
+    pub den: u64,
+}
+
+/// A holder of a right and their share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holding {
+    /// [`party_hash`] of the holder.
+    pub party: Hash32,
+    /// Their share.
+    pub share: Share,
+}
+
+/// A use right on a parcel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Right {
+    /// Kind of right.
+    pub kind: RightKind,
+    /// Holders; shares sum to exactly 1; each party once, in increasing order.
+    pub holders: Vec<Holding>,
+    /// From: `YYYY-MM-DD`.
+    pub start: String,
+    /// Until (required for fixed-term use and leases).
+    pub end: Option<String>,
+}
+
+/// A restriction on a parcel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restriction {
+    /// Mortgage or arrest.
+    pub kind: RestrictionKind,
+    /// The beneficiary (mortgagee, or the court), as a [`party_hash`].
+    pub beneficiary: Hash32,
+    /// For a mortgage: the key whose signature consents to a transfer.
+    pub consent_key: Option<PublicKey>,
+    /// From: `YYYY-MM-DD`.
+    pub start: String,
+    /// The document that imposed it.
+    pub source: Fingerprint,
+}
+
+/// A parcel's identity and shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parcel {
+    /// Cadastral number.
+    pub cadastral: String,
+    /// Land category.
+    pub category: LandCategory,
+    /// Permitted use, as the land plan words it.
+    pub permitted_use: String,
+    /// Boundary, in the genesis CRS.
+    pub geometry: Polygon,
+}
+
+/// An operation on the land registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // Operations are handled one at a time.
+pub enum LandOp {
+    /// First registration of a parcel and its use right.
+    Register {
+        /// The parcel.
+        parcel: Parcel,
+        /// Its use right.
+        right: Right,
+        /// The source document.
+        source: Fingerprint,
+    },
+    /// A transfer: the use right passes to new holders.
+    Transfer {
+        /// The parcel.
+        cadastral: String,
+        /// The new right.
+        right: Right,
+        /// The source document (contract, deed).
+        source: Fingerprint,
+        /// Consents of mortgagees: signatures over [`transfer_consent_bytes`].
+        consents: Vec<Signature>,
+    },
+    /// A boundary correction (the overlap rule is applied again).
+    CorrectBoundary {
+        /// The parcel.
+        cadastral: String,
+        /// The corrected boundary.
+        geometry: Polygon,
+        /// The source document (survey).
+        source: Fingerprint,
+    },
+    /// A restriction is added.
+    Encumber {
+        /// The parcel.
+        cadastral: String,
+        /// The restriction.
+        restriction: Restriction,
+    },
+    /// A restriction is released.
+    Release {
+        /// The parcel.
+        cadastral: String,
+        /// The restriction's source document (identifies it).
+        restriction: Fingerprint,
+        /// The releasing document.
+        source: Fingerprint,
+    },
+    /// The parcel is retired (it stays in history; nothing may change it again).
+    Retire {
+        /// The parcel.
+        cadastral: String,
+        /// The source document.
+        source: Fingerprint,
+    },
+}
+
+impl LandOp {
+    /// The parcel the operation is about.
+    pub fn cadastral(&self) -> &str {
+        match self {
+            LandOp::Register { parcel, .. } => &parcel.cadastral,
+            LandOp::Transfer { cadastral, .. }
+            | LandOp::CorrectBoundary { cadastral, .. }
+            | LandOp::Encumber { cadastral, .. }
+            | LandOp::Release { cadastral, .. }
+            | LandOp::Retire { cadastral, .. } => cadastral,
+        }
+    }
+
+    /// The operation's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LandOp::Register { .. } => "register",
+            LandOp::Transfer { .. } => "transfer",
+            LandOp::CorrectBoundary { .. } => "correct_boundary",
+            LandOp::Encumber { .. } => "encumber",
+            LandOp::Release { .. } => "release",
+            LandOp::Retire { .. } => "retire",
+        }
+    }
+}
+
+/// What a mortgagee signs to consent to a transfer (in the `sabt/land-consent/v1` context): the
+/// chain, the parcel, its current version and the new right.
+pub fn transfer_consent_bytes(chain_id: &str, cadastral: &str, version: u32, right: &Right) -> Vec<u8> {
+    crate::codec::encode_body(&(chain_id, cadastral, version, right))
+}
+
+/// Verifies a mortgagee's consent.
+pub fn consent_verifies(key: &PublicKey, message: &[u8], signature: &Signature) -> bool {
+    key.verify(sign::LAND_CONSENT, message, signature).is_ok()
+}
+
+/// Why a land operation is refused before any state is consulted.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LandError {
+    /// A field's form.
+    #[error("{field}: {reason}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The geometry.
+    #[error("geometry of parcel {cadastral}: {error}")]
+    Geometry {
+        /// The parcel.
+        cadastral: String,
+        /// What is wrong.
+        error: GeometryError,
+    },
+    /// Shares that do not sum to 1.
+    #[error("holders' shares sum to {num}/{den}, not exactly 1")]
+    Shares {
+        /// Sum numerator.
+        num: u128,
+        /// Sum denominator.
+        den: u128,
+    },
+}
+
+fn field(field: &'static str, reason: impl Into<String>) -> LandError {
+    LandError::Field { field, reason: reason.into() }
+}
+
+/// Checks a cadastral number: 1 to 64 characters `0-9 A-Z a-z : . / -`.
+pub fn check_cadastral(c: &str) -> Result<(), LandError> {
+    if c.is_empty() || c.len() > MAX_CADASTRAL_LEN {
+        return Err(field("cadastral", format!("must be 1 to {MAX_CADASTRAL_LEN} characters")));
+    }
+    if !c.bytes().all(|b| b.is_ascii_alphanumeric() || b":./-".contains(&b)) {
+        return Err(field("cadastral", format!("{c:?} may hold only letters, digits and : . / -")));
+    }
+    Ok(())
+}
+
+fn check_day(name: &'static str, d: &str) -> Result<(), LandError> {
+    if d.len() != 10 {
+        return Err(field(name, format!("{d:?} must be YYYY-MM-DD")));
+    }
+    check_date(d).map_err(|e| field(name, e))
+}
+
+fn gcd(a: u128, b: u128) -> u128 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+impl Right {
+    /// Checks holders (each once, in order, shares exact and summing to 1) and dates.
+    pub fn validate(&self) -> Result<(), LandError> {
+        if self.holders.is_empty() || self.holders.len() > MAX_HOLDERS {
+            return Err(field("right.holders", format!("1 to {MAX_HOLDERS} holders")));
+        }
+        if self.holders.windows(2).any(|w| w[0].party >= w[1].party) {
+            return Err(field("right.holders", "each party once, in increasing order of its hash"));
+        }
+        let (mut num, mut den) = (0u128, 1u128);
+        for h in &self.holders {
+            let Share { num: n, den: d } = h.share;
+            if d == 0 || n == 0 || n > d {
+                return Err(field("right.holders.share", format!("{n}/{d} is not a share in (0, 1]")));
+            }
+            // num/den + n/d, reduced at each step so it stays small.
+            let (n, d) = (u128::from(n), u128::from(d));
+            let (sn, sd) = (num * d + n * den, den * d);
+            let g = gcd(sn, sd);
+            (num, den) = (sn / g, sd / g);
+        }
+        if num != den {
+            return Err(LandError::Shares { num, den });
+        }
+        check_day("right.start", &self.start)?;
+        match (&self.end, self.kind) {
+            (None, RightKind::FixedTermUse | RightKind::Lease) => {
+                return Err(field("right.end", "a fixed-term use right or a lease needs an end date"));
+            }
+            (Some(e), _) => {
+                check_day("right.end", e)?;
+                if *e <= self.start {
+                    return Err(field("right.end", format!("{e} is not after the start {}", self.start)));
+                }
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    }
+}
+
+impl Parcel {
+    /// Checks the cadastral number, the permitted use and the geometry.
+    pub fn validate(&self) -> Result<(), LandError> {
+        check_cadastral(&self.cadastral)?;
+        let u = &self.permitted_use;
+        if u.trim().is_empty() || u.chars().count() > 256 || u.chars().any(char::is_control) {
+            return Err(field("permitted_use", "1 to 256 characters, no control characters"));
+        }
+        self.geometry.validate().map_err(|error| LandError::Geometry { cadastral: self.cadastral.clone(), error })
+    }
+}
+
+impl LandOp {
+    /// The checks that need no state.
+    pub fn validate(&self) -> Result<(), LandError> {
+        check_cadastral(self.cadastral())?;
+        match self {
+            LandOp::Register { parcel, right, .. } => {
+                parcel.validate()?;
+                right.validate()
+            }
+            LandOp::Transfer { right, consents, .. } => {
+                if consents.len() > MAX_RESTRICTIONS {
+                    return Err(field("consents", format!("at most {MAX_RESTRICTIONS}")));
+                }
+                right.validate()
+            }
+            LandOp::CorrectBoundary { cadastral, geometry, .. } => {
+                geometry.validate().map_err(|error| LandError::Geometry { cadastral: cadastral.clone(), error })
+            }
+            LandOp::Encumber { restriction, .. } => {
+                check_day("restriction.start", &restriction.start)?;
+                match (restriction.kind, restriction.consent_key) {
+                    (RestrictionKind::Mortgage, None) => {
+                        Err(field("restriction.consent_key", "a mortgage names the key that consents to transfers"))
+                    }
+                    (RestrictionKind::Arrest, Some(_)) => {
+                        Err(field("restriction.consent_key", "an arrest has no consent key: it blocks transfers"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            LandOp::Release { .. } | LandOp::Retire { .. } => Ok(()),
+        }
+    }
+}
+
+/// A parcel's current state, as the state map holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParcelState {
+    /// The parcel (current geometry).
+    pub parcel: Parcel,
+    /// The current use right.
+    pub right: Right,
+    /// Standing restrictions.
+    pub restrictions: Vec<Restriction>,
+    /// Version: 1 at registration, one more with every change.
+    pub version: u32,
+    /// Log index of the entry that made this version.
+    pub index: u64,
+    /// Height of that entry's block.
+    pub height: u64,
+    /// Height of the block that retired it, if retired.
+    pub retired_height: Option<u64>,
+}
+
+/// A land operation as logged: the operation and the version it made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandEntry {
+    /// The operation, as submitted.
+    pub op: LandOp,
+    /// The parcel's version after it.
+    pub version: u32,
+}
+
+/// Side of a grid cell of the spatial index in the state, mm (500 m).
+pub const CELL_MM: i64 = 500_000;
+/// Most grid cells one parcel's bounding box may cover (a 50 km × 50 km box).
+pub const MAX_CELLS: u64 = 10_000;
+
+/// The grid cells a bounding box covers, or `None` if more than [`MAX_CELLS`].
+pub fn cells(b: &crate::geometry::BBox) -> Option<Vec<(i64, i64)>> {
+    let (x0, x1) = (b.min.x.div_euclid(CELL_MM), b.max.x.div_euclid(CELL_MM));
+    let (y0, y1) = (b.min.y.div_euclid(CELL_MM), b.max.y.div_euclid(CELL_MM));
+    let n = u64::try_from((x1 - x0 + 1).checked_mul(y1 - y0 + 1)?).ok()?;
+    if n > MAX_CELLS {
+        return None;
+    }
+    Some((x0..=x1).flat_map(|x| (y0..=y1).map(move |y| (x, y))).collect())
+}

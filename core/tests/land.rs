@@ -1,0 +1,280 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+//! The land registry's rules through block execution: registration against live neighbours, shares,
+//! the land role, transfers blocked by an arrest or lacking a mortgagee's consent, boundary
+//! corrections, retirement, the history in the log, and the parcel's state proven from the root.
+
+use sabt_core::codec;
+use sabt_core::devnet::Devnet;
+use sabt_core::entry::{EntryBody, LogEntry, RecordKind};
+use sabt_core::fingerprint::Fingerprint;
+use sabt_core::genesis::AgencyRole;
+use sabt_core::geometry::{Point, Polygon};
+use sabt_core::hash::Hash32;
+use sabt_core::land::{
+    self, Holding, LandCategory, LandOp, Parcel, Restriction, RestrictionKind, Right, RightKind, Share,
+};
+use sabt_core::registry::{self, BlockError, MemoryLedger, Registry, Tip};
+use sabt_core::sign::{self, SecretKey};
+use sabt_core::smt;
+use sabt_core::tx::{SignedTx, Transaction, TxBody};
+
+fn rect(x0: i64, y0: i64, x1: i64, y1: i64) -> Polygon {
+    // Metres from a point in UTM 42N near Dushanbe, in millimetres.
+    let p = |x: i64, y: i64| Point::new(500_000_000 + x * 1000, 4_260_000_000 + y * 1000);
+    Polygon { exterior: vec![p(x0, y0), p(x1, y0), p(x1, y1), p(x0, y1), p(x0, y0)], holes: vec![] }
+}
+
+fn party(id: &str) -> Hash32 {
+    land::party_hash(b"agency salt", id)
+}
+
+fn right(holders: &[(&str, u64, u64)]) -> Right {
+    let mut holders: Vec<Holding> = holders
+        .iter()
+        .map(|(id, num, den)| Holding { party: party(id), share: Share { num: *num, den: *den } })
+        .collect();
+    holders.sort_by_key(|h| h.party);
+    Right { kind: RightKind::LifelongInheritableUse, holders, start: "2026-01-15".into(), end: None }
+}
+
+fn doc(n: &str) -> Fingerprint {
+    Fingerprint::of_bytes(n.as_bytes())
+}
+
+fn register(cadastral: &str, geometry: Polygon) -> TxBody {
+    TxBody::Land(LandOp::Register {
+        parcel: Parcel {
+            cadastral: cadastral.into(),
+            category: LandCategory::Settlement,
+            permitted_use: "individual housing".into(),
+            geometry,
+        },
+        right: right(&[("TJ-1001", 1, 1)]),
+        source: doc(cadastral),
+    })
+}
+
+struct Chain {
+    registry: Registry,
+    ledger: MemoryLedger,
+    tip: Tip,
+    nonces: std::collections::BTreeMap<[u8; 32], u64>,
+}
+
+impl Chain {
+    fn tx(&mut self, key: &SecretKey, body: TxBody) -> SignedTx {
+        let n = self.nonces.entry(key.public().to_bytes()).or_default();
+        let t = Transaction { chain_id: "sabt-test".into(), signer: key.public(), nonce: *n, body }.sign(key);
+        *n += 1;
+        t
+    }
+
+    /// Runs one transaction as the next block: its refusal code, or "ok".
+    fn run(&mut self, key: &SecretKey, body: TxBody) -> &'static str {
+        let stx = self.tx(key, body);
+        let mut scratch = self.ledger.clone();
+        let time = self.tip.time_ms + 1000;
+        match self.registry.execute(&mut scratch, &self.tip, self.tip.height + 1, time, &[stx]) {
+            Ok(ex) => {
+                self.ledger = scratch;
+                self.tip = Tip {
+                    height: self.tip.height + 1,
+                    block_hash: Hash32([self.tip.height as u8 + 1; 32]),
+                    time_ms: time,
+                    log_size: ex.log_size,
+                    log_root: ex.log_root,
+                    state_root: ex.state_root,
+                };
+                "ok"
+            }
+            Err(BlockError::Tx { error, .. }) => {
+                *self.nonces.get_mut(&key.public().to_bytes()).unwrap() -= 1;
+                error.code()
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn land_operations_follow_the_rules_and_keep_history() {
+    let mut dev = Devnet::new("sabt-test", 1_000, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
+    dev.genesis.agencies[0].roles.push(AgencyRole::Land);
+    let land_admin = dev.admin_key(0);
+    let archive_admin = dev.admin_key(1);
+    let registry = Registry::new(&dev.genesis).unwrap();
+    let mut c = Chain {
+        tip: Tip::genesis(&dev.genesis),
+        registry,
+        ledger: MemoryLedger::default(),
+        nonces: Default::default(),
+    };
+
+    // Authority: the land agency's admin, or its clerk allowed land_property.
+    assert_eq!(c.run(&archive_admin, register("01:01:0001", rect(0, 0, 100, 100))), "no_land_role");
+    let clerk = SecretKey::from_seed(&[41; 32]);
+    let notary_only = SecretKey::from_seed(&[42; 32]);
+    for (k, kinds) in [(&clerk, vec![RecordKind::LandProperty]), (&notary_only, vec![RecordKind::Notary])] {
+        let grant = TxBody::AuthorizeKey { key: k.public(), kinds, expires_ms: None };
+        assert_eq!(c.run(&land_admin, grant), "ok");
+    }
+    assert_eq!(c.run(&notary_only, register("01:01:0001", rect(0, 0, 100, 100))), "kind_not_allowed");
+
+    // First registration against live neighbours.
+    assert_eq!(c.run(&clerk, register("01:01:0001", rect(0, 0, 100, 100))), "ok");
+    assert_eq!(c.run(&clerk, register("01:01:0002", rect(100, 0, 200, 100))), "ok", "sharing an edge");
+    assert_eq!(c.run(&clerk, register("01:01:0003", rect(99, 100, 150, 101))), "ok", "touching only");
+    assert_eq!(c.run(&clerk, register("01:01:0004", rect(50, 99, 51, 100))), "overlap", "1 m² into 0001");
+    assert_eq!(c.run(&clerk, register("01:01:0004", rect(20, 20, 30, 30))), "overlap", "inside 0001");
+    assert_eq!(c.run(&clerk, register("01:01:0001", rect(500, 0, 600, 100))), "parcel_exists");
+    let bow_tie = Polygon {
+        exterior: vec![Point::new(0, 0), Point::new(9, 9), Point::new(9, 0), Point::new(0, 9), Point::new(0, 0)],
+        holes: vec![],
+    };
+    assert_eq!(c.run(&clerk, register("01:01:0005", bow_tie)), "self_intersection");
+    let mut bad_shares = register("01:01:0005", rect(500, 0, 600, 100));
+    if let TxBody::Land(LandOp::Register { right: r, .. }) = &mut bad_shares {
+        *r = right(&[("TJ-1", 1, 2), ("TJ-2", 1, 3)]);
+    }
+    assert_eq!(c.run(&clerk, bad_shares), "shares_not_one");
+
+    // Transfers: to two holders in exact shares; blocked by an arrest until it is released.
+    let to_two = right(&[("TJ-2001", 2, 3), ("TJ-2002", 1, 3)]);
+    let transfer = |r: &Right, consents| {
+        TxBody::Land(LandOp::Transfer {
+            cadastral: "01:01:0001".into(),
+            right: r.clone(),
+            source: doc("contract"),
+            consents,
+        })
+    };
+    assert_eq!(c.run(&clerk, transfer(&to_two, vec![])), "ok");
+    let arrest = Restriction {
+        kind: RestrictionKind::Arrest,
+        beneficiary: party("court 3"),
+        consent_key: None,
+        start: "2026-03-01".into(),
+        source: doc("court order"),
+    };
+    assert_eq!(
+        c.run(&clerk, TxBody::Land(LandOp::Encumber { cadastral: "01:01:0001".into(), restriction: arrest })),
+        "ok"
+    );
+    let back = right(&[("TJ-1001", 1, 1)]);
+    assert_eq!(c.run(&clerk, transfer(&back, vec![])), "arrested");
+    let release = TxBody::Land(LandOp::Release {
+        cadastral: "01:01:0001".into(),
+        restriction: doc("court order"),
+        source: doc("court release"),
+    });
+    assert_eq!(c.run(&clerk, release.clone()), "ok");
+    assert_eq!(c.run(&clerk, release), "no_such_restriction");
+
+    // A mortgage: a transfer needs the mortgagee's consent over this version and this right.
+    let bank = SecretKey::from_seed(&[77; 32]);
+    let mortgage = Restriction {
+        kind: RestrictionKind::Mortgage,
+        beneficiary: party("bank"),
+        consent_key: Some(bank.public()),
+        start: "2026-04-01".into(),
+        source: doc("mortgage deed"),
+    };
+    assert_eq!(
+        c.run(&clerk, TxBody::Land(LandOp::Encumber { cadastral: "01:01:0001".into(), restriction: mortgage })),
+        "ok"
+    );
+    assert_eq!(c.run(&clerk, transfer(&back, vec![])), "consent_missing");
+    let version = c.registry.parcel(&c.ledger, "01:01:0001").unwrap().unwrap().version;
+    let wrong =
+        bank.sign(sign::LAND_CONSENT, &land::transfer_consent_bytes("sabt-test", "01:01:0001", version, &to_two));
+    assert_eq!(c.run(&clerk, transfer(&back, vec![wrong])), "consent_missing", "consent to another right");
+    let consent =
+        bank.sign(sign::LAND_CONSENT, &land::transfer_consent_bytes("sabt-test", "01:01:0001", version, &back));
+    assert_eq!(c.run(&clerk, transfer(&back, vec![consent])), "ok");
+
+    // Boundary correction: re-checked against neighbours; shrinking frees the area for others.
+    let correct = |g| {
+        TxBody::Land(LandOp::CorrectBoundary { cadastral: "01:01:0001".into(), geometry: g, source: doc("survey") })
+    };
+    assert_eq!(c.run(&clerk, correct(rect(0, 0, 120, 100))), "overlap", "into 0002");
+    assert_eq!(c.run(&clerk, correct(rect(0, 0, 100, 50))), "ok");
+    assert_eq!(c.run(&clerk, register("01:01:0006", rect(0, 50, 100, 100))), "ok");
+
+    // Retirement: the parcel stays, frozen, and its area is free.
+    let retire = TxBody::Land(LandOp::Retire { cadastral: "01:01:0002".into(), source: doc("retirement order") });
+    assert_eq!(c.run(&clerk, retire), "ok");
+    assert_eq!(
+        c.run(
+            &clerk,
+            TxBody::Land(LandOp::Transfer {
+                cadastral: "01:01:0002".into(),
+                right: back.clone(),
+                source: doc("c2"),
+                consents: vec![]
+            })
+        ),
+        "parcel_retired"
+    );
+    assert_eq!(c.run(&clerk, register("01:01:0007", rect(100, 0, 200, 100))), "ok");
+
+    // History: every version of 0001 is a log entry, in order.
+    let versions: Vec<(u32, &'static str)> = c
+        .ledger
+        .entries
+        .values()
+        .map(|b| codec::decode::<LogEntry>(b).unwrap())
+        .filter_map(|e| match e.body {
+            EntryBody::Land(l) if l.op.cadastral() == "01:01:0001" => Some((l.version, l.op.name())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            (1, "register"),
+            (2, "transfer"),
+            (3, "encumber"),
+            (4, "release"),
+            (5, "encumber"),
+            (6, "transfer"),
+            (7, "correct_boundary")
+        ]
+    );
+
+    // Current state, proven from the state root: presence for 0001, and retirement for 0002.
+    for cad in ["01:01:0001", "01:01:0002"] {
+        let st = c.registry.parcel(&c.ledger, cad).unwrap().unwrap();
+        let proof = smt::prove(&c.ledger, &registry::parcel_key(cad)).unwrap();
+        let proven = proof.verify(&c.tip.state_root, &registry::parcel_key(cad)).unwrap();
+        assert_eq!(proven, Some(smt::value_hash(&codec::encode_body(&st))));
+    }
+    let st = c.registry.parcel(&c.ledger, "01:01:0001").unwrap().unwrap();
+    assert_eq!((st.version, st.right.clone(), st.restrictions.len()), (7, back, 1));
+    assert!(c.registry.parcel(&c.ledger, "01:01:0002").unwrap().unwrap().retired_height.is_some());
+    // An absent parcel is proven absent.
+    let proof = smt::prove(&c.ledger, &registry::parcel_key("01:01:9999")).unwrap();
+    assert_eq!(proof.verify(&c.tip.state_root, &registry::parcel_key("01:01:9999")).unwrap(), None);
+}
+
+#[test]
+fn rights_are_checked_exactly() {
+    let ok = right(&[("a", 1, 3), ("b", 1, 3), ("c", 1, 3)]);
+    ok.validate().unwrap();
+    let huge = right(&[("a", u64::MAX - 1, u64::MAX), ("b", 1, u64::MAX)]);
+    huge.validate().unwrap();
+    let over = right(&[("a", 2, 3), ("b", 2, 3)]);
+    assert!(matches!(over.validate(), Err(land::LandError::Shares { .. })));
+    let mut lease = right(&[("a", 1, 1)]);
+    lease.kind = RightKind::Lease;
+    assert!(lease.validate().unwrap_err().to_string().contains("end date"));
+    lease.end = Some("2025-01-01".into());
+    assert!(lease.validate().unwrap_err().to_string().contains("not after"));
+    lease.end = Some("2036-01-15".into());
+    lease.validate().unwrap();
+    let mut unsorted = right(&[("a", 1, 2), ("b", 1, 2)]);
+    unsorted.holders.reverse();
+    assert!(unsorted.validate().unwrap_err().to_string().contains("increasing order"));
+    assert!(land::check_cadastral("01:01:0001").is_ok());
+    assert!(land::check_cadastral("01 01").is_err());
+    assert!(land::check_cadastral("").is_err());
+}
