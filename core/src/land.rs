@@ -26,6 +26,8 @@ pub const MAX_CADASTRAL_LEN: usize = 64;
 pub const MAX_HOLDERS: usize = 64;
 /// Most restrictions on one parcel.
 pub const MAX_RESTRICTIONS: usize = 32;
+/// Most children of a split, or parents of a merge.
+pub const MAX_PARTS: usize = 64;
 
 /// The salted hash that stands for a party (person or organisation) on the ledger:
 /// `BLAKE3("sabt/party/v1", salt ‖ 0x00 ‖ identifier)`. The salt is kept by the registering agency.
@@ -193,6 +195,26 @@ pub enum LandOp {
         /// The releasing document.
         source: Fingerprint,
     },
+    /// The parcel is split: it is retired and the children, which cover it without overlapping
+    /// each other, are registered with its right.
+    Split {
+        /// The parent parcel.
+        cadastral: String,
+        /// The children (new cadastral numbers).
+        children: Vec<Parcel>,
+        /// The source document.
+        source: Fingerprint,
+    },
+    /// Adjacent parcels with the same right are merged: they are retired and the new parcel, which
+    /// covers exactly them, is registered with their right.
+    Merge {
+        /// The parcels merged (at least two, in increasing order).
+        parents: Vec<String>,
+        /// The new parcel.
+        parcel: Parcel,
+        /// The source document.
+        source: Fingerprint,
+    },
     /// The parcel is retired (it stays in history; nothing may change it again).
     Retire {
         /// The parcel.
@@ -206,8 +228,9 @@ impl LandOp {
     /// The parcel the operation is about.
     pub fn cadastral(&self) -> &str {
         match self {
-            LandOp::Register { parcel, .. } => &parcel.cadastral,
-            LandOp::Transfer { cadastral, .. }
+            LandOp::Register { parcel, .. } | LandOp::Merge { parcel, .. } => &parcel.cadastral,
+            LandOp::Split { cadastral, .. }
+            | LandOp::Transfer { cadastral, .. }
             | LandOp::CorrectBoundary { cadastral, .. }
             | LandOp::Encumber { cadastral, .. }
             | LandOp::Release { cadastral, .. }
@@ -223,6 +246,8 @@ impl LandOp {
             LandOp::CorrectBoundary { .. } => "correct_boundary",
             LandOp::Encumber { .. } => "encumber",
             LandOp::Release { .. } => "release",
+            LandOp::Split { .. } => "split",
+            LandOp::Merge { .. } => "merge",
             LandOp::Retire { .. } => "retire",
         }
     }
@@ -376,6 +401,25 @@ impl LandOp {
                     }
                     _ => Ok(()),
                 }
+            }
+            LandOp::Split { children, .. } => {
+                if children.len() < 2 || children.len() > MAX_PARTS {
+                    return Err(field("children", format!("2 to {MAX_PARTS} children")));
+                }
+                if children.windows(2).any(|w| w[0].cadastral >= w[1].cadastral) {
+                    return Err(field("children", "each cadastral number once, in increasing order"));
+                }
+                children.iter().try_for_each(Parcel::validate)
+            }
+            LandOp::Merge { parents, parcel, .. } => {
+                if parents.len() < 2 || parents.len() > MAX_PARTS {
+                    return Err(field("parents", format!("2 to {MAX_PARTS} parcels")));
+                }
+                if parents.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(field("parents", "each cadastral number once, in increasing order"));
+                }
+                parents.iter().try_for_each(|p| check_cadastral(p))?;
+                parcel.validate()
             }
             LandOp::Release { .. } | LandOp::Retire { .. } => Ok(()),
         }

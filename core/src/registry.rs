@@ -37,7 +37,7 @@ use crate::codec::{self, CodecError};
 use crate::entry::{self, EntryBody, KeyGrant, LogEntry, RecordError, RecordKind, RecordRef, StatusChange};
 use crate::fingerprint::Fingerprint;
 use crate::genesis::Genesis;
-use crate::geometry::Polygon;
+use crate::geometry::{Polygon, overlap_area_mm2};
 use crate::hash::{self, Hash32};
 use crate::land::{self, LandEntry, LandOp, ParcelState, RestrictionKind};
 use crate::merkle::{self, Blake3, NodeSink, StoreError};
@@ -381,6 +381,19 @@ pub enum TxError {
     /// The parcel's bounding box covers too many index cells.
     #[error("parcel {0} is too large for one registration; split it")]
     ParcelTooLarge(String),
+    /// A split or merge whose parts do not fit.
+    #[error("{op} of {cadastral}: {reason}")]
+    Partition {
+        /// `split` or `merge`.
+        op: &'static str,
+        /// The parcel (parent of a split, result of a merge).
+        cadastral: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// Restrictions stand on a parcel that would be split or merged.
+    #[error("parcel {0} has standing restrictions; release them before splitting or merging it")]
+    Encumbered(String),
     /// An arrest blocks the operation.
     #[error("parcel {0} is under arrest: no transfer until the arrest is released")]
     Arrested(String),
@@ -445,6 +458,8 @@ impl TxError {
             TxError::Overlap { .. } => "overlap",
             TxError::ParcelTooLarge(_) => "parcel_too_large",
             TxError::Arrested(_) => "arrested",
+            TxError::Partition { .. } => "bad_partition",
+            TxError::Encumbered(_) => "encumbered",
             TxError::ConsentMissing { .. } => "consent_missing",
             TxError::NoSuchRestriction { .. } => "no_such_restriction",
             TxError::TooLarge { .. } => "too_large",
@@ -863,13 +878,88 @@ impl Registry {
                 Ok(())
             }
             LandOp::Retire { cadastral, .. } => self.live_parcel(ledger, cadastral).map(|_| ()),
+            LandOp::Split { cadastral, children, .. } => {
+                let parent = self.live_parcel(ledger, cadastral)?;
+                if !parent.restrictions.is_empty() {
+                    return Err(TxError::Encumbered(cadastral.clone()));
+                }
+                let bad = |reason: String| TxError::Partition { op: "split", cadastral: cadastral.clone(), reason };
+                let tol = self.overlap_tolerance_mm2 as f64;
+                let pg = &parent.parcel.geometry;
+                let mut covered = 0.0;
+                for (i, child) in children.iter().enumerate() {
+                    if self.parcel(ledger, &child.cadastral)?.is_some() {
+                        return Err(TxError::ParcelExists(child.cadastral.clone()));
+                    }
+                    let inside = overlap_area_mm2(&child.geometry, pg);
+                    let outside = child.geometry.area2() as f64 / 2.0 - inside;
+                    if outside > tol {
+                        return Err(bad(format!(
+                            "child {} extends {outside:.0} mm² beyond the parent",
+                            child.cadastral
+                        )));
+                    }
+                    covered += inside;
+                    for other in &children[i + 1..] {
+                        let shared = overlap_area_mm2(&child.geometry, &other.geometry);
+                        if shared > tol {
+                            return Err(bad(format!(
+                                "children {} and {} overlap by {shared:.0} mm²",
+                                child.cadastral, other.cadastral
+                            )));
+                        }
+                    }
+                }
+                let gap = pg.area2() as f64 / 2.0 - covered;
+                if gap > tol {
+                    return Err(bad(format!("the children leave {gap:.0} mm² of the parent uncovered")));
+                }
+                Ok(())
+            }
+            LandOp::Merge { parents, parcel, .. } => {
+                if self.parcel(ledger, &parcel.cadastral)?.is_some() {
+                    return Err(TxError::ParcelExists(parcel.cadastral.clone()));
+                }
+                let bad =
+                    |reason: String| TxError::Partition { op: "merge", cadastral: parcel.cadastral.clone(), reason };
+                let tol = self.overlap_tolerance_mm2 as f64;
+                let mut first: Option<ParcelState> = None;
+                let mut total = 0.0;
+                for p in parents {
+                    let st = self.live_parcel(ledger, p)?;
+                    if !st.restrictions.is_empty() {
+                        return Err(TxError::Encumbered(p.clone()));
+                    }
+                    if let Some(f) = &first
+                        && (f.right.kind != st.right.kind || f.right.holders != st.right.holders)
+                    {
+                        return Err(bad(format!("{p} has other holders or another right than {}", f.parcel.cadastral)));
+                    }
+                    let area = st.parcel.geometry.area2() as f64 / 2.0;
+                    let inside = overlap_area_mm2(&st.parcel.geometry, &parcel.geometry);
+                    if area - inside > tol {
+                        return Err(bad(format!("the new parcel leaves out {:.0} mm² of {p}", area - inside)));
+                    }
+                    total += area;
+                    first.get_or_insert(st);
+                }
+                // The new polygon is one simple polygon holding exactly the parents: they are
+                // adjacent, or it would have to hold land between them.
+                let extra = parcel.geometry.area2() as f64 / 2.0 - total;
+                if extra > tol {
+                    return Err(bad(format!(
+                        "the new parcel holds {extra:.0} mm² outside the merged parcels: are they adjacent?"
+                    )));
+                }
+                Ok(())
+            }
         }
     }
 
     /// The version a land operation makes.
     fn next_version<L: Ledger + ?Sized>(&self, ledger: &L, op: &LandOp) -> Result<u32, TxError> {
         Ok(match op {
-            LandOp::Register { .. } => 1,
+            LandOp::Register { .. } | LandOp::Merge { .. } => 1,
             other => self.live_parcel(ledger, other.cadastral())?.version.saturating_add(1),
         })
     }
@@ -884,51 +974,90 @@ impl Registry {
         height: u64,
     ) -> Result<Hash32, TxError> {
         let damaged = |what: String| TxError::Store(StoreError::Damaged(what));
-        let (state, old_cells, new_cells) = match op {
-            LandOp::Register { parcel, right, .. } => {
-                let cells =
-                    land::cells(&parcel.geometry.bbox()).ok_or_else(|| damaged("checked parcel too large".into()))?;
-                let st = ParcelState {
-                    parcel: parcel.clone(),
-                    right: right.clone(),
-                    restrictions: Vec::new(),
-                    version,
-                    index,
-                    height,
-                    retired_height: None,
-                };
-                (st, Vec::new(), cells)
-            }
-            other => {
-                let mut st = self.live_parcel(ledger, other.cadastral())?;
-                let old =
-                    land::cells(&st.parcel.geometry.bbox()).ok_or_else(|| damaged("stored parcel too large".into()))?;
-                let mut new = old.clone();
-                match other {
-                    LandOp::Transfer { right, .. } => st.right = right.clone(),
-                    LandOp::CorrectBoundary { geometry, .. } => {
-                        st.parcel.geometry = geometry.clone();
-                        new =
-                            land::cells(&geometry.bbox()).ok_or_else(|| damaged("checked parcel too large".into()))?;
-                    }
-                    LandOp::Encumber { restriction, .. } => st.restrictions.push(restriction.clone()),
-                    LandOp::Release { restriction, .. } => {
-                        st.restrictions.retain(|r| r.source.sha256 != restriction.sha256)
-                    }
-                    LandOp::Retire { .. } => {
-                        st.retired_height = Some(height);
-                        new = Vec::new();
-                    }
-                    LandOp::Register { .. } => {}
+        let new_parcel = |parcel: &land::Parcel, right: &land::Right, version| ParcelState {
+            parcel: parcel.clone(),
+            right: right.clone(),
+            restrictions: Vec::new(),
+            version,
+            index,
+            height,
+            retired_height: None,
+        };
+        match op {
+            LandOp::Split { cadastral, children, .. } => {
+                let parent = self.live_parcel(ledger, cadastral)?;
+                let mut root = self.retire_parcel(ledger, parent.clone(), version, index, height)?;
+                for child in children {
+                    root = self.write_parcel(ledger, &new_parcel(child, &parent.right, 1), Vec::new())?;
                 }
-                st.version = version;
-                st.index = index;
-                st.height = height;
-                (st, old, new)
+                return Ok(root);
             }
+            LandOp::Merge { parents, parcel, .. } => {
+                let mut right = None;
+                for p in parents {
+                    let st = self.live_parcel(ledger, p)?;
+                    right.get_or_insert_with(|| st.right.clone());
+                    let v = st.version.saturating_add(1);
+                    self.retire_parcel(ledger, st, v, index, height)?;
+                }
+                let right = right.ok_or_else(|| damaged("merge without parents".into()))?;
+                return self.write_parcel(ledger, &new_parcel(parcel, &right, version), Vec::new());
+            }
+            _ => {}
+        }
+        if let LandOp::Register { parcel, right, .. } = op {
+            return self.write_parcel(ledger, &new_parcel(parcel, right, version), Vec::new());
+        }
+        let mut st = self.live_parcel(ledger, op.cadastral())?;
+        let old_cells =
+            land::cells(&st.parcel.geometry.bbox()).ok_or_else(|| damaged("stored parcel too large".into()))?;
+        match op {
+            LandOp::Transfer { right, .. } => st.right = right.clone(),
+            LandOp::CorrectBoundary { geometry, .. } => st.parcel.geometry = geometry.clone(),
+            LandOp::Encumber { restriction, .. } => st.restrictions.push(restriction.clone()),
+            LandOp::Release { restriction, .. } => st.restrictions.retain(|r| r.source.sha256 != restriction.sha256),
+            LandOp::Retire { .. } => st.retired_height = Some(height),
+            LandOp::Register { .. } | LandOp::Split { .. } | LandOp::Merge { .. } => {}
+        }
+        st.version = version;
+        st.index = index;
+        st.height = height;
+        self.write_parcel(ledger, &st, old_cells)
+    }
+
+    /// Retires a parcel as of `version`, entry `index`, block `height`.
+    fn retire_parcel<L: Ledger + ?Sized>(
+        &self,
+        ledger: &mut L,
+        mut st: ParcelState,
+        version: u32,
+        index: u64,
+        height: u64,
+    ) -> Result<Hash32, TxError> {
+        let old = land::cells(&st.parcel.geometry.bbox())
+            .ok_or_else(|| TxError::Store(StoreError::Damaged("stored parcel too large".into())))?;
+        st.retired_height = Some(height);
+        st.version = version;
+        st.index = index;
+        st.height = height;
+        self.write_parcel(ledger, &st, old)
+    }
+
+    /// Writes a parcel's state and moves it in the grid index from `old_cells` to the cells its
+    /// geometry covers now (none once retired).
+    fn write_parcel<L: Ledger + ?Sized>(
+        &self,
+        ledger: &mut L,
+        state: &ParcelState,
+        old_cells: Vec<(i64, i64)>,
+    ) -> Result<Hash32, TxError> {
+        let new_cells = match state.retired_height {
+            Some(_) => Vec::new(),
+            None => land::cells(&state.parcel.geometry.bbox())
+                .ok_or_else(|| TxError::ParcelTooLarge(state.parcel.cadastral.clone()))?,
         };
         let cadastral = state.parcel.cadastral.clone();
-        let mut root = put_encoded(ledger, parcel_key(&cadastral), &state)?;
+        let mut root = put_encoded(ledger, parcel_key(&cadastral), state)?;
         // Index cells: leave the cells no longer covered, join the new ones (in cell order).
         let old: std::collections::BTreeSet<_> = old_cells.into_iter().collect();
         let new: std::collections::BTreeSet<_> = new_cells.into_iter().collect();

@@ -278,3 +278,99 @@ fn rights_are_checked_exactly() {
     assert!(land::check_cadastral("01 01").is_err());
     assert!(land::check_cadastral("").is_err());
 }
+
+fn parcel(cadastral: &str, geometry: Polygon) -> Parcel {
+    Parcel {
+        cadastral: cadastral.into(),
+        category: LandCategory::Agricultural,
+        permitted_use: "orchard".into(),
+        geometry,
+    }
+}
+
+#[test]
+fn split_and_merge_round_trip() {
+    let mut dev = Devnet::new("sabt-test", 1_000, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
+    dev.genesis.agencies[0].roles.push(AgencyRole::Land);
+    let admin = dev.admin_key(0);
+    let registry = Registry::new(&dev.genesis).unwrap();
+    let mut c = Chain {
+        tip: Tip::genesis(&dev.genesis),
+        registry,
+        ledger: MemoryLedger::default(),
+        nonces: Default::default(),
+    };
+    assert_eq!(c.run(&admin, register("02:0001", rect(0, 0, 100, 100))), "ok");
+    let split = |children: Vec<Parcel>| {
+        TxBody::Land(LandOp::Split { cadastral: "02:0001".into(), children, source: doc("split act") })
+    };
+
+    // Children must cover the parent, without overlapping each other or leaving it.
+    let cases = [
+        (vec![parcel("02:0002", rect(0, 0, 40, 100)), parcel("02:0003", rect(50, 0, 100, 100))], "bad_partition"),
+        (vec![parcel("02:0002", rect(0, 0, 60, 100)), parcel("02:0003", rect(50, 0, 100, 100))], "bad_partition"),
+        (vec![parcel("02:0002", rect(0, 0, 50, 100)), parcel("02:0003", rect(50, 0, 110, 100))], "bad_partition"),
+        (vec![parcel("02:0001", rect(0, 0, 50, 100)), parcel("02:0003", rect(50, 0, 100, 100))], "parcel_exists"),
+    ];
+    for (children, code) in cases {
+        assert_eq!(c.run(&admin, split(children)), code);
+    }
+    let halves = vec![parcel("02:0002", rect(0, 0, 50, 100)), parcel("02:0003", rect(50, 0, 100, 100))];
+    assert_eq!(c.run(&admin, split(halves)), "ok");
+    let parent = c.registry.parcel(&c.ledger, "02:0001").unwrap().unwrap();
+    assert!(parent.retired_height.is_some());
+    assert_eq!(parent.version, 2);
+    let child = c.registry.parcel(&c.ledger, "02:0002").unwrap().unwrap();
+    assert_eq!((child.version, &child.right), (1, &parent.right));
+    // The parent's area now belongs to the children: a new parcel there overlaps one of them.
+    assert_eq!(c.run(&admin, register("02:0009", rect(10, 10, 20, 20))), "overlap");
+
+    // Merge them back: the same area, the same right, and the halves retired.
+    let merge = |parents: &[&str], p: Parcel| {
+        TxBody::Land(LandOp::Merge {
+            parents: parents.iter().map(|s| s.to_string()).collect(),
+            parcel: p,
+            source: doc("merge act"),
+        })
+    };
+    assert_eq!(c.run(&admin, merge(&["02:0002", "02:0003"], parcel("02:0004", rect(0, 0, 100, 90)))), "bad_partition");
+    assert_eq!(c.run(&admin, merge(&["02:0002", "02:0003"], parcel("02:0004", rect(0, 0, 100, 100)))), "ok");
+    let merged = c.registry.parcel(&c.ledger, "02:0004").unwrap().unwrap();
+    assert_eq!((merged.parcel.geometry.area2(), &merged.right), (parent.parcel.geometry.area2(), &parent.right));
+    for half in ["02:0002", "02:0003"] {
+        assert!(c.registry.parcel(&c.ledger, half).unwrap().unwrap().retired_height.is_some());
+    }
+
+    // Not adjacent, other holders, or encumbered: refused.
+    assert_eq!(c.run(&admin, register("02:0005", rect(200, 0, 300, 100))), "ok");
+    assert_eq!(c.run(&admin, register("02:0006", rect(400, 0, 500, 100))), "ok");
+    assert_eq!(
+        c.run(&admin, merge(&["02:0005", "02:0006"], parcel("02:0007", rect(200, 0, 500, 100)))),
+        "bad_partition"
+    );
+    let mut other_holder = register("02:0008", rect(300, 0, 400, 100));
+    if let TxBody::Land(LandOp::Register { right: r, .. }) = &mut other_holder {
+        *r = right(&[("TJ-7777", 1, 1)]);
+    }
+    assert_eq!(c.run(&admin, other_holder), "ok");
+    assert_eq!(
+        c.run(&admin, merge(&["02:0005", "02:0008"], parcel("02:0007", rect(200, 0, 400, 100)))),
+        "bad_partition"
+    );
+    let arrest = Restriction {
+        kind: RestrictionKind::Arrest,
+        beneficiary: party("court"),
+        consent_key: None,
+        start: "2026-05-01".into(),
+        source: doc("order 5"),
+    };
+    assert_eq!(
+        c.run(&admin, TxBody::Land(LandOp::Encumber { cadastral: "02:0005".into(), restriction: arrest })),
+        "ok"
+    );
+    let halves = vec![parcel("02:0010", rect(200, 0, 250, 100)), parcel("02:0011", rect(250, 0, 300, 100))];
+    assert_eq!(
+        c.run(&admin, TxBody::Land(LandOp::Split { cadastral: "02:0005".into(), children: halves, source: doc("s2") })),
+        "encumbered"
+    );
+}
