@@ -16,6 +16,7 @@
 //! - [`validator`]: validator sets and the quorum rule.
 //! - [`genesis`]: the genesis document that names a chain and its first validator set.
 //! - [`geometry`]: parcel polygons in integer millimetres, their validation and overlap.
+//! - [`geo_io`]: GeoJSON and WKT in and out, and the UTM projection, for the edges only.
 //! - [`land`]: the land registry's model (parcels, rights, restrictions) and its operations.
 //! - [`entry`]: what the registry log holds: archive records and batch roots.
 //! - [`tx`]: signed transactions with chain id and per-signer nonce.
@@ -36,6 +37,7 @@ pub mod devnet;
 pub mod entry;
 pub mod fingerprint;
 pub mod genesis;
+pub mod geo_io;
 pub mod geometry;
 pub mod hash;
 pub mod land;
