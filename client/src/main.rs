@@ -38,6 +38,8 @@ enum Command {
     Anchor(Box<cmd::anchor::Args>),
     /// Re-verify a node's chain from the genesis, or check that its log was never rewritten.
     Audit(cmd::audit::Args),
+    /// Register land parcels from GeoJSON or WKT, show them, and verify their state proofs.
+    Parcel(Box<cmd::parcel::Args>),
     /// Withdraw or supersede an anchored record, or prove whether it is still current.
     Record(Box<cmd::record::Args>),
 }
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Anchor(args) => cmd::anchor::exec(*args),
         Command::Audit(args) => cmd::audit::exec(args),
         Command::Record(args) => cmd::record::exec(*args),
+        Command::Parcel(args) => cmd::parcel::exec(*args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -173,18 +173,8 @@ pub fn verify(proof: &StatusProof, genesis: &Genesis) -> Result<StatusVerified, 
         });
     }
     let h = &proof.header;
-    if h.chain_id != genesis.chain_id {
-        return Err(StatusError::WrongChain(h.chain_id.clone()));
-    }
-    // 1. Header → genesis.
-    let set = genesis.validator_set().map_err(|e| StatusError::Malformed(format!("genesis: {e}")))?;
-    verify_commit(&proof.commit, &set, &genesis.chain_id, h.height, &h.hash())?;
-    // 2. Status → header.
-    let proven = proof.state_proof.verify(&h.state_root, &status_key(&proof.sha256))?;
     let given = proof.status.as_ref().map(|s| smt::value_hash(&codec::encode_body(s)));
-    if proven != given {
-        return Err(StatusError::StatusMismatch { height: h.height });
-    }
+    check_value_at_block(genesis, h, &proof.commit, &status_key(&proof.sha256), given, &proof.state_proof)?;
     Ok(StatusVerified {
         sha256: proof.sha256,
         status: proof.status.clone(),
@@ -192,6 +182,101 @@ pub fn verify(proof: &StatusProof, genesis: &Genesis) -> Result<StatusVerified, 
         time_ms: h.time_ms,
         log_size: h.log_size,
     })
+}
+
+/// Checks that a committed block's header is vouched for by the genesis validators (its commit
+/// certificate), and that the state map under its state root holds `value_hash` for `key` (or
+/// nothing, when `None`).
+fn check_value_at_block(
+    genesis: &Genesis,
+    h: &BlockHeader,
+    commit: &Commit,
+    key: &Hash32,
+    value_hash: Option<Hash32>,
+    proof: &SmtProof,
+) -> Result<(), StatusError> {
+    if h.chain_id != genesis.chain_id {
+        return Err(StatusError::WrongChain(h.chain_id.clone()));
+    }
+    // 1. Header → genesis.
+    let set = genesis.validator_set().map_err(|e| StatusError::Malformed(format!("genesis: {e}")))?;
+    verify_commit(commit, &set, &genesis.chain_id, h.height, &h.hash())?;
+    // 2. Value → header.
+    if proof.verify(&h.state_root, key)? != value_hash {
+        return Err(StatusError::StatusMismatch { height: h.height });
+    }
+    Ok(())
+}
+
+/// The `format` field of a parcel's current-state proof.
+pub const PARCEL_FORMAT: &str = "sabt-parcel";
+
+/// A proof of a parcel's state at a committed block (`*.sabt-parcel.json`): its geometry, right,
+/// holders and restrictions, or that it was never registered, or that it is retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParcelProof {
+    /// Always [`PARCEL_FORMAT`].
+    pub format: String,
+    /// [`STATUS_VERSION`].
+    pub version: u32,
+    /// The chain id.
+    pub chain_id: String,
+    /// Hash of the genesis.
+    pub genesis_hash: Hash32,
+    /// The cadastral number.
+    pub cadastral: String,
+    /// The parcel's state at the header's block; absent if never registered.
+    pub state: Option<crate::land::ParcelState>,
+    /// State-map proof for [`crate::registry::parcel_key`] against the header's state root.
+    pub state_proof: SmtProof,
+    /// The header of the block the state is proven at.
+    pub header: BlockHeader,
+    /// Its commit certificate.
+    pub commit: Commit,
+}
+
+impl ParcelProof {
+    /// Parses a parcel proof file, bounded in size.
+    pub fn from_json(text: &str) -> Result<Self, StatusError> {
+        use crate::text::VersionedJsonError as E;
+        crate::text::parse_versioned_json(text, 4 * MAX_STATUS_LEN, PARCEL_FORMAT, STATUS_VERSION).map_err(
+            |e| match e {
+                E::Malformed(m) => StatusError::Malformed(m),
+                E::Unsupported { format, version } => StatusError::UnsupportedVersion { format, version },
+            },
+        )
+    }
+
+    /// Pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+}
+
+/// Verifies a parcel proof, trusting only `genesis`; returns the height and the proven state.
+pub fn verify_parcel(
+    proof: &ParcelProof,
+    genesis: &Genesis,
+) -> Result<(u64, u64, Option<crate::land::ParcelState>), StatusError> {
+    if proof.format != PARCEL_FORMAT || proof.version != STATUS_VERSION {
+        return Err(StatusError::UnsupportedVersion { format: proof.format.clone(), version: proof.version });
+    }
+    if proof.chain_id != genesis.chain_id || proof.genesis_hash != genesis.hash() {
+        return Err(StatusError::WrongGenesis {
+            found_chain: proof.chain_id.clone(),
+            found_genesis: proof.genesis_hash,
+        });
+    }
+    if let Some(st) = &proof.state
+        && st.parcel.cadastral != proof.cadastral
+    {
+        return Err(StatusError::Malformed(format!("the state is of parcel {}", st.parcel.cadastral)));
+    }
+    let given = proof.state.as_ref().map(|s| smt::value_hash(&codec::encode_body(s)));
+    let key = crate::registry::parcel_key(&proof.cadastral);
+    check_value_at_block(genesis, &proof.header, &proof.commit, &key, given, &proof.state_proof)?;
+    Ok((proof.header.height, proof.header.time_ms, proof.state.clone()))
 }
 
 /// Checks that a verified status is about the record whose entry is at log index `index` with

@@ -18,6 +18,8 @@
 //! | `GET /v1/records/{digest}/status` | a status proof (current, withdrawn or superseded) at the latest block, for offline checking |
 //! | `GET /v1/consistency?old=N&new=M` | RFC 9162 consistency proof between two committed log sizes |
 //! | `GET /v1/entries/{index}/proof[?height=H]` | the entry, its inclusion path and the cosigned checkpoint of the latest block (or of block H) |
+//! | `GET /v1/parcels/{cadastral}` | a parcel's current state: geometry as GeoJSON (WGS84), right, restrictions, version |
+//! | `GET /v1/parcels/{cadastral}/proof` | a proof of that state (or of absence) at the latest block |
 //! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`ApiDoc`]) |
 //!
 //! Errors are `{"code": "...", "message": "..."}` with a stable code; a full mempool answers 429
@@ -40,7 +42,9 @@ use sabt_core::checkpoint::{Checkpoint, note_from_cosignatures};
 use sabt_core::codec;
 use sabt_core::entry::EntryBody;
 use sabt_core::fingerprint::DocDigest;
+use sabt_core::geo_io;
 use sabt_core::hash::Hash32;
+use sabt_core::land::{self, ParcelState};
 use sabt_core::merkle::{self, Blake3};
 use sabt_core::registry::{self, Ledger as _};
 use sabt_core::sign::PublicKey;
@@ -201,6 +205,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
         ("/v1/genesis", get(genesis)),
         ("/v1/consistency", get(consistency)),
         ("/v1/entries/{index}/proof", get(entry_proof)),
+        ("/v1/parcels/{cadastral}", get(parcel)),
+        ("/v1/parcels/{cadastral}/proof", get(parcel_proof)),
     ]
 }
 
@@ -231,14 +237,17 @@ Byte formats are specified in docs/PROOFS.md."
         batch,
         genesis,
         consistency,
-        entry_proof
+        entry_proof,
+        parcel,
+        parcel_proof
     ),
     components(schemas(ErrorBody)),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "chain", description = "Status, blocks, checkpoints, consistency"),
         (name = "transactions", description = "Submitting and following transactions"),
-        (name = "registry", description = "Anchored records, batches, accounts and their proofs")
+        (name = "registry", description = "Anchored records, batches, accounts and their proofs"),
+        (name = "land", description = "Parcels: current state and its proof")
     )
 )]
 pub struct ApiDoc;
@@ -671,31 +680,99 @@ async fn record_status(State(s): State<Arc<Shared>>, Path(digest): Path<String>)
             ));
         }
     };
+    let (state_proof, value, header, commit) = latest_state_proof(&s, registry::status_key(&sha))?;
+    let proof = StatusProof {
+        format: status::STATUS_FORMAT.to_string(),
+        version: status::STATUS_VERSION,
+        chain_id: s.genesis.chain_id.clone(),
+        genesis_hash: s.genesis_hash,
+        sha256: sha,
+        status: value.map(|v| codec::decode_body("record status", &v, 4096)).transpose().map_err(ApiError::internal)?,
+        state_proof,
+        header,
+        commit,
+    };
+    serde_json::to_value(&proof).map(Json).map_err(ApiError::internal)
+}
+
+/// A state-map proof for `key` at the latest block, with the value's bytes, the block's header and
+/// its commit certificate. The state is read without a snapshot: a block committed meanwhile makes
+/// the proof disagree with the header, which is checked here, and the proof is built again.
+/// A state-map proof, the value's bytes, and the committed block it is proven at.
+type ProvenValue = (smt::SmtProof, Option<Vec<u8>>, sabt_core::block::BlockHeader, sabt_core::block::Commit);
+
+fn latest_state_proof(s: &Shared, key: Hash32) -> Result<ProvenValue, ApiError> {
     for _ in 0..PROOF_ATTEMPTS {
         let tip = s.tip();
         if tip.height == 0 {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "no_checkpoint", "no block is committed yet"));
         }
-        let (b, commit) = load_block(&s, tip.height)?;
+        let (b, commit) = load_block(s, tip.height)?;
         let ws = s.store.write_set();
-        let proof = StatusProof {
-            format: status::STATUS_FORMAT.to_string(),
-            version: status::STATUS_VERSION,
-            chain_id: s.genesis.chain_id.clone(),
-            genesis_hash: s.genesis_hash,
-            sha256: sha,
-            status: s.registry.record_status(&ws, &sha).map_err(ApiError::internal)?,
-            state_proof: smt::prove(&ws, &registry::status_key(&sha)).map_err(ApiError::internal)?,
-            header: b.header,
-            commit,
-        };
-        // The state is read without a snapshot: a block committed meanwhile makes the proof
-        // inconsistent with the header, which this check catches.
-        if status::verify(&proof, &s.genesis).is_ok() {
-            return serde_json::to_value(&proof).map(Json).map_err(ApiError::internal);
+        let proof = smt::prove(&ws, &key).map_err(ApiError::internal)?;
+        let value = ws.state_get(&key).map_err(ApiError::internal)?;
+        if proof.verify(&b.header.state_root, &key).ok() == Some(value.as_deref().map(smt::value_hash)) {
+            return Ok((proof, value, b.header, commit));
         }
     }
     Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the state changed while the proof was built; retry"))
+}
+
+fn parcel_state(s: &Shared, cadastral: &str) -> Result<ParcelState, ApiError> {
+    land::check_cadastral(cadastral)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_cadastral", e.to_string()))?;
+    s.registry.parcel(&s.store.write_set(), cadastral).map_err(ApiError::internal)?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "no_such_parcel", format!("parcel {cadastral} is not registered"))
+    })
+}
+
+#[utoipa::path(get, path = "/v1/parcels/{cadastral}", tag = "land",
+    params(("cadastral" = String, Path, description = "Cadastral number")),
+    responses((status = 200, description = "The parcel's current state: geometry (GeoJSON, WGS84), right, restrictions, version", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, description = "Not registered", body = ErrorBody)))]
+async fn parcel(State(s): State<Arc<Shared>>, Path(cadastral): Path<String>) -> Res {
+    let st = parcel_state(&s, &cadastral)?;
+    let crs = geo_io::Crs::from_epsg(s.genesis.params.land_crs_epsg).map_err(ApiError::internal)?;
+    let geometry = geo_io::polygon_to_geojson(&crs, &st.parcel.geometry).map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "cadastral_number": st.parcel.cadastral,
+        "category": st.parcel.category,
+        "permitted_use": st.parcel.permitted_use,
+        "area_m2": st.parcel.geometry.area_m2(),
+        "geometry": geometry,
+        "right": st.right,
+        "restrictions": st.restrictions,
+        "version": st.version,
+        "index": st.index,
+        "height": st.height,
+        "retired_height": st.retired_height,
+        "crs": format!("EPSG:{}", crs.epsg),
+    })))
+}
+
+#[utoipa::path(get, path = "/v1/parcels/{cadastral}/proof", tag = "land",
+    params(("cadastral" = String, Path, description = "Cadastral number")),
+    responses((status = 200, description = "A proof of the parcel's state (or absence) at the latest block, for `sabt parcel verify`", body = Object),
+        (status = 400, body = ErrorBody), (status = 503, description = "A block committed while the proof was built; retry", body = ErrorBody)))]
+async fn parcel_proof(State(s): State<Arc<Shared>>, Path(cadastral): Path<String>) -> Res {
+    land::check_cadastral(&cadastral)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_cadastral", e.to_string()))?;
+    let (state_proof, value, header, commit) = latest_state_proof(&s, registry::parcel_key(&cadastral))?;
+    let proof = status::ParcelProof {
+        format: status::PARCEL_FORMAT.to_string(),
+        version: status::STATUS_VERSION,
+        chain_id: s.genesis.chain_id.clone(),
+        genesis_hash: s.genesis_hash,
+        cadastral,
+        state: value
+            .map(|v| codec::decode_body("parcel state", &v, 1 << 20))
+            .transpose()
+            .map_err(ApiError::internal)?,
+        state_proof,
+        header,
+        commit,
+    };
+    serde_json::to_value(&proof).map(Json).map_err(ApiError::internal)
 }
 
 #[utoipa::path(get, path = "/v1/entries/{index}/proof", tag = "registry",

@@ -1,0 +1,154 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+//! The land workflow through the real `sabt` binary against four real nodes: register a parcel
+//! from GeoJSON, refuse an overlapping one and an invalid polygon, show it, and verify its
+//! current-state proof offline (and refuse it once tampered with).
+
+use sabt_tests::cluster::{Cluster, bin};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn sabt(args: &[&str]) -> Output {
+    Command::new(bin("sabt")).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn feature(cadastral: &str, ring: &[(f64, f64)]) -> String {
+    let coords: Vec<String> = ring.iter().map(|(x, y)| format!("[{x}, {y}]")).collect();
+    format!(
+        r#"{{"type": "Feature", "properties": {{"cadastral_number": "{cadastral}"}}, "geometry": {{"type": "Polygon", "coordinates": [[{}]]}}}}"#,
+        coords.join(", ")
+    )
+}
+
+#[test]
+fn land_clerk_registers_shows_and_proves_a_parcel() {
+    let c = Cluster::start(4, 33400).unwrap();
+    c.wait_all(2, Duration::from_secs(90)).unwrap();
+    let dir = c.dir.path();
+    let node = c.nodes[1].url.as_str();
+    let admin = c.nodes[0].home.join("keys/admin.key");
+    let genesis = dir.join("genesis.json");
+    let salt = dir.join("salt");
+    std::fs::write(&salt, b"a secret salt of the land committee").unwrap();
+    let act = dir.join("act.pdf");
+    std::fs::write(&act, b"allocation act 17").unwrap();
+    let register = |file: &Path| {
+        sabt(&[
+            "parcel",
+            "register",
+            "--geojson",
+            p(file),
+            "--category",
+            "settlement",
+            "--use",
+            "individual housing",
+            "--holder",
+            "TJ-0001=1/2",
+            "--holder",
+            "TJ-0002=1/2",
+            "--salt-file",
+            p(&salt),
+            "--start",
+            "2026-01-15",
+            "--source",
+            p(&act),
+            "--node",
+            node,
+            "--key",
+            p(&admin),
+            "--genesis",
+            p(&genesis),
+        ])
+    };
+    // About 87 m × 111 m near Dushanbe.
+    let a = dir.join("a.geojson");
+    std::fs::write(
+        &a,
+        feature(
+            "01:01:0001",
+            &[(68.780, 38.560), (68.781, 38.560), (68.781, 38.561), (68.780, 38.561), (68.780, 38.560)],
+        ),
+    )
+    .unwrap();
+    let out = register(&a);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Overlapping it: refused by the chain, with the neighbour named.
+    let b = dir.join("b.geojson");
+    std::fs::write(
+        &b,
+        feature(
+            "01:01:0002",
+            &[(68.7805, 38.5605), (68.782, 38.5605), (68.782, 38.562), (68.7805, 38.562), (68.7805, 38.5605)],
+        ),
+    )
+    .unwrap();
+    let out = register(&b);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("overlap") && text(&out).contains("01:01:0001"), "{}", text(&out));
+    // Sharing its eastern edge: fine.
+    std::fs::write(
+        &b,
+        feature(
+            "01:01:0002",
+            &[(68.781, 38.560), (68.782, 38.560), (68.782, 38.561), (68.781, 38.561), (68.781, 38.560)],
+        ),
+    )
+    .unwrap();
+    let out = register(&b);
+    assert!(out.status.success(), "{}", text(&out));
+    // A bow-tie: refused before anything is signed, naming the ring and vertex.
+    let bow = dir.join("bow.geojson");
+    std::fs::write(
+        &bow,
+        feature("01:01:0003", &[(68.79, 38.56), (68.791, 38.561), (68.791, 38.56), (68.79, 38.561), (68.79, 38.56)]),
+    )
+    .unwrap();
+    let out = register(&bow);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("ring 0 edge"), "{}", text(&out));
+
+    // Show it, with a proof of its current state, verified offline.
+    let proof = dir.join("01-01-0001.sabt-parcel.json");
+    let out = sabt(&[
+        "parcel",
+        "show",
+        "01:01:0001",
+        "--node",
+        node,
+        "--proof-out",
+        p(&proof),
+        "--genesis",
+        p(&genesis),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["geometry"]["type"], "Polygon");
+    let area = v["area_m2"].as_f64().unwrap();
+    assert!((9_000.0..10_500.0).contains(&area), "area {area}");
+    assert_eq!(v["right"]["holders"].as_array().unwrap().len(), 2);
+    let out = sabt(&["parcel", "verify", p(&proof), "--genesis", p(&genesis)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("version 1"), "{}", text(&out));
+    // Tampered: another share split is not what the state holds.
+    let t = std::fs::read_to_string(&proof).unwrap().replacen("\"num\": 1,", "\"num\": 2,", 1);
+    let tampered = dir.join("tampered.sabt-parcel.json");
+    std::fs::write(&tampered, t).unwrap();
+    let out = sabt(&["parcel", "verify", p(&tampered), "--genesis", p(&genesis)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // A number never registered is proven absent.
+    let absent = dir.join("absent.json");
+    let out =
+        sabt(&["parcel", "show", "01:01:0099", "--node", node, "--proof-out", p(&absent), "--genesis", p(&genesis)]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("no_such_parcel"), "{}", text(&out));
+}
