@@ -2,4 +2,5 @@
 //! builds a single-process chain, anchors a document and writes its proof so that `sabt verify`
 //! can check it. [`cluster`] runs real `sabt-node` processes for multi-node and fault tests.
 
+pub mod cli;
 pub mod cluster;

@@ -10,22 +10,10 @@
 use sabt_core::checkpoint::{Checkpoint, SignedNote, cosign};
 use sabt_core::hash::Hash32;
 use sabt_core::sign::SecretKey;
-use sabt_tests::cluster::{Cluster, bin};
+use sabt_tests::cli::{p, sabt, text};
+use sabt_tests::cluster::Cluster;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
-
-fn sabt(args: &[&str]) -> Output {
-    Command::new(bin("sabt")).args(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 #[test]
 fn clerk_anchors_verifies_and_is_stopped_by_revocation() {

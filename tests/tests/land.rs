@@ -3,22 +3,10 @@
 //! from GeoJSON, refuse an overlapping one and an invalid polygon, show it, and verify its
 //! current-state proof offline (and refuse it once tampered with).
 
-use sabt_tests::cluster::{Cluster, bin};
+use sabt_tests::cli::{p, sabt, text};
+use sabt_tests::cluster::Cluster;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
-
-fn sabt(args: &[&str]) -> Output {
-    Command::new(bin("sabt")).args(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 fn feature(cadastral: &str, ring: &[(f64, f64)]) -> String {
     let coords: Vec<String> = ring.iter().map(|(x, y)| format!("[{x}, {y}]")).collect();
