@@ -19,6 +19,7 @@
 //! | `GET /v1/consistency?old=N&new=M` | RFC 9162 consistency proof between two committed log sizes |
 //! | `GET /v1/entries/{index}/proof[?height=H]` | the entry, its inclusion path and the cosigned checkpoint of the latest block (or of block H) |
 //! | `GET /v1/parcels/{cadastral}` | a parcel's current state: geometry as GeoJSON (WGS84), right, restrictions, version |
+//! | `GET /v1/parcels/at?lon=&lat=` | the live parcels containing a WGS84 point |
 //! | `GET /v1/parcels/{cadastral}/proof` | a proof of that state (or of absence) at the latest block |
 //! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`ApiDoc`]) |
 //!
@@ -205,6 +206,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
         ("/v1/genesis", get(genesis)),
         ("/v1/consistency", get(consistency)),
         ("/v1/entries/{index}/proof", get(entry_proof)),
+        ("/v1/parcels/at", get(parcels_at)),
         ("/v1/parcels/{cadastral}", get(parcel)),
         ("/v1/parcels/{cadastral}/proof", get(parcel_proof)),
     ]
@@ -239,6 +241,7 @@ Byte formats are specified in docs/PROOFS.md."
         consistency,
         entry_proof,
         parcel,
+        parcels_at,
         parcel_proof
     ),
     components(schemas(ErrorBody)),
@@ -748,6 +751,33 @@ async fn parcel(State(s): State<Arc<Shared>>, Path(cadastral): Path<String>) -> 
         "retired_height": st.retired_height,
         "crs": format!("EPSG:{}", crs.epsg),
     })))
+}
+
+#[utoipa::path(get, path = "/v1/parcels/at", tag = "land", params(LonLat),
+    responses((status = 200, description = "The live parcels containing the point (inside or on the boundary), by cadastral number", body = Object),
+        (status = 400, description = "Not a position the chain's CRS covers", body = ErrorBody)))]
+async fn parcels_at(
+    State(s): State<Arc<Shared>>,
+    q: Result<axum::extract::Query<LonLat>, axum::extract::rejection::QueryRejection>,
+) -> Res {
+    let axum::extract::Query(q) = q.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected ?lon=DEG&lat=DEG (WGS84): {e}"))
+    })?;
+    let crs = geo_io::Crs::from_epsg(s.genesis.params.land_crs_epsg).map_err(ApiError::internal)?;
+    let point = crs.project(q.lon, q.lat).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_position", e))?;
+    // The grid index in the state names every live parcel whose bounding box touches the cell.
+    let cell = (point.x.div_euclid(land::CELL_MM), point.y.div_euclid(land::CELL_MM));
+    let ws = s.store.write_set();
+    let mut found = Vec::new();
+    for cadastral in s.registry.cell_members(&ws, cell).map_err(ApiError::internal)? {
+        let Some(st) = s.registry.parcel(&ws, &cadastral).map_err(ApiError::internal)? else { continue };
+        let at = st.parcel.geometry.locate(point);
+        if at != sabt_core::geometry::Location::Outside {
+            let on = if at == sabt_core::geometry::Location::Boundary { "boundary" } else { "inside" };
+            found.push(json!({"cadastral_number": cadastral, "where": on, "version": st.version}));
+        }
+    }
+    Ok(Json(json!({"lon": q.lon, "lat": q.lat, "height": s.tip().height, "parcels": found})))
 }
 
 #[utoipa::path(get, path = "/v1/parcels/{cadastral}/proof", tag = "land",

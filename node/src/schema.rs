@@ -235,6 +235,17 @@ pub struct AtHeight {
     pub height: Option<u64>,
 }
 
+/// A WGS84 position.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LonLat {
+    /// Longitude, degrees east.
+    pub lon: f64,
+    /// Latitude, degrees north.
+    pub lat: f64,
+}
+
 /// An RFC 9162 consistency proof.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsistencyView {

@@ -133,6 +133,14 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     std::fs::write(&tampered, t).unwrap();
     let out = sabt(&["parcel", "verify", p(&tampered), "--genesis", p(&genesis)]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Which parcel is here: a point inside the first; a point where none is registered.
+    let out = sabt(&["parcel", "at", "68.7805", "38.5605", "--node", node, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["parcels"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["parcels"][0]["cadastral_number"], "01:01:0001");
+    let out = sabt(&["parcel", "at", "68.79", "38.57", "--node", node]);
+    assert!(text(&out).contains("no registered parcel"), "{}", text(&out));
     // A number never registered is proven absent.
     let absent = dir.join("absent.json");
     let out =

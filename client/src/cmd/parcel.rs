@@ -99,6 +99,21 @@ enum ParcelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The live parcels containing a point (WGS84 longitude and latitude).
+    At {
+        /// Longitude, degrees east.
+        #[arg(allow_negative_numbers = true)]
+        lon: f64,
+        /// Latitude, degrees north.
+        #[arg(allow_negative_numbers = true)]
+        lat: f64,
+        /// The node's API URL.
+        #[arg(long, env = "SABT_NODE")]
+        node: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify a parcel proof offline, trusting only the genesis.
     Verify {
         /// The proof file (`sabt parcel show --proof-out`).
@@ -244,6 +259,27 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 }
                 if let Some(out) = &proof_out {
                     println!("proof      {}", out.display());
+                }
+            }
+            Ok(exit::OK)
+        }
+        ParcelCommand::At { lon, lat, node, json } => {
+            let node = Node::new(&node)?;
+            let v = node.get(&format!("/v1/parcels/at?lon={lon}&lat={lat}"))?;
+            if json {
+                println!("{v}");
+            } else {
+                let parcels = v["parcels"].as_array().cloned().unwrap_or_default();
+                if parcels.is_empty() {
+                    println!("no registered parcel at {lon}, {lat} (height {})", v["height"]);
+                }
+                for p in parcels {
+                    println!(
+                        "{}  ({}, version {})",
+                        p["cadastral_number"].as_str().unwrap_or_default(),
+                        p["where"].as_str().unwrap_or_default(),
+                        p["version"]
+                    );
                 }
             }
             Ok(exit::OK)
