@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 //! The land workflow through the real `sabt` binary against four real nodes: register a parcel
-//! from GeoJSON, refuse an overlapping one and an invalid polygon, show it, and verify its
-//! current-state proof offline (and refuse it once tampered with).
+//! from GeoJSON, refuse an overlapping one and an invalid polygon, show it, verify its current-state
+//! proof offline (and refuse it once tampered with), find it by a point; transfer it, block a
+//! transfer with an arrest, release it, mortgage it and transfer with the bank's consent; split a
+//! parcel, merge the halves back and retire the result.
 
 use sabt_tests::cli::{p, sabt, text};
 use sabt_tests::cluster::Cluster;
@@ -141,6 +143,142 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     assert_eq!(v["parcels"][0]["cadastral_number"], "01:01:0001");
     let out = sabt(&["parcel", "at", "68.79", "38.57", "--node", node]);
     assert!(text(&out).contains("no registered parcel"), "{}", text(&out));
+    // Transfer; an arrest blocks the next until released; a mortgage needs the bank's consent.
+    let ops = |args: &[&str]| {
+        let mut all = vec!["parcel"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--node", node, "--key", p(&admin), "--genesis", p(&genesis), "--json"]);
+        sabt(&all)
+    };
+    let doc = |name: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, name).unwrap();
+        f
+    };
+    let (contract, order, release, deed) = (doc("contract.pdf"), doc("order.pdf"), doc("release.pdf"), doc("deed.pdf"));
+    let holder = ["--holder", "TJ-0003", "--salt-file", p(&salt), "--start", "2026-06-01"];
+    let mut transfer = vec!["transfer", "01:01:0001", "--source", p(&contract)];
+    transfer.extend_from_slice(&holder);
+    let out = ops(&transfer);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ops(&[
+        "encumber",
+        "01:01:0001",
+        "--kind",
+        "arrest",
+        "--beneficiary",
+        "court 2",
+        "--salt-file",
+        p(&salt),
+        "--start",
+        "2026-06-02",
+        "--source",
+        p(&order),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ops(&transfer);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("arrested"), "{}", text(&out));
+    let out = ops(&["release", "01:01:0001", "--restriction", p(&order), "--source", p(&release)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bank = c.nodes[2].home.join("keys/admin.key");
+    let bank_key = String::from_utf8(sabt(&["key", "show", "--key", p(&bank)]).stdout).unwrap().trim().to_string();
+    let out = ops(&[
+        "encumber",
+        "01:01:0001",
+        "--kind",
+        "mortgage",
+        "--beneficiary",
+        "bank 1",
+        "--salt-file",
+        p(&salt),
+        "--start",
+        "2026-06-03",
+        "--source",
+        p(&deed),
+        "--consent-key",
+        &bank_key,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut back = vec![
+        "transfer",
+        "01:01:0001",
+        "--source",
+        p(&contract),
+        "--holder",
+        "TJ-0001",
+        "--salt-file",
+        p(&salt),
+        "--start",
+        "2026-07-01",
+    ];
+    let out = ops(&back);
+    assert!(text(&out).contains("consent_missing"), "{}", text(&out));
+    let out = sabt(&[
+        "parcel",
+        "consent",
+        "01:01:0001",
+        "--holder",
+        "TJ-0001",
+        "--salt-file",
+        p(&salt),
+        "--start",
+        "2026-07-01",
+        "--node",
+        node,
+        "--key",
+        p(&bank),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let consent = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    back.extend_from_slice(&["--consent", &consent]);
+    let out = ops(&back);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Split 0002 in two, merge the halves back, retire the result.
+    let halves = dir.join("halves.geojson");
+    std::fs::write(
+        &halves,
+        format!(
+            r#"{{"type": "FeatureCollection", "features": [{}, {}]}}"#,
+            // Along the diagonal, so the children use the parent's own vertices: a new vertex on a
+            // parallel of latitude would not lie on the parent's straight edge in UTM.
+            feature("01:01:0004", &[(68.781, 38.560), (68.782, 38.560), (68.782, 38.561), (68.781, 38.560)]),
+            feature("01:01:0005", &[(68.781, 38.560), (68.782, 38.561), (68.781, 38.561), (68.781, 38.560)])
+        ),
+    )
+    .unwrap();
+    let out = ops(&["split", "01:01:0002", "--geojson", p(&halves), "--source", p(&doc("split.pdf"))]);
+    assert!(out.status.success(), "{}", text(&out));
+    let whole = dir.join("whole.geojson");
+    std::fs::write(
+        &whole,
+        feature(
+            "01:01:0006",
+            &[(68.781, 38.560), (68.782, 38.560), (68.782, 38.561), (68.781, 38.561), (68.781, 38.560)],
+        ),
+    )
+    .unwrap();
+    let out = ops(&[
+        "merge",
+        "--parent",
+        "01:01:0004",
+        "--parent",
+        "01:01:0005",
+        "--geojson",
+        p(&whole),
+        "--source",
+        p(&doc("merge.pdf")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ops(&["retire", "01:01:0006", "--source", p(&doc("retire.pdf"))]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = sabt(&["parcel", "show", "01:01:0006", "--node", node]);
+    assert!(text(&out).contains("RETIRED"), "{}", text(&out));
+    let out = sabt(&["parcel", "show", "01:01:0001", "--node", node, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["version"].as_u64(), v["restrictions"].as_array().unwrap().len()), (Some(6), 1), "{v}");
+
     // A number never registered is proven absent.
     let absent = dir.join("absent.json");
     let out =

@@ -6,6 +6,9 @@
 //!   (`--holder ID[=NUM/DEN]`) goes on the ledger only as a salted hash (`--salt-file`).
 //! - `show CADASTRAL [--proof-out FILE]`: the parcel's current state; with `--proof-out`, a proof of
 //!   it at the latest block, verified before it is written.
+//! - `transfer`, `encumber`, `release`, `correct`, `split`, `merge`, `retire`: the other operations,
+//!   each citing its source document by fingerprint.
+//! - `at LON LAT`: the live parcels containing a point.
 //! - `verify PROOF --genesis G`: offline; exit 0 valid, 1 invalid.
 
 use crate::api::{Node, genesis_of};
@@ -16,7 +19,8 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use sabt_core::fingerprint::Fingerprint;
 use sabt_core::geo_io::{self, Crs};
-use sabt_core::land::{self, Holding, LandCategory, LandOp, Parcel, Right, RightKind, Share};
+use sabt_core::land::{self, Holding, LandCategory, LandOp, Parcel, Restriction, Right, RightKind, Share};
+use sabt_core::sign::{PublicKey, Signature};
 use sabt_core::status::{self, ParcelProof};
 use sabt_core::tx::TxBody;
 use std::path::PathBuf;
@@ -29,17 +33,63 @@ pub struct Args {
     command: ParcelCommand,
 }
 
+/// The node, the signing key, and how long to wait.
+#[derive(ClapArgs, Debug)]
+struct Signing {
+    /// The node's API URL.
+    #[arg(long, env = "SABT_NODE")]
+    node: String,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// The genesis to trust (default: the node's).
+    #[arg(long, env = "SABT_GENESIS")]
+    genesis: Option<PathBuf>,
+    /// Seconds to wait for the commit.
+    #[arg(long, default_value_t = 120)]
+    wait: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A right: its kind, holders (salted here) and dates.
+#[derive(ClapArgs, Debug)]
+struct RightArgs {
+    /// Kind of right: perpetual_use, fixed_term_use, lifelong_inheritable_use, lease.
+    #[arg(long, default_value = "lifelong_inheritable_use")]
+    right: String,
+    /// A holder's identifier, with its share (`ID=1/2`; default the whole). Repeat for each.
+    #[arg(long = "holder", required = true)]
+    holders: Vec<String>,
+    /// The agency's salt for party hashes (a file; never on the ledger).
+    #[arg(long)]
+    salt_file: PathBuf,
+    /// Start of the right: YYYY-MM-DD.
+    #[arg(long)]
+    start: String,
+    /// End of the right (fixed-term use, lease): YYYY-MM-DD.
+    #[arg(long)]
+    end: Option<String>,
+}
+
+/// A geometry file.
+#[derive(ClapArgs, Debug)]
+struct GeometryArgs {
+    /// GeoJSON (WGS84): a Polygon, a Feature, or a one-feature FeatureCollection.
+    #[arg(long, conflicts_with = "wkt", required_unless_present = "wkt")]
+    geojson: Option<PathBuf>,
+    /// A WKT POLYGON (longitude latitude, WGS84).
+    #[arg(long)]
+    wkt: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 #[allow(clippy::large_enum_variant)] // Parsed once per run.
 enum ParcelCommand {
     /// Register a parcel (first registration) with its use right.
     Register {
-        /// A GeoJSON Polygon, Feature or one-feature FeatureCollection (WGS84).
-        #[arg(long, conflicts_with = "wkt", required_unless_present = "wkt")]
-        geojson: Option<PathBuf>,
-        /// A WKT POLYGON (longitude latitude, WGS84).
-        #[arg(long)]
-        wkt: Option<PathBuf>,
+        #[command(flatten)]
+        geometry: GeometryArgs,
         /// Cadastral number (default: the feature's `properties.cadastral_number`).
         #[arg(long)]
         cadastral: Option<String>,
@@ -49,38 +99,128 @@ enum ParcelCommand {
         /// Permitted use, as the land plan words it.
         #[arg(long = "use")]
         permitted_use: String,
-        /// Kind of right: perpetual_use, fixed_term_use, lifelong_inheritable_use, lease.
-        #[arg(long, default_value = "lifelong_inheritable_use")]
-        right: String,
-        /// A holder's identifier, with its share (`ID=1/2`; default the whole). Repeat for each.
-        #[arg(long = "holder", required = true)]
-        holders: Vec<String>,
-        /// The agency's salt for party hashes (a file; never on the ledger).
-        #[arg(long)]
-        salt_file: PathBuf,
-        /// Start of the right: YYYY-MM-DD.
-        #[arg(long)]
-        start: String,
-        /// End of the right (fixed-term use, lease): YYYY-MM-DD.
-        #[arg(long)]
-        end: Option<String>,
+        #[command(flatten)]
+        right: RightArgs,
         /// The source document (the act of allocation); only its fingerprint is sent.
         #[arg(long)]
         source: PathBuf,
-        /// The node's API URL.
+        #[command(flatten)]
+        signing: Signing,
+    },
+    /// Transfer the use right to new holders (refused under an arrest; a mortgage needs consent).
+    Transfer {
+        /// Cadastral number.
+        cadastral: String,
+        #[command(flatten)]
+        right: RightArgs,
+        /// Mortgagees' consent signatures, hex (one per mortgage).
+        #[arg(long = "consent")]
+        consents: Vec<String>,
+        /// The source document (contract, deed).
+        #[arg(long)]
+        source: PathBuf,
+        #[command(flatten)]
+        signing: Signing,
+    },
+    /// Add a mortgage or an arrest.
+    Encumber {
+        /// Cadastral number.
+        cadastral: String,
+        /// mortgage or arrest.
+        #[arg(long)]
+        kind: String,
+        /// The beneficiary's identifier (mortgagee, court); salted with --salt-file.
+        #[arg(long)]
+        beneficiary: String,
+        /// The agency's salt for party hashes.
+        #[arg(long)]
+        salt_file: PathBuf,
+        /// For a mortgage: the mortgagee's public key (hex) whose signature consents to transfers.
+        #[arg(long)]
+        consent_key: Option<String>,
+        /// From: YYYY-MM-DD.
+        #[arg(long)]
+        start: String,
+        /// The document imposing it (identifies the restriction for its release).
+        #[arg(long)]
+        source: PathBuf,
+        #[command(flatten)]
+        signing: Signing,
+    },
+    /// Release a restriction, named by the document that imposed it.
+    Release {
+        /// Cadastral number.
+        cadastral: String,
+        /// The document that imposed the restriction.
+        #[arg(long)]
+        restriction: PathBuf,
+        /// The releasing document.
+        #[arg(long)]
+        source: PathBuf,
+        #[command(flatten)]
+        signing: Signing,
+    },
+    /// Correct the boundary (overlap is checked again).
+    Correct {
+        /// Cadastral number.
+        cadastral: String,
+        #[command(flatten)]
+        geometry: GeometryArgs,
+        /// The survey document.
+        #[arg(long)]
+        source: PathBuf,
+        #[command(flatten)]
+        signing: Signing,
+    },
+    /// Split a parcel into the features of a GeoJSON FeatureCollection (each with its
+    /// `properties.cadastral_number`); the children take its right.
+    Split {
+        /// The parent's cadastral number.
+        cadastral: String,
+        /// The children, a GeoJSON FeatureCollection.
+        #[arg(long)]
+        geojson: PathBuf,
+        /// The source document.
+        #[arg(long)]
+        source: PathBuf,
+        #[command(flatten)]
+        signing: Signing,
+    },
+    /// Merge adjacent parcels with the same right into the parcel a GeoJSON feature describes.
+    Merge {
+        /// A parcel to merge (repeat; at least two).
+        #[arg(long = "parent", required = true)]
+        parents: Vec<String>,
+        /// The new parcel: a GeoJSON Feature with its `properties.cadastral_number`.
+        #[arg(long)]
+        geojson: PathBuf,
+        /// The source document.
+        #[arg(long)]
+        source: PathBuf,
+        #[command(flatten)]
+        signing: Signing,
+    },
+    /// As a mortgagee, consent to a transfer: prints the signature to pass to `transfer --consent`.
+    Consent {
+        /// Cadastral number.
+        cadastral: String,
+        #[command(flatten)]
+        right: RightArgs,
+        /// The node's API URL (for the chain id and the parcel's current version).
         #[arg(long, env = "SABT_NODE")]
         node: String,
         #[command(flatten)]
         key: KeyArgs,
-        /// The genesis to trust (default: the node's).
-        #[arg(long, env = "SABT_GENESIS")]
-        genesis: Option<PathBuf>,
-        /// Seconds to wait for the commit.
-        #[arg(long, default_value_t = 120)]
-        wait: u64,
-        /// Print JSON.
+    },
+    /// Retire a parcel (it stays in history, frozen).
+    Retire {
+        /// Cadastral number.
+        cadastral: String,
+        /// The source document.
         #[arg(long)]
-        json: bool,
+        source: PathBuf,
+        #[command(flatten)]
+        signing: Signing,
     },
     /// Show a parcel's current state.
     Show {
@@ -148,46 +288,82 @@ fn enum_arg<T: serde::de::DeserializeOwned>(flag: &str, value: &str, allowed: &s
         .map_err(|_| anyhow!("--{flag} {value:?}: use one of {allowed}"))
 }
 
+fn read_salt(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let salt = std::fs::read(path).with_context(|| format!("cannot read --salt-file {}", path.display()))?;
+    if salt.len() < 16 {
+        bail!("--salt-file {}: at least 16 bytes of secret salt are needed", path.display());
+    }
+    Ok(salt)
+}
+
+impl RightArgs {
+    fn build(&self) -> anyhow::Result<Right> {
+        let kind: RightKind =
+            enum_arg("right", &self.right, "perpetual_use, fixed_term_use, lifelong_inheritable_use, lease")?;
+        let salt = read_salt(&self.salt_file)?;
+        let mut holders = self.holders.iter().map(|h| parse_holder(h, &salt)).collect::<anyhow::Result<Vec<_>>>()?;
+        holders.sort_by_key(|h| h.party);
+        Ok(Right { kind, holders, start: self.start.clone(), end: self.end.clone() })
+    }
+}
+
+fn fingerprint(path: &std::path::Path) -> anyhow::Result<Fingerprint> {
+    let doc = std::fs::File::open(path).with_context(|| format!("cannot open --source {}", path.display()))?;
+    Ok(Fingerprint::of_reader(std::io::BufReader::new(doc))?.0)
+}
+
+/// The one polygon a GeoJSON or WKT file holds, with the number it names, if any.
+fn read_one(g: &GeometryArgs, crs: &Crs) -> anyhow::Result<(Option<String>, sabt_core::geometry::Polygon)> {
+    match (&g.geojson, &g.wkt) {
+        (Some(p), _) => {
+            let mut found =
+                geo_io::parse_geojson(&read_bounded(p, 16 << 20)?, crs).with_context(|| format!("{}", p.display()))?;
+            if found.len() != 1 {
+                bail!("{}: {} features; give one parcel", p.display(), found.len());
+            }
+            let f = found.remove(0);
+            Ok((f.cadastral, f.polygon))
+        }
+        (None, Some(p)) => {
+            Ok((None, geo_io::parse_wkt(&read_bounded(p, 16 << 20)?, crs).with_context(|| format!("{}", p.display()))?))
+        }
+        (None, None) => bail!("give --geojson FILE or --wkt FILE"),
+    }
+}
+
+fn send_with_node_genesis(signing: &Signing, op: LandOp) -> anyhow::Result<u8> {
+    let node = Node::new(&signing.node)?;
+    let genesis = genesis_of(&node, signing.genesis.as_ref())?;
+    send(&node, &genesis, signing, op)
+}
+
+/// Checks the operation as every node will, signs it, submits it and waits for its block.
+fn send(node: &Node, genesis: &sabt_core::genesis::Genesis, signing: &Signing, op: LandOp) -> anyhow::Result<u8> {
+    op.validate().map_err(|e| anyhow!("{e}"))?;
+    let (name, cadastral) = (op.name(), op.cadastral().to_string());
+    let key = signing.key.load()?;
+    let nonce = submit::next_nonce(node, &key)?;
+    let s = submit::submit(node, &genesis.chain_id, &key, nonce, TxBody::Land(op))?;
+    let height = submit::wait_committed(node, &s.id, Duration::from_secs(signing.wait))?;
+    if signing.json {
+        println!(
+            "{}",
+            serde_json::json!({"operation": name, "cadastral_number": cadastral, "tx": s.id.to_hex(), "height": height})
+        );
+    } else {
+        println!("{name} {cadastral}: committed at height {height} (transaction {})", s.id);
+    }
+    Ok(exit::OK)
+}
+
 /// Runs the command.
 pub fn exec(args: Args) -> anyhow::Result<u8> {
     match args.command {
-        ParcelCommand::Register {
-            geojson,
-            wkt,
-            cadastral,
-            category,
-            permitted_use,
-            right,
-            holders,
-            salt_file,
-            start,
-            end,
-            source,
-            node,
-            key,
-            genesis,
-            wait,
-            json,
-        } => {
-            let node = Node::new(&node)?;
-            let genesis = genesis_of(&node, genesis.as_ref())?;
+        ParcelCommand::Register { geometry, cadastral, category, permitted_use, right, source, signing } => {
+            let node = Node::new(&signing.node)?;
+            let genesis = genesis_of(&node, signing.genesis.as_ref())?;
             let crs = Crs::from_epsg(genesis.params.land_crs_epsg)?;
-            let (named, geometry) = match (&geojson, &wkt) {
-                (Some(p), _) => {
-                    let mut found = geo_io::parse_geojson(&read_bounded(p, 16 << 20)?, &crs)
-                        .with_context(|| format!("{}", p.display()))?;
-                    if found.len() != 1 {
-                        bail!("{}: {} features; register one parcel at a time", p.display(), found.len());
-                    }
-                    let f = found.remove(0);
-                    (f.cadastral, f.polygon)
-                }
-                (None, Some(p)) => (
-                    None,
-                    geo_io::parse_wkt(&read_bounded(p, 16 << 20)?, &crs).with_context(|| format!("{}", p.display()))?,
-                ),
-                (None, None) => bail!("give --geojson FILE or --wkt FILE"),
-            };
+            let (named, polygon) = read_one(&geometry, &crs)?;
             let cadastral = cadastral.or(named).ok_or_else(|| {
                 anyhow!("no cadastral number: give --cadastral or properties.cadastral_number in the GeoJSON")
             })?;
@@ -196,38 +372,107 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 &category,
                 "agricultural, settlement, industrial, protected, forest, water, reserve",
             )?;
-            let kind: RightKind =
-                enum_arg("right", &right, "perpetual_use, fixed_term_use, lifelong_inheritable_use, lease")?;
-            let salt = std::fs::read(&salt_file)
-                .with_context(|| format!("cannot read --salt-file {}", salt_file.display()))?;
-            if salt.len() < 16 {
-                bail!("--salt-file {}: at least 16 bytes of secret salt are needed", salt_file.display());
-            }
-            let mut holdings = holders.iter().map(|h| parse_holder(h, &salt)).collect::<anyhow::Result<Vec<_>>>()?;
-            holdings.sort_by_key(|h| h.party);
-            let doc =
-                std::fs::File::open(&source).with_context(|| format!("cannot open --source {}", source.display()))?;
-            let (source_fp, _) = Fingerprint::of_reader(std::io::BufReader::new(doc))?;
             let op = LandOp::Register {
-                parcel: Parcel { cadastral: cadastral.clone(), category, permitted_use, geometry },
-                right: Right { kind, holders: holdings, start, end },
-                source: source_fp,
+                parcel: Parcel { cadastral, category, permitted_use, geometry: polygon },
+                right: right.build()?,
+                source: fingerprint(&source)?,
             };
-            // The same checks every node applies, before anything is signed.
-            op.validate().map_err(|e| anyhow!("{e}"))?;
-            let key = key.load()?;
-            let nonce = submit::next_nonce(&node, &key)?;
-            let s = submit::submit(&node, &genesis.chain_id, &key, nonce, TxBody::Land(op))?;
-            let height = submit::wait_committed(&node, &s.id, Duration::from_secs(wait))?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"cadastral_number": cadastral, "tx": s.id.to_hex(), "height": height})
-                );
-            } else {
-                println!("registered {cadastral} at height {height} (transaction {})", s.id);
+            send(&node, &genesis, &signing, op)
+        }
+        ParcelCommand::Transfer { cadastral, right, consents, source, signing } => {
+            let consents = consents
+                .iter()
+                .map(|c| {
+                    let bytes: [u8; 64] = hex::decode(c.trim())
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| anyhow!("--consent {c:?}: a signature is 128 hex digits"))?;
+                    Ok(Signature(bytes))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let op = LandOp::Transfer { cadastral, right: right.build()?, source: fingerprint(&source)?, consents };
+            send_with_node_genesis(&signing, op)
+        }
+        ParcelCommand::Encumber { cadastral, kind, beneficiary, salt_file, consent_key, start, source, signing } => {
+            let salt = read_salt(&salt_file)?;
+            let restriction = Restriction {
+                kind: enum_arg("kind", &kind, "mortgage, arrest")?,
+                beneficiary: land::party_hash(&salt, beneficiary.trim()),
+                consent_key: consent_key
+                    .map(|k| PublicKey::from_hex(&k).map_err(|e| anyhow!("--consent-key: {e}")))
+                    .transpose()?,
+                start,
+                source: fingerprint(&source)?,
+            };
+            send_with_node_genesis(&signing, LandOp::Encumber { cadastral, restriction })
+        }
+        ParcelCommand::Release { cadastral, restriction, source, signing } => {
+            let op =
+                LandOp::Release { cadastral, restriction: fingerprint(&restriction)?, source: fingerprint(&source)? };
+            send_with_node_genesis(&signing, op)
+        }
+        ParcelCommand::Correct { cadastral, geometry, source, signing } => {
+            let node = Node::new(&signing.node)?;
+            let genesis = genesis_of(&node, signing.genesis.as_ref())?;
+            let crs = Crs::from_epsg(genesis.params.land_crs_epsg)?;
+            let (_, polygon) = read_one(&geometry, &crs)?;
+            let op = LandOp::CorrectBoundary { cadastral, geometry: polygon, source: fingerprint(&source)? };
+            send(&node, &genesis, &signing, op)
+        }
+        ParcelCommand::Split { cadastral, geojson, source, signing } => {
+            let node = Node::new(&signing.node)?;
+            let genesis = genesis_of(&node, signing.genesis.as_ref())?;
+            let crs = Crs::from_epsg(genesis.params.land_crs_epsg)?;
+            let parent = node.get(&format!("/v1/parcels/{cadastral}"))?;
+            let category: LandCategory =
+                serde_json::from_value(parent["category"].clone()).context("parent category")?;
+            let permitted_use = parent["permitted_use"].as_str().unwrap_or_default().to_string();
+            let mut children = Vec::new();
+            for (i, f) in geo_io::parse_geojson(&read_bounded(&geojson, 16 << 20)?, &crs)?.into_iter().enumerate() {
+                let number = f.cadastral.ok_or_else(|| anyhow!("feature {i} has no properties.cadastral_number"))?;
+                children.push(Parcel {
+                    cadastral: number,
+                    category,
+                    permitted_use: permitted_use.clone(),
+                    geometry: f.polygon,
+                });
             }
+            children.sort_by(|a, b| a.cadastral.cmp(&b.cadastral));
+            let op = LandOp::Split { cadastral, children, source: fingerprint(&source)? };
+            send(&node, &genesis, &signing, op)
+        }
+        ParcelCommand::Merge { mut parents, geojson, source, signing } => {
+            let node = Node::new(&signing.node)?;
+            let genesis = genesis_of(&node, signing.genesis.as_ref())?;
+            let crs = Crs::from_epsg(genesis.params.land_crs_epsg)?;
+            let (named, polygon) = read_one(&GeometryArgs { geojson: Some(geojson), wkt: None }, &crs)?;
+            let number = named.ok_or_else(|| anyhow!("the new parcel's feature has no properties.cadastral_number"))?;
+            parents.sort();
+            let first = node.get(&format!("/v1/parcels/{}", parents[0]))?;
+            let category: LandCategory =
+                serde_json::from_value(first["category"].clone()).context("parcel category")?;
+            let parcel = Parcel {
+                cadastral: number,
+                category,
+                permitted_use: first["permitted_use"].as_str().unwrap_or_default().to_string(),
+                geometry: polygon,
+            };
+            send(&node, &genesis, &signing, LandOp::Merge { parents, parcel, source: fingerprint(&source)? })
+        }
+        ParcelCommand::Consent { cadastral, right, node, key } => {
+            let node = Node::new(&node)?;
+            let chain = submit::chain_id(&node)?;
+            let version = node.get(&format!("/v1/parcels/{cadastral}"))?["version"]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .context("the parcel's version")?;
+            let message = land::transfer_consent_bytes(&chain, &cadastral, version, &right.build()?);
+            let sig = key.load()?.sign(sabt_core::sign::LAND_CONSENT, &message);
+            println!("{}", hex::encode(sig.0));
             Ok(exit::OK)
+        }
+        ParcelCommand::Retire { cadastral, source, signing } => {
+            send_with_node_genesis(&signing, LandOp::Retire { cadastral, source: fingerprint(&source)? })
         }
         ParcelCommand::Show { cadastral, node, proof_out, genesis, json } => {
             let node = Node::new(&node)?;
