@@ -20,6 +20,9 @@
 //! | `GET /v1/entries/{index}/proof[?height=H]` | the entry, its inclusion path and the cosigned checkpoint of the latest block (or of block H) |
 //! | `GET /v1/parcels/{cadastral}` | a parcel's current state: geometry as GeoJSON (WGS84), right, restrictions, version |
 //! | `GET /v1/parcels/at?lon=&lat=` | the live parcels containing a WGS84 point |
+//! | `GET /v1/parcels?bbox=minlon,minlat,maxlon,maxlat` | live parcels in a box, GeoJSON FeatureCollection |
+//! | `GET /v1/parcels/export` | every live parcel, GeoJSON FeatureCollection (opens in QGIS) |
+//! | `GET /v1/parcels/{cadastral}/history` | every entry that changed the parcel, oldest first |
 //! | `GET /v1/parcels/{cadastral}/proof` | a proof of that state (or of absence) at the latest block |
 //! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`ApiDoc`]) |
 //!
@@ -206,7 +209,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
         ("/v1/genesis", get(genesis)),
         ("/v1/consistency", get(consistency)),
         ("/v1/entries/{index}/proof", get(entry_proof)),
+        ("/v1/parcels", get(parcels_in_box)),
         ("/v1/parcels/at", get(parcels_at)),
+        ("/v1/parcels/export", get(parcels_export)),
+        ("/v1/parcels/{cadastral}/history", get(parcel_history)),
         ("/v1/parcels/{cadastral}", get(parcel)),
         ("/v1/parcels/{cadastral}/proof", get(parcel_proof)),
     ]
@@ -242,6 +248,9 @@ Byte formats are specified in docs/PROOFS.md."
         entry_proof,
         parcel,
         parcels_at,
+        parcels_in_box,
+        parcels_export,
+        parcel_history,
         parcel_proof
     ),
     components(schemas(ErrorBody)),
@@ -778,6 +787,121 @@ async fn parcels_at(
         }
     }
     Ok(Json(json!({"lon": q.lon, "lat": q.lat, "height": s.tip().height, "parcels": found})))
+}
+
+/// Most parcels in one box query.
+const MAX_BOX_PARCELS: usize = 5000;
+
+/// A live parcel as a GeoJSON Feature (WGS84).
+fn parcel_feature(crs: &geo_io::Crs, st: &ParcelState) -> Result<Value, ApiError> {
+    let geometry = geo_io::polygon_to_geojson(crs, &st.parcel.geometry).map_err(ApiError::internal)?;
+    Ok(json!({
+        "type": "Feature",
+        "properties": {
+            "cadastral_number": st.parcel.cadastral,
+            "category": st.parcel.category,
+            "permitted_use": st.parcel.permitted_use,
+            "area_m2": st.parcel.geometry.area_m2(),
+            "right": st.right.kind,
+            "holders": st.right.holders.len(),
+            "restrictions": st.restrictions.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            "version": st.version,
+        },
+        "geometry": geometry,
+    }))
+}
+
+/// The named live parcels as a FeatureCollection.
+fn feature_collection(s: &Shared, names: &[String]) -> Res {
+    let crs = geo_io::Crs::from_epsg(s.genesis.params.land_crs_epsg).map_err(ApiError::internal)?;
+    let ws = s.store.write_set();
+    let mut features = Vec::with_capacity(names.len());
+    for c in names {
+        if let Some(st) = s.registry.parcel(&ws, c).map_err(ApiError::internal)?
+            && st.retired_height.is_none()
+        {
+            features.push(parcel_feature(&crs, &st)?);
+        }
+    }
+    Ok(Json(json!({"type": "FeatureCollection", "features": features})))
+}
+
+#[utoipa::path(get, path = "/v1/parcels", tag = "land", params(BoxQuery),
+    responses((status = 200, description = "The live parcels whose bounding box meets the box, as a GeoJSON FeatureCollection (at most 5,000)", body = Object),
+        (status = 400, body = ErrorBody)))]
+async fn parcels_in_box(
+    State(s): State<Arc<Shared>>,
+    q: Result<axum::extract::Query<BoxQuery>, axum::extract::rejection::QueryRejection>,
+) -> Res {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_bbox", m);
+    let axum::extract::Query(q) = q.map_err(|e| bad(format!("expected ?bbox=minlon,minlat,maxlon,maxlat: {e}")))?;
+    let v: Vec<f64> = q
+        .bbox
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad(format!("{:?} is not minlon,minlat,maxlon,maxlat", q.bbox)))?;
+    let [x0, y0, x1, y1] = v[..] else { return Err(bad("bbox needs four numbers".into())) };
+    let crs = geo_io::Crs::from_epsg(s.genesis.params.land_crs_epsg).map_err(ApiError::internal)?;
+    let corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+        .iter()
+        .map(|&(lon, lat)| crs.project(lon, lat))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let min = sabt_core::geometry::Point::new(
+        corners.iter().map(|p| p.x).min().unwrap_or_default(),
+        corners.iter().map(|p| p.y).min().unwrap_or_default(),
+    );
+    let max = sabt_core::geometry::Point::new(
+        corners.iter().map(|p| p.x).max().unwrap_or_default(),
+        corners.iter().map(|p| p.y).max().unwrap_or_default(),
+    );
+    let names = s
+        .parcels
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .in_box(&sabt_core::geometry::BBox { min, max }, MAX_BOX_PARCELS);
+    feature_collection(&s, &names)
+}
+
+#[utoipa::path(get, path = "/v1/parcels/export", tag = "land",
+    responses((status = 200, description = "Every live parcel, as a GeoJSON FeatureCollection (WGS84) that opens in QGIS", body = Object)))]
+async fn parcels_export(State(s): State<Arc<Shared>>) -> Res {
+    let names: Vec<String> = s.parcels.read().unwrap_or_else(|p| p.into_inner()).live().cloned().collect();
+    feature_collection(&s, &names)
+}
+
+#[utoipa::path(get, path = "/v1/parcels/{cadastral}/history", tag = "land",
+    params(("cadastral" = String, Path, description = "Cadastral number")),
+    responses((status = 200, description = "Every log entry that changed the parcel, oldest first: operation, version, height, time, signer", body = Object),
+        (status = 404, description = "Never registered", body = ErrorBody)))]
+async fn parcel_history(State(s): State<Arc<Shared>>, Path(cadastral): Path<String>) -> Res {
+    let indices = s.parcels.read().unwrap_or_else(|p| p.into_inner()).history(&cadastral).to_vec();
+    if indices.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_parcel",
+            format!("parcel {cadastral} was never registered"),
+        ));
+    }
+    let mut entries = Vec::new();
+    for i in indices {
+        let bytes = s.store.entry(i).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("entry missing"))?;
+        let e: sabt_core::entry::LogEntry = codec::decode(&bytes).map_err(ApiError::internal)?;
+        if let EntryBody::Land(l) = &e.body {
+            entries.push(json!({
+                "index": i,
+                "height": e.height,
+                "time_ms": e.time_ms,
+                "signer": e.signer.to_hex(),
+                "tx": e.tx.to_hex(),
+                "operation": l.op.name(),
+                "version": if l.op.cadastral() == cadastral { Some(l.version) } else { None },
+                "detail": l.op,
+            }));
+        }
+    }
+    Ok(Json(json!({"cadastral_number": cadastral, "entries": entries})))
 }
 
 #[utoipa::path(get, path = "/v1/parcels/{cadastral}/proof", tag = "land",

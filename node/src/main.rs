@@ -19,6 +19,7 @@ mod forward;
 mod mempool;
 mod metrics;
 mod node;
+mod parcels;
 mod schema;
 mod store;
 

@@ -49,6 +49,8 @@ pub struct Shared {
     /// Forwards client submissions to the other validators.
     pub forwarder: Option<crate::forward::Forwarder>,
     mempool: Mutex<Mempool>,
+    /// The map of live parcels and parcel histories, derived from the log.
+    pub parcels: RwLock<crate::parcels::ParcelIndex>,
     tip: RwLock<Tip>,
     ready: AtomicBool,
 }
@@ -112,10 +114,16 @@ impl Shared {
 
     /// Records a committed block.
     pub fn committed(&self, tip: Tip, ids: &[Hash32]) {
-        let (height, time_ms) = (tip.height, tip.time_ms);
+        let (height, time_ms, log_size) = (tip.height, tip.time_ms, tip.log_size);
         match self.tip.write() {
             Ok(mut t) => *t = tip,
             Err(p) => *p.into_inner() = tip,
+        }
+        {
+            let mut ix = self.parcels.write().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = extend_index(&self.store, &mut ix, log_size) {
+                error!(error = %e, "cannot extend the parcel map; land queries may lag until restart");
+            }
         }
         let ws = self.store.write_set();
         let mut pool = self.mempool();
@@ -124,6 +132,15 @@ impl Shared {
         self.metrics.height.set(i64::try_from(height).unwrap_or(i64::MAX));
         self.metrics.txs_committed.inc_by(ids.len() as u64);
     }
+}
+
+/// Takes log entries from `ix.indexed` up to `log_size` into the parcel map.
+fn extend_index(store: &Store, ix: &mut crate::parcels::ParcelIndex, log_size: u64) -> anyhow::Result<()> {
+    for i in ix.indexed..log_size {
+        let bytes = store.entry(i)?.ok_or_else(|| anyhow!("log entry {i} is missing"))?;
+        ix.apply_bytes(i, &bytes).map_err(|e| anyhow!("log entry {i}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Malachite's view of the configuration.
@@ -276,6 +293,13 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     let metrics = Metrics::register(&cfg.name);
     metrics.height.set(i64::try_from(tip.height).unwrap_or(i64::MAX));
     let registry = Registry::new(&genesis)?;
+    let parcel_index = {
+        let started = std::time::Instant::now();
+        let mut ix = crate::parcels::ParcelIndex::default();
+        extend_index(&store, &mut ix, tip.log_size)?;
+        info!(entries = tip.log_size, ms = started.elapsed().as_millis() as u64, "parcel map rebuilt from the log");
+        ix
+    };
     let shared = Arc::new(Shared {
         name: cfg.name.clone(),
         genesis_hash,
@@ -289,6 +313,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
             Some(crate::forward::Forwarder::start(cfg.mempool.peers.clone()).context("starting the forwarder")?)
         },
         mempool: Mutex::new(Mempool::new(cfg.mempool.max_txs, cfg.mempool.max_bytes)),
+        parcels: RwLock::new(parcel_index),
         tip: RwLock::new(tip),
         ready: AtomicBool::new(false),
         genesis,

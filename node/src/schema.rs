@@ -235,6 +235,15 @@ pub struct AtHeight {
     pub height: Option<u64>,
 }
 
+/// A WGS84 box, `minlon,minlat,maxlon,maxlat`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BoxQuery {
+    /// `minlon,minlat,maxlon,maxlat` in degrees.
+    pub bbox: String,
+}
+
 /// A WGS84 position.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

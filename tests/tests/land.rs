@@ -20,10 +20,12 @@ fn feature(cadastral: &str, ring: &[(f64, f64)]) -> String {
 
 #[test]
 fn land_clerk_registers_shows_and_proves_a_parcel() {
-    let c = Cluster::start(4, 33400).unwrap();
+    let mut c = Cluster::start(4, 33400).unwrap();
     c.wait_all(2, Duration::from_secs(90)).unwrap();
-    let dir = c.dir.path();
-    let node = c.nodes[1].url.as_str();
+    let dir_buf = c.dir.path().to_path_buf();
+    let dir = dir_buf.as_path();
+    let node_url = c.nodes[1].url.clone();
+    let node = node_url.as_str();
     let admin = c.nodes[0].home.join("keys/admin.key");
     let genesis = dir.join("genesis.json");
     let salt = dir.join("salt");
@@ -278,6 +280,37 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     let out = sabt(&["parcel", "show", "01:01:0001", "--node", node, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((v["version"].as_u64(), v["restrictions"].as_array().unwrap().len()), (Some(6), 1), "{v}");
+
+    // The map: export (live parcels only), a box, history; the same after a restart, since the
+    // node rebuilds its parcel map from the log.
+    let export = |c: &Cluster, i: usize| {
+        let out = sabt(&["parcel", "export", "--node", c.nodes[i].url.as_str()]);
+        assert!(out.status.success(), "{}", text(&out));
+        let fc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        fc["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["properties"]["cadastral_number"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(export(&c, 1), vec!["01:01:0001"]);
+    let out = sabt(&["parcel", "export", "--bbox", "68.779,38.559,68.7805,38.5605", "--node", node]);
+    assert!(text(&out).contains("01:01:0001"), "{}", text(&out));
+    let out = sabt(&["parcel", "export", "--bbox", "68.80,38.59,68.81,38.60", "--node", node]);
+    assert!(!text(&out).contains("01:01:"), "{}", text(&out));
+    let out = sabt(&["parcel", "history", "01:01:0002", "--node", node, "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ops: Vec<&str> = h["entries"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap()).collect();
+    assert_eq!(ops, vec!["register", "split"]);
+    c.terminate(2).unwrap();
+    c.start_node(2).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while c.get(2, "/v1/status").is_none() {
+        assert!(std::time::Instant::now() < deadline, "node 3 did not come back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(export(&c, 2), vec!["01:01:0001"]);
 
     // A number never registered is proven absent.
     let absent = dir.join("absent.json");

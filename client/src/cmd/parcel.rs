@@ -254,6 +254,29 @@ enum ParcelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every live parcel as a GeoJSON FeatureCollection (WGS84; opens in QGIS).
+    Export {
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only parcels in this box: `minlon,minlat,maxlon,maxlat`.
+        #[arg(long)]
+        bbox: Option<String>,
+        /// The node's API URL.
+        #[arg(long, env = "SABT_NODE")]
+        node: String,
+    },
+    /// Every change of a parcel, oldest first.
+    History {
+        /// Cadastral number.
+        cadastral: String,
+        /// The node's API URL.
+        #[arg(long, env = "SABT_NODE")]
+        node: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify a parcel proof offline, trusting only the genesis.
     Verify {
         /// The proof file (`sabt parcel show --proof-out`).
@@ -524,6 +547,43 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                         p["cadastral_number"].as_str().unwrap_or_default(),
                         p["where"].as_str().unwrap_or_default(),
                         p["version"]
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        ParcelCommand::Export { out, bbox, node } => {
+            let node = Node::new(&node)?;
+            let path = match &bbox {
+                Some(b) => format!("/v1/parcels?bbox={}", b.replace(' ', "")),
+                None => "/v1/parcels/export".to_string(),
+            };
+            let fc = node.get(&path)?;
+            let text = serde_json::to_string_pretty(&fc)? + "\n";
+            match out {
+                Some(p) => {
+                    write_atomic(&p, &text)?;
+                    eprintln!("{} parcels written to {}", fc["features"].as_array().map_or(0, Vec::len), p.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(exit::OK)
+        }
+        ParcelCommand::History { cadastral, node, json } => {
+            let node = Node::new(&node)?;
+            let h = node.get(&format!("/v1/parcels/{cadastral}/history"))?;
+            if json {
+                println!("{h}");
+            } else {
+                for e in h["entries"].as_array().cloned().unwrap_or_default() {
+                    let version = e["version"].as_u64().map(|v| format!("v{v}")).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<4} {:<17} entry {:<6} height {:<6} {}",
+                        version,
+                        e["operation"].as_str().unwrap_or_default(),
+                        e["index"],
+                        e["height"],
+                        crate::time::format_utc_ms(e["time_ms"].as_u64().unwrap_or_default())
                     );
                 }
             }

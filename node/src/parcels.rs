@@ -1,0 +1,170 @@
+//! The node's map of the land registry: an R-tree of the live parcels' bounding boxes and each
+//! parcel's history (the log entries that changed it). Both are derived from the log: rebuilt
+//! from storage at start and extended with every committed block, so they never disagree with the
+//! chain. Answers are then read from the committed state.
+
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
+use sabt_core::codec;
+use sabt_core::entry::{EntryBody, LogEntry};
+use sabt_core::geometry::{BBox, Polygon};
+use sabt_core::land::LandOp;
+use std::collections::BTreeMap;
+
+type Item = GeomWithData<Rectangle<[i64; 2]>, String>;
+
+/// Live parcels by bounding box, and every parcel's history.
+#[derive(Debug, Default)]
+pub struct ParcelIndex {
+    tree: RTree<Item>,
+    boxes: BTreeMap<String, BBox>,
+    history: BTreeMap<String, Vec<u64>>,
+    /// Log entries indexed so far.
+    pub indexed: u64,
+}
+
+fn rect(b: &BBox) -> Rectangle<[i64; 2]> {
+    Rectangle::from_corners([b.min.x, b.min.y], [b.max.x, b.max.y])
+}
+
+impl ParcelIndex {
+    fn insert(&mut self, cadastral: &str, g: &Polygon) {
+        self.remove(cadastral);
+        let b = g.bbox();
+        self.tree.insert(GeomWithData::new(rect(&b), cadastral.to_string()));
+        self.boxes.insert(cadastral.to_string(), b);
+    }
+
+    fn remove(&mut self, cadastral: &str) {
+        if let Some(b) = self.boxes.remove(cadastral) {
+            self.tree.remove(&GeomWithData::new(rect(&b), cadastral.to_string()));
+        }
+    }
+
+    fn touch(&mut self, cadastral: &str, index: u64) {
+        self.history.entry(cadastral.to_string()).or_default().push(index);
+    }
+
+    /// Takes in log entry `index` (entries must come in order).
+    pub fn apply(&mut self, index: u64, entry: &LogEntry) {
+        self.indexed = index + 1;
+        let EntryBody::Land(l) = &entry.body else { return };
+        match &l.op {
+            LandOp::Register { parcel, .. } => self.insert(&parcel.cadastral, &parcel.geometry),
+            LandOp::CorrectBoundary { cadastral, geometry, .. } => self.insert(cadastral, geometry),
+            LandOp::Retire { cadastral, .. } => self.remove(cadastral),
+            LandOp::Split { cadastral, children, .. } => {
+                self.remove(cadastral);
+                for c in children {
+                    self.insert(&c.cadastral, &c.geometry);
+                    self.touch(&c.cadastral, index);
+                }
+            }
+            LandOp::Merge { parents, parcel, .. } => {
+                for p in parents {
+                    self.remove(p);
+                    self.touch(p, index);
+                }
+                self.insert(&parcel.cadastral, &parcel.geometry);
+            }
+            LandOp::Transfer { .. } | LandOp::Encumber { .. } | LandOp::Release { .. } => {}
+        }
+        self.touch(l.op.cadastral(), index);
+    }
+
+    /// Takes in the canonical bytes of log entry `index`.
+    pub fn apply_bytes(&mut self, index: u64, bytes: &[u8]) -> Result<(), codec::CodecError> {
+        let entry: LogEntry = codec::decode(bytes)?;
+        self.apply(index, &entry);
+        Ok(())
+    }
+
+    /// Live parcels whose bounding box meets `b`, in cadastral order, at most `limit`.
+    pub fn in_box(&self, b: &BBox, limit: usize) -> Vec<String> {
+        let env = AABB::from_corners([b.min.x, b.min.y], [b.max.x, b.max.y]);
+        let mut v: Vec<String> = self.tree.locate_in_envelope_intersecting(&env).map(|i| i.data.clone()).collect();
+        v.sort();
+        v.truncate(limit);
+        v
+    }
+
+    /// Every live parcel, in cadastral order.
+    pub fn live(&self) -> impl Iterator<Item = &String> {
+        self.boxes.keys()
+    }
+
+    /// The log entries that changed a parcel, oldest first.
+    pub fn history(&self, cadastral: &str) -> &[u64] {
+        self.history.get(cadastral).map_or(&[], Vec::as_slice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sabt_core::fingerprint::Fingerprint;
+    use sabt_core::geometry::Point;
+    use sabt_core::land::{Holding, LandCategory, LandEntry, Parcel, Right, RightKind, Share};
+
+    fn rect_poly(x0: i64, y0: i64, x1: i64, y1: i64) -> Polygon {
+        let p = Point::new;
+        Polygon { exterior: vec![p(x0, y0), p(x1, y0), p(x1, y1), p(x0, y1), p(x0, y0)], holes: vec![] }
+    }
+
+    fn entry(op: LandOp) -> LogEntry {
+        LogEntry {
+            height: 1,
+            time_ms: 1,
+            tx: sabt_core::hash::Hash32([0; 32]),
+            signer: sabt_core::sign::SecretKey::from_seed(&[1; 32]).public(),
+            body: EntryBody::Land(LandEntry { op, version: 1 }),
+        }
+    }
+
+    fn parcel(c: &str, g: Polygon) -> Parcel {
+        Parcel { cadastral: c.into(), category: LandCategory::Settlement, permitted_use: "x".into(), geometry: g }
+    }
+
+    #[test]
+    fn follows_registration_split_merge_and_retirement() {
+        let right = Right {
+            kind: RightKind::PerpetualUse,
+            holders: vec![Holding { party: sabt_core::hash::Hash32([1; 32]), share: Share { num: 1, den: 1 } }],
+            start: "2026-01-01".into(),
+            end: None,
+        };
+        let src = Fingerprint::of_bytes(b"s");
+        let mut ix = ParcelIndex::default();
+        ix.apply(
+            0,
+            &entry(LandOp::Register {
+                parcel: parcel("A", rect_poly(0, 0, 100, 100)),
+                right: right.clone(),
+                source: src,
+            }),
+        );
+        ix.apply(1, &entry(LandOp::Register { parcel: parcel("B", rect_poly(200, 0, 300, 100)), right, source: src }));
+        let all = BBox { min: Point::new(-1000, -1000), max: Point::new(1000, 1000) };
+        assert_eq!(ix.in_box(&all, 10), vec!["A", "B"]);
+        assert_eq!(ix.in_box(&BBox { min: Point::new(150, 0), max: Point::new(160, 10) }, 10), Vec::<String>::new());
+        let children = vec![parcel("A1", rect_poly(0, 0, 50, 100)), parcel("A2", rect_poly(50, 0, 100, 100))];
+        ix.apply(2, &entry(LandOp::Split { cadastral: "A".into(), children, source: src }));
+        assert_eq!(ix.in_box(&all, 10), vec!["A1", "A2", "B"]);
+        ix.apply(
+            3,
+            &entry(LandOp::Merge {
+                parents: vec!["A1".into(), "A2".into()],
+                parcel: parcel("C", rect_poly(0, 0, 100, 100)),
+                source: src,
+            }),
+        );
+        ix.apply(4, &entry(LandOp::Retire { cadastral: "B".into(), source: src }));
+        assert_eq!(ix.live().cloned().collect::<Vec<_>>(), vec!["C"]);
+        assert_eq!(ix.history("A"), &[0, 2]);
+        assert_eq!(ix.history("A1"), &[2, 3]);
+        assert_eq!(ix.history("C"), &[3]);
+        assert_eq!(ix.history("B"), &[1, 4]);
+        assert_eq!(ix.indexed, 5);
+    }
+}
