@@ -18,7 +18,7 @@
 //! | `GET /v1/records/{digest}/status` | a status proof (current, withdrawn or superseded) at the latest block, for offline checking |
 //! | `GET /v1/consistency?old=N&new=M` | RFC 9162 consistency proof between two committed log sizes |
 //! | `GET /v1/entries/{index}/proof[?height=H]` | the entry, its inclusion path and the cosigned checkpoint of the latest block (or of block H) |
-//! | `GET /v1/parcels/{cadastral}` | a parcel's current state: geometry as GeoJSON (WGS84), right, restrictions, version |
+//! | `GET /v1/parcels/{cadastral}[?height=H]` | a parcel's state now (or as of block H, replayed from its history): geometry as GeoJSON (WGS84), right, restrictions, version |
 //! | `GET /v1/parcels/at?lon=&lat=` | the live parcels containing a WGS84 point |
 //! | `GET /v1/parcels?bbox=minlon,minlat,maxlon,maxlat` | live parcels in a box, GeoJSON FeatureCollection |
 //! | `GET /v1/parcels/export` | every live parcel, GeoJSON FeatureCollection (opens in QGIS) |
@@ -739,11 +739,31 @@ fn parcel_state(s: &Shared, cadastral: &str) -> Result<ParcelState, ApiError> {
 }
 
 #[utoipa::path(get, path = "/v1/parcels/{cadastral}", tag = "land",
-    params(("cadastral" = String, Path, description = "Cadastral number")),
-    responses((status = 200, description = "The parcel's current state: geometry (GeoJSON, WGS84), right, restrictions, version", body = Object),
-        (status = 400, body = ErrorBody), (status = 404, description = "Not registered", body = ErrorBody)))]
-async fn parcel(State(s): State<Arc<Shared>>, Path(cadastral): Path<String>) -> Res {
-    let st = parcel_state(&s, &cadastral)?;
+    params(("cadastral" = String, Path, description = "Cadastral number"), AtHeight),
+    responses((status = 200, description = "The parcel's state, now or as of block H: geometry (GeoJSON, WGS84), right, restrictions, version", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, description = "Not registered (then)", body = ErrorBody)))]
+async fn parcel(
+    State(s): State<Arc<Shared>>,
+    Path(cadastral): Path<String>,
+    q: Result<axum::extract::Query<AtHeight>, axum::extract::rejection::QueryRejection>,
+) -> Res {
+    let axum::extract::Query(q) = q.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected ?height=H (a block height): {e}"))
+    })?;
+    let st = match q.height {
+        None => parcel_state(&s, &cadastral)?,
+        Some(h) => {
+            let read = |i: u64| s.store.entry(i).ok().flatten().and_then(|b| codec::decode(&b).ok());
+            let ix = s.parcels.read().unwrap_or_else(|p| p.into_inner());
+            crate::parcels::state_as_of(&ix, &cadastral, h, u64::MAX, &read, 0).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_such_parcel",
+                    format!("parcel {cadastral} was not registered at height {h}"),
+                )
+            })?
+        }
+    };
     let crs = geo_io::Crs::from_epsg(s.genesis.params.land_crs_epsg).map_err(ApiError::internal)?;
     let geometry = geo_io::polygon_to_geojson(&crs, &st.parcel.geometry).map_err(ApiError::internal)?;
     Ok(Json(json!({

@@ -8,7 +8,7 @@ use rstar::{AABB, RTree};
 use sabt_core::codec;
 use sabt_core::entry::{EntryBody, LogEntry};
 use sabt_core::geometry::{BBox, Polygon};
-use sabt_core::land::LandOp;
+use sabt_core::land::{LandOp, Parcel, ParcelState, Right};
 use std::collections::BTreeMap;
 
 type Item = GeomWithData<Rectangle<[i64; 2]>, String>;
@@ -97,6 +97,70 @@ impl ParcelIndex {
     pub fn history(&self, cadastral: &str) -> &[u64] {
         self.history.get(cadastral).map_or(&[], Vec::as_slice)
     }
+}
+
+/// Rebuilds a parcel's state as of block `height` by replaying its log entries up to that height
+/// (the state map keeps only the latest state). `entry` reads log entry `i`; `None` if the parcel
+/// did not exist then.
+pub fn state_as_of(
+    ix: &ParcelIndex,
+    cadastral: &str,
+    height: u64,
+    before: u64,
+    entry: &dyn Fn(u64) -> Option<LogEntry>,
+    depth: u32,
+) -> Option<ParcelState> {
+    if depth > 64 {
+        return None;
+    }
+    let mut st: Option<ParcelState> = None;
+    for &i in ix.history(cadastral).iter().filter(|i| **i < before) {
+        let e = entry(i)?;
+        if e.height > height {
+            break;
+        }
+        let EntryBody::Land(l) = &e.body else { continue };
+        let fresh = |parcel: &Parcel, right: Right, version| ParcelState {
+            parcel: parcel.clone(),
+            right,
+            restrictions: Vec::new(),
+            version,
+            index: i,
+            height: e.height,
+            retired_height: None,
+        };
+        match &l.op {
+            LandOp::Register { parcel, right, .. } => st = Some(fresh(parcel, right.clone(), l.version)),
+            LandOp::Split { cadastral: parent, children, .. } if parent != cadastral => {
+                let child = children.iter().find(|c| c.cadastral == cadastral)?;
+                let p = state_as_of(ix, parent, height, i, entry, depth + 1)?;
+                st = Some(fresh(child, p.right, 1));
+            }
+            LandOp::Merge { parents, parcel, .. } if parcel.cadastral == cadastral => {
+                let p = state_as_of(ix, parents.first()?, height, i, entry, depth + 1)?;
+                st = Some(fresh(parcel, p.right, l.version));
+            }
+            op => {
+                let s = st.as_mut()?;
+                match op {
+                    LandOp::Transfer { right, .. } => s.right = right.clone(),
+                    LandOp::CorrectBoundary { geometry, .. } => s.parcel.geometry = geometry.clone(),
+                    LandOp::Encumber { restriction, .. } => s.restrictions.push(restriction.clone()),
+                    LandOp::Release { restriction, .. } => {
+                        s.restrictions.retain(|r| r.source.sha256 != restriction.sha256)
+                    }
+                    LandOp::Retire { .. } | LandOp::Split { .. } | LandOp::Merge { .. } => {
+                        s.retired_height = Some(e.height)
+                    }
+                    LandOp::Register { .. } => {}
+                }
+                s.version = if l.op.cadastral() == cadastral { l.version } else { s.version + 1 };
+                s.index = i;
+                s.height = e.height;
+            }
+        }
+    }
+    st
 }
 
 #[cfg(test)]

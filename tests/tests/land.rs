@@ -311,6 +311,22 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(export(&c, 2), vec!["01:01:0001"]);
+    // As of the block that registered 0001: two holders, version 1; and 0004 as of its split.
+    let h1 = sabt(&["parcel", "history", "01:01:0001", "--node", node, "--json"]);
+    let h1: serde_json::Value = serde_json::from_slice(&h1.stdout).unwrap();
+    let registered_at = h1["entries"][0]["height"].as_u64().unwrap().to_string();
+    let out = sabt(&["parcel", "show", "01:01:0001", "--height", &registered_at, "--node", node, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["version"].as_u64(), v["right"]["holders"].as_array().unwrap().len()), (Some(1), 2), "{v}");
+    let out = sabt(&["parcel", "show", "01:01:0001", "--height", "1", "--node", node]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let h4 = sabt(&["parcel", "history", "01:01:0004", "--node", node, "--json"]);
+    let h4: serde_json::Value = serde_json::from_slice(&h4.stdout).unwrap();
+    let split_at = h4["entries"][0]["height"].as_u64().unwrap().to_string();
+    let out = sabt(&["parcel", "show", "01:01:0004", "--height", &split_at, "--node", node, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["version"].as_u64(), v["retired_height"].is_null()), (Some(1), true), "{v}");
+    assert_eq!(v["right"]["holders"].as_array().unwrap().len(), 2, "the split child takes its parent's right: {v}");
 
     // A number never registered is proven absent.
     let absent = dir.join("absent.json");

@@ -222,10 +222,13 @@ enum ParcelCommand {
         #[command(flatten)]
         signing: Signing,
     },
-    /// Show a parcel's current state.
+    /// Show a parcel's current state, or its state as of a past block (`--height`).
     Show {
         /// Cadastral number.
         cadastral: String,
+        /// The state as of this block height.
+        #[arg(long, conflicts_with = "proof_out")]
+        height: Option<u64>,
         /// The node's API URL.
         #[arg(long, env = "SABT_NODE")]
         node: String,
@@ -497,9 +500,10 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
         ParcelCommand::Retire { cadastral, source, signing } => {
             send_with_node_genesis(&signing, LandOp::Retire { cadastral, source: fingerprint(&source)? })
         }
-        ParcelCommand::Show { cadastral, node, proof_out, genesis, json } => {
+        ParcelCommand::Show { cadastral, height, node, proof_out, genesis, json } => {
             let node = Node::new(&node)?;
-            let v = node.get(&format!("/v1/parcels/{cadastral}"))?;
+            let at = height.map(|h| format!("?height={h}")).unwrap_or_default();
+            let v = node.get(&format!("/v1/parcels/{cadastral}{at}"))?;
             if let Some(out) = &proof_out {
                 let genesis = genesis_of(&node, genesis.as_ref())?;
                 let p = ParcelProof::from_json(&node.get(&format!("/v1/parcels/{cadastral}/proof"))?.to_string())?;
