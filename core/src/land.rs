@@ -145,6 +145,86 @@ pub struct Parcel {
     pub geometry: Polygon,
 }
 
+/// Kinds of structure on the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StructureKind {
+    /// A building: its footprint lies on the parcels it is linked to.
+    Building,
+    /// A linear object (road, canal, power line): its centreline.
+    Road,
+}
+
+/// A building or a linear object, registered separately from the land and linked to parcels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Structure {
+    /// Its registry number (same form as a cadastral number).
+    pub id: String,
+    /// Building or road.
+    pub kind: StructureKind,
+    /// The parcels it stands on (a building: at least one; a road: any), in increasing order.
+    pub parcels: Vec<String>,
+    /// A building's footprint.
+    pub footprint: Option<Polygon>,
+    /// A road's centreline, at least two vertices.
+    pub line: Option<Vec<crate::geometry::Point>>,
+    /// What it is, e.g. "two-storey house", "M41 highway".
+    pub description: String,
+}
+
+/// A structure's state, as the state map holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StructureState {
+    /// The structure.
+    pub structure: Structure,
+    /// Log index of the entry that registered it.
+    pub index: u64,
+    /// Height of that entry's block.
+    pub height: u64,
+    /// Height of the block that retired it (demolished, closed), if any.
+    pub retired_height: Option<u64>,
+}
+
+impl Structure {
+    /// Checks the number, the links and the geometry.
+    pub fn validate(&self) -> Result<(), LandError> {
+        check_cadastral(&self.id)
+            .map_err(|_| field("structure.id", "1 to 64 characters: letters, digits and : . / -"))?;
+        let d = &self.description;
+        if d.trim().is_empty() || d.chars().count() > 256 || d.chars().any(char::is_control) {
+            return Err(field("structure.description", "1 to 256 characters, no control characters"));
+        }
+        if self.parcels.len() > MAX_PARTS || self.parcels.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(field("structure.parcels", format!("at most {MAX_PARTS}, each once, in increasing order")));
+        }
+        self.parcels.iter().try_for_each(|p| check_cadastral(p))?;
+        match (self.kind, &self.footprint, &self.line) {
+            (StructureKind::Building, Some(f), None) => {
+                if self.parcels.is_empty() {
+                    return Err(field("structure.parcels", "a building stands on at least one parcel"));
+                }
+                f.validate().map_err(|error| LandError::Geometry { cadastral: self.id.clone(), error })
+            }
+            (StructureKind::Road, None, Some(line)) => {
+                if line.len() < 2 || line.len() > crate::geometry::MAX_VERTICES {
+                    return Err(field("structure.line", format!("2 to {} vertices", crate::geometry::MAX_VERTICES)));
+                }
+                if let Some(i) = line.windows(2).position(|w| w[0] == w[1]) {
+                    return Err(field("structure.line", format!("vertex {} repeats the vertex before it", i + 1)));
+                }
+                let max = crate::geometry::MAX_COORD_MM;
+                if let Some(i) = line.iter().position(|p| p.x.abs() > max || p.y.abs() > max) {
+                    return Err(field("structure.line", format!("vertex {i} is out of range; is it projected?")));
+                }
+                Ok(())
+            }
+            _ => Err(field("structure", "a building has a footprint and no line; a road a line and no footprint")),
+        }
+    }
+}
+
 /// An operation on the land registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -215,6 +295,20 @@ pub enum LandOp {
         /// The source document.
         source: Fingerprint,
     },
+    /// A building or road is registered.
+    RegisterStructure {
+        /// The structure.
+        structure: Structure,
+        /// The source document (permit, acceptance act).
+        source: Fingerprint,
+    },
+    /// A building or road is retired (demolished, closed); it stays in history.
+    RetireStructure {
+        /// Its number.
+        id: String,
+        /// The source document.
+        source: Fingerprint,
+    },
     /// The parcel is retired (it stays in history; nothing may change it again).
     Retire {
         /// The parcel.
@@ -235,7 +329,14 @@ impl LandOp {
             | LandOp::Encumber { cadastral, .. }
             | LandOp::Release { cadastral, .. }
             | LandOp::Retire { cadastral, .. } => cadastral,
+            LandOp::RegisterStructure { structure, .. } => &structure.id,
+            LandOp::RetireStructure { id, .. } => id,
         }
+    }
+
+    /// Whether the operation is about a building or road rather than a parcel.
+    pub fn is_structure(&self) -> bool {
+        matches!(self, LandOp::RegisterStructure { .. } | LandOp::RetireStructure { .. })
     }
 
     /// The operation's name.
@@ -247,6 +348,8 @@ impl LandOp {
             LandOp::Encumber { .. } => "encumber",
             LandOp::Release { .. } => "release",
             LandOp::Split { .. } => "split",
+            LandOp::RegisterStructure { .. } => "register_structure",
+            LandOp::RetireStructure { .. } => "retire_structure",
             LandOp::Merge { .. } => "merge",
             LandOp::Retire { .. } => "retire",
         }
@@ -421,7 +524,8 @@ impl LandOp {
                 parents.iter().try_for_each(|p| check_cadastral(p))?;
                 parcel.validate()
             }
-            LandOp::Release { .. } | LandOp::Retire { .. } => Ok(()),
+            LandOp::RegisterStructure { structure, .. } => structure.validate(),
+            LandOp::Release { .. } | LandOp::Retire { .. } | LandOp::RetireStructure { .. } => Ok(()),
         }
     }
 }

@@ -18,7 +18,8 @@
 //!   version; retired parcels stay, marked);
 //! - tag 8, grid cell (`x`, `y` as big-endian `i64`, cells of [`crate::land::CELL_MM`]) → the sorted
 //!   cadastral numbers of the live parcels whose bounding box touches it: the spatial index the
-//!   overlap rule reads, so every node finds the same neighbours.
+//!   overlap rule reads, so every node finds the same neighbours;
+//! - tag 9, structure number → [`crate::land::StructureState`] (a building or road, its parcels).
 //!
 //! ## Rules (this version)
 //! A transaction is accepted when it is for this chain, its signature verifies (strict Ed25519),
@@ -39,7 +40,7 @@ use crate::fingerprint::Fingerprint;
 use crate::genesis::Genesis;
 use crate::geometry::{Polygon, overlap_area_mm2};
 use crate::hash::{self, Hash32};
-use crate::land::{self, LandEntry, LandOp, ParcelState, RestrictionKind};
+use crate::land::{self, LandEntry, LandOp, ParcelState, RestrictionKind, StructureState};
 use crate::merkle::{self, Blake3, NodeSink, StoreError};
 use crate::sign::PublicKey;
 use crate::smt::{self, SmtSink};
@@ -56,6 +57,7 @@ const TAG_GRANT: u8 = 5;
 const TAG_STATUS: u8 = 6;
 const TAG_PARCEL: u8 = 7;
 const TAG_CELL: u8 = 8;
+const TAG_STRUCTURE: u8 = 9;
 
 /// Largest parcel state value read back (a parcel of [`crate::geometry::MAX_VERTICES`] vertices).
 const MAX_PARCEL_VALUE: usize = 512 * 1024;
@@ -95,6 +97,11 @@ pub fn batch_key(root: &Hash32) -> Hash32 {
 /// Key of a parcel's state.
 pub fn parcel_key(cadastral: &str) -> Hash32 {
     state_key(TAG_PARCEL, cadastral.as_bytes())
+}
+
+/// Key of a structure's (building's, road's) state.
+pub fn structure_key(id: &str) -> Hash32 {
+    state_key(TAG_STRUCTURE, id.as_bytes())
 }
 
 /// Key of a grid cell of the spatial index.
@@ -830,10 +837,45 @@ impl Registry {
         Ok(())
     }
 
+    /// A structure's state (retired ones included).
+    pub fn structure<L: Ledger + ?Sized>(&self, ledger: &L, id: &str) -> Result<Option<StructureState>, TxError> {
+        get_bounded(ledger, &structure_key(id), MAX_PARCEL_VALUE)
+    }
+
     /// The land rules that need the state.
     fn check_land<L: Ledger + ?Sized>(&self, ledger: &L, op: &LandOp) -> Result<(), TxError> {
         let field = |field: &'static str, reason: String| TxError::Land(land::LandError::Field { field, reason });
         match op {
+            LandOp::RegisterStructure { structure, .. } => {
+                if self.structure(ledger, &structure.id)?.is_some() {
+                    return Err(TxError::ParcelExists(structure.id.clone()));
+                }
+                let mut inside = 0.0;
+                for p in &structure.parcels {
+                    let st = self.live_parcel(ledger, p)?;
+                    if let Some(f) = &structure.footprint {
+                        inside += overlap_area_mm2(f, &st.parcel.geometry);
+                    }
+                }
+                if let Some(f) = &structure.footprint {
+                    let outside = f.area2() as f64 / 2.0 - inside;
+                    if outside > self.overlap_tolerance_mm2 as f64 {
+                        return Err(TxError::Partition {
+                            op: "register_structure",
+                            cadastral: structure.id.clone(),
+                            reason: format!("the footprint extends {outside:.0} mm² beyond the parcels it names"),
+                        });
+                    }
+                }
+                Ok(())
+            }
+            LandOp::RetireStructure { id, .. } => match self.structure(ledger, id)? {
+                None => Err(TxError::NoSuchParcel(id.clone())),
+                Some(s) => match s.retired_height {
+                    Some(height) => Err(TxError::ParcelRetired { cadastral: id.clone(), height }),
+                    None => Ok(()),
+                },
+            },
             LandOp::Register { parcel, .. } => {
                 if self.parcel(ledger, &parcel.cadastral)?.is_some() {
                     return Err(TxError::ParcelExists(parcel.cadastral.clone()));
@@ -959,7 +1001,8 @@ impl Registry {
     /// The version a land operation makes.
     fn next_version<L: Ledger + ?Sized>(&self, ledger: &L, op: &LandOp) -> Result<u32, TxError> {
         Ok(match op {
-            LandOp::Register { .. } | LandOp::Merge { .. } => 1,
+            LandOp::Register { .. } | LandOp::Merge { .. } | LandOp::RegisterStructure { .. } => 1,
+            LandOp::RetireStructure { .. } => 2,
             other => self.live_parcel(ledger, other.cadastral())?.version.saturating_add(1),
         })
     }
@@ -984,6 +1027,15 @@ impl Registry {
             retired_height: None,
         };
         match op {
+            LandOp::RegisterStructure { structure, .. } => {
+                let st = StructureState { structure: structure.clone(), index, height, retired_height: None };
+                return Ok(put_encoded(ledger, structure_key(&structure.id), &st)?);
+            }
+            LandOp::RetireStructure { id, .. } => {
+                let mut st = self.structure(ledger, id)?.ok_or_else(|| TxError::NoSuchParcel(id.clone()))?;
+                st.retired_height = Some(height);
+                return Ok(put_encoded(ledger, structure_key(id), &st)?);
+            }
             LandOp::Split { cadastral, children, .. } => {
                 let parent = self.live_parcel(ledger, cadastral)?;
                 let mut root = self.retire_parcel(ledger, parent.clone(), version, index, height)?;
@@ -1017,7 +1069,11 @@ impl Registry {
             LandOp::Encumber { restriction, .. } => st.restrictions.push(restriction.clone()),
             LandOp::Release { restriction, .. } => st.restrictions.retain(|r| r.source.sha256 != restriction.sha256),
             LandOp::Retire { .. } => st.retired_height = Some(height),
-            LandOp::Register { .. } | LandOp::Split { .. } | LandOp::Merge { .. } => {}
+            LandOp::Register { .. }
+            | LandOp::Split { .. }
+            | LandOp::Merge { .. }
+            | LandOp::RegisterStructure { .. }
+            | LandOp::RetireStructure { .. } => {}
         }
         st.version = version;
         st.index = index;

@@ -374,3 +374,69 @@ fn split_and_merge_round_trip() {
         "encumbered"
     );
 }
+
+#[test]
+fn buildings_stand_on_their_parcels_and_roads_link_to_them() {
+    use sabt_core::land::{Structure, StructureKind};
+    let mut dev = Devnet::new("sabt-test", 1_000, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
+    dev.genesis.agencies[0].roles.push(AgencyRole::Land);
+    let admin = dev.admin_key(0);
+    let registry = Registry::new(&dev.genesis).unwrap();
+    let mut c = Chain {
+        tip: Tip::genesis(&dev.genesis),
+        registry,
+        ledger: MemoryLedger::default(),
+        nonces: Default::default(),
+    };
+    assert_eq!(c.run(&admin, register("03:0001", rect(0, 0, 100, 100))), "ok");
+    let building = |id: &str, parcels: &[&str], footprint: Polygon| {
+        TxBody::Land(LandOp::RegisterStructure {
+            structure: Structure {
+                id: id.into(),
+                kind: StructureKind::Building,
+                parcels: parcels.iter().map(|s| s.to_string()).collect(),
+                footprint: Some(footprint),
+                line: None,
+                description: "two-storey house".into(),
+            },
+            source: doc("building permit"),
+        })
+    };
+    assert_eq!(c.run(&admin, building("B:1", &["03:0001"], rect(10, 10, 30, 25))), "ok");
+    assert_eq!(c.run(&admin, building("B:1", &["03:0001"], rect(40, 10, 60, 25))), "parcel_exists");
+    assert_eq!(
+        c.run(&admin, building("B:2", &["03:0001"], rect(90, 10, 110, 25))),
+        "bad_partition",
+        "half off the parcel"
+    );
+    assert_eq!(c.run(&admin, building("B:3", &["03:0009"], rect(10, 10, 30, 25))), "no_such_parcel");
+    assert_eq!(c.run(&admin, building("B:4", &[], rect(10, 10, 30, 25))), "bad_land_field");
+    let p = |x: i64, y: i64| Point::new(500_000_000 + x * 1000, 4_260_000_000 + y * 1000);
+    let road = |line: Vec<Point>| {
+        TxBody::Land(LandOp::RegisterStructure {
+            structure: Structure {
+                id: "R:41".into(),
+                kind: StructureKind::Road,
+                parcels: vec!["03:0001".into()],
+                footprint: None,
+                line: Some(line),
+                description: "M41 highway".into(),
+            },
+            source: doc("acceptance act"),
+        })
+    };
+    assert_eq!(c.run(&admin, road(vec![p(0, 50)])), "bad_land_field");
+    assert_eq!(c.run(&admin, road(vec![p(0, 50), p(100, 50), p(500, 60)])), "ok");
+    let st = c.registry.structure(&c.ledger, "B:1").unwrap().unwrap();
+    assert_eq!((st.structure.parcels.as_slice(), st.retired_height), (&["03:0001".to_string()][..], None));
+    let retire = TxBody::Land(LandOp::RetireStructure { id: "B:1".into(), source: doc("demolition act") });
+    assert_eq!(c.run(&admin, retire.clone()), "ok");
+    assert_eq!(c.run(&admin, retire), "parcel_retired");
+    // Structures are proven from the state root like parcels.
+    let st = c.registry.structure(&c.ledger, "R:41").unwrap().unwrap();
+    let proof = smt::prove(&c.ledger, &registry::structure_key("R:41")).unwrap();
+    assert_eq!(
+        proof.verify(&c.tip.state_root, &registry::structure_key("R:41")).unwrap(),
+        Some(smt::value_hash(&codec::encode_body(&st)))
+    );
+}

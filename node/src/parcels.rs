@@ -49,6 +49,9 @@ impl ParcelIndex {
     pub fn apply(&mut self, index: u64, entry: &LogEntry) {
         self.indexed = index + 1;
         let EntryBody::Land(l) = &entry.body else { return };
+        if l.op.is_structure() {
+            return;
+        }
         match &l.op {
             LandOp::Register { parcel, .. } => self.insert(&parcel.cadastral, &parcel.geometry),
             LandOp::CorrectBoundary { cadastral, geometry, .. } => self.insert(cadastral, geometry),
@@ -67,7 +70,11 @@ impl ParcelIndex {
                 }
                 self.insert(&parcel.cadastral, &parcel.geometry);
             }
-            LandOp::Transfer { .. } | LandOp::Encumber { .. } | LandOp::Release { .. } => {}
+            LandOp::Transfer { .. }
+            | LandOp::Encumber { .. }
+            | LandOp::Release { .. }
+            | LandOp::RegisterStructure { .. }
+            | LandOp::RetireStructure { .. } => {}
         }
         self.touch(l.op.cadastral(), index);
     }
@@ -152,7 +159,7 @@ pub fn state_as_of(
                     LandOp::Retire { .. } | LandOp::Split { .. } | LandOp::Merge { .. } => {
                         s.retired_height = Some(e.height)
                     }
-                    LandOp::Register { .. } => {}
+                    LandOp::Register { .. } | LandOp::RegisterStructure { .. } | LandOp::RetireStructure { .. } => {}
                 }
                 s.version = if l.op.cadastral() == cadastral { l.version } else { s.version + 1 };
                 s.index = i;
