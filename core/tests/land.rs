@@ -96,19 +96,25 @@ impl Chain {
     }
 }
 
-#[test]
-fn land_operations_follow_the_rules_and_keep_history() {
+/// A devnet whose first agency holds the land role, and an empty chain on it.
+fn land_chain() -> (Devnet, Chain) {
     let mut dev = Devnet::new("sabt-test", 1_000, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
     dev.genesis.agencies[0].roles.push(AgencyRole::Land);
-    let land_admin = dev.admin_key(0);
-    let archive_admin = dev.admin_key(1);
     let registry = Registry::new(&dev.genesis).unwrap();
-    let mut c = Chain {
+    let c = Chain {
         tip: Tip::genesis(&dev.genesis),
         registry,
         ledger: MemoryLedger::default(),
         nonces: Default::default(),
     };
+    (dev, c)
+}
+
+#[test]
+fn land_operations_follow_the_rules_and_keep_history() {
+    let (dev, mut c) = land_chain();
+    let land_admin = dev.admin_key(0);
+    let archive_admin = dev.admin_key(1);
 
     // Authority: the land agency's admin, or its clerk allowed land_property.
     assert_eq!(c.run(&archive_admin, register("01:01:0001", rect(0, 0, 100, 100))), "no_land_role");
@@ -290,16 +296,8 @@ fn parcel(cadastral: &str, geometry: Polygon) -> Parcel {
 
 #[test]
 fn split_and_merge_round_trip() {
-    let mut dev = Devnet::new("sabt-test", 1_000, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
-    dev.genesis.agencies[0].roles.push(AgencyRole::Land);
+    let (dev, mut c) = land_chain();
     let admin = dev.admin_key(0);
-    let registry = Registry::new(&dev.genesis).unwrap();
-    let mut c = Chain {
-        tip: Tip::genesis(&dev.genesis),
-        registry,
-        ledger: MemoryLedger::default(),
-        nonces: Default::default(),
-    };
     assert_eq!(c.run(&admin, register("02:0001", rect(0, 0, 100, 100))), "ok");
     let split = |children: Vec<Parcel>| {
         TxBody::Land(LandOp::Split { cadastral: "02:0001".into(), children, source: doc("split act") })
@@ -378,16 +376,8 @@ fn split_and_merge_round_trip() {
 #[test]
 fn buildings_stand_on_their_parcels_and_roads_link_to_them() {
     use sabt_core::land::{Structure, StructureKind};
-    let mut dev = Devnet::new("sabt-test", 1_000, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
-    dev.genesis.agencies[0].roles.push(AgencyRole::Land);
+    let (dev, mut c) = land_chain();
     let admin = dev.admin_key(0);
-    let registry = Registry::new(&dev.genesis).unwrap();
-    let mut c = Chain {
-        tip: Tip::genesis(&dev.genesis),
-        registry,
-        ledger: MemoryLedger::default(),
-        nonces: Default::default(),
-    };
     assert_eq!(c.run(&admin, register("03:0001", rect(0, 0, 100, 100))), "ok");
     let building = |id: &str, parcels: &[&str], footprint: Polygon| {
         TxBody::Land(LandOp::RegisterStructure {
