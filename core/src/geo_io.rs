@@ -152,6 +152,40 @@ pub fn parse_geojson(text: &str, crs: &Crs) -> Result<Vec<InputPolygon>, GeoIoEr
     }
 }
 
+/// Reads a GeoJSON LineString geometry, or a Feature holding one (a road's centreline), projected.
+pub fn parse_geojson_line(text: &str, crs: &Crs) -> Result<Vec<Point>, GeoIoError> {
+    let gj: GeoJson = text.parse().map_err(|e: geojson::Error| GeoIoError::GeoJson(e.to_string()))?;
+    let g = match gj {
+        GeoJson::Geometry(g) => g,
+        GeoJson::Feature(f) => f.geometry.ok_or_else(|| GeoIoError::GeoJson("the feature has no geometry".into()))?,
+        GeoJson::FeatureCollection(_) => {
+            return Err(GeoIoError::GeoJson("give one LineString, not a collection".into()));
+        }
+    };
+    let GeometryValue::LineString { coordinates } = &g.value else {
+        return Err(GeoIoError::GeoJson(format!("a {}; a road is one LineString", g.value.type_name())));
+    };
+    coordinates
+        .iter()
+        .enumerate()
+        .map(|(v, pos)| {
+            let c = pos.as_slice();
+            let place = format!("line vertex {v}");
+            if c.len() < 2 {
+                return Err(GeoIoError::Coordinate { place, reason: "a position needs longitude and latitude".into() });
+            }
+            crs.project(c[0], c[1]).map_err(|reason| GeoIoError::Coordinate { place, reason })
+        })
+        .collect()
+}
+
+/// A line as a GeoJSON LineString geometry in WGS84.
+pub fn line_to_geojson(crs: &Crs, line: &[Point]) -> Result<serde_json::Value, String> {
+    let coords: Vec<[f64; 2]> =
+        line.iter().map(|p| crs.unproject(*p).map(|(lon, lat)| [lon, lat])).collect::<Result<_, _>>()?;
+    Ok(serde_json::json!({"type": "LineString", "coordinates": coords}))
+}
+
 /// Reads a WKT `POLYGON` (longitude latitude, WGS84).
 pub fn parse_wkt(text: &str, crs: &Crs) -> Result<Polygon, GeoIoError> {
     let w: wkt::Wkt<f64> = text.parse().map_err(|e: &str| GeoIoError::Wkt(e.to_string()))?;

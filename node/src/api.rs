@@ -23,6 +23,7 @@
 //! | `GET /v1/parcels?bbox=minlon,minlat,maxlon,maxlat` | live parcels in a box, GeoJSON FeatureCollection |
 //! | `GET /v1/parcels/export` | every live parcel, GeoJSON FeatureCollection (opens in QGIS) |
 //! | `GET /v1/parcels/{cadastral}/history` | every entry that changed the parcel, oldest first |
+//! | `GET /v1/structures/{id}` | a building or road: kind, parcels, geometry (GeoJSON), retirement |
 //! | `GET /v1/parcels/{cadastral}/proof` | a proof of that state (or of absence) at the latest block |
 //! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`ApiDoc`]) |
 //!
@@ -213,6 +214,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
         ("/v1/parcels/at", get(parcels_at)),
         ("/v1/parcels/export", get(parcels_export)),
         ("/v1/parcels/{cadastral}/history", get(parcel_history)),
+        ("/v1/structures/{id}", get(structure)),
         ("/v1/parcels/{cadastral}", get(parcel)),
         ("/v1/parcels/{cadastral}/proof", get(parcel_proof)),
     ]
@@ -251,7 +253,8 @@ Byte formats are specified in docs/PROOFS.md."
         parcels_in_box,
         parcels_export,
         parcel_history,
-        parcel_proof
+        parcel_proof,
+        structure
     ),
     components(schemas(ErrorBody)),
     tags(
@@ -922,6 +925,34 @@ async fn parcel_history(State(s): State<Arc<Shared>>, Path(cadastral): Path<Stri
         }
     }
     Ok(Json(json!({"cadastral_number": cadastral, "entries": entries})))
+}
+
+#[utoipa::path(get, path = "/v1/structures/{id}", tag = "land",
+    params(("id" = String, Path, description = "The building's or road's registry number")),
+    responses((status = 200, description = "The structure: kind, parcels, description, geometry (GeoJSON, WGS84), retirement", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, description = "Not registered", body = ErrorBody)))]
+async fn structure(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Res {
+    land::check_cadastral(&id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_id", e.to_string()))?;
+    let st = s.registry.structure(&s.store.write_set(), &id).map_err(ApiError::internal)?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "no_such_structure", format!("structure {id} is not registered"))
+    })?;
+    let crs = geo_io::Crs::from_epsg(s.genesis.params.land_crs_epsg).map_err(ApiError::internal)?;
+    let geometry = match (&st.structure.footprint, &st.structure.line) {
+        (Some(f), _) => geo_io::polygon_to_geojson(&crs, f),
+        (None, Some(l)) => geo_io::line_to_geojson(&crs, l),
+        (None, None) => Ok(Value::Null),
+    }
+    .map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "id": st.structure.id,
+        "kind": st.structure.kind,
+        "parcels": st.structure.parcels,
+        "description": st.structure.description,
+        "geometry": geometry,
+        "index": st.index,
+        "height": st.height,
+        "retired_height": st.retired_height,
+    })))
 }
 
 #[utoipa::path(get, path = "/v1/parcels/{cadastral}/proof", tag = "land",

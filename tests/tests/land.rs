@@ -301,8 +301,8 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     assert!(!text(&out).contains("01:01:"), "{}", text(&out));
     let out = sabt(&["parcel", "history", "01:01:0002", "--node", node, "--json"]);
     let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ops: Vec<&str> = h["entries"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap()).collect();
-    assert_eq!(ops, vec!["register", "split"]);
+    let names: Vec<&str> = h["entries"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["register", "split"]);
     c.terminate(2).unwrap();
     c.start_node(2).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -327,6 +327,56 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((v["version"].as_u64(), v["retired_height"].is_null()), (Some(1), true), "{v}");
     assert_eq!(v["right"]["holders"].as_array().unwrap().len(), 2, "the split child takes its parent's right: {v}");
+
+    // A house on 0001, a road across it; the house is demolished.
+    let house = dir.join("house.geojson");
+    std::fs::write(
+        &house,
+        r#"{"type": "Polygon", "coordinates": [[[68.7802, 38.5602], [68.7804, 38.5602], [68.7804, 38.5604], [68.7802, 38.5604], [68.7802, 38.5602]]]}"#,
+    )
+    .unwrap();
+    let out = ops(&[
+        "structure",
+        "B:0001",
+        "--kind",
+        "building",
+        "--parcel",
+        "01:01:0001",
+        "--geojson",
+        p(&house),
+        "--description",
+        "two-storey house",
+        "--source",
+        p(&doc("permit.pdf")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let road = dir.join("road.geojson");
+    std::fs::write(&road, r#"{"type": "LineString", "coordinates": [[68.779, 38.5605], [68.7835, 38.5605]]}"#).unwrap();
+    let out = ops(&[
+        "structure",
+        "R:M41",
+        "--kind",
+        "road",
+        "--parcel",
+        "01:01:0001",
+        "--geojson",
+        p(&road),
+        "--description",
+        "M41 highway",
+        "--source",
+        p(&doc("acceptance.pdf")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, v) = c.get(1, "/v1/structures/R:M41").unwrap();
+    assert_eq!(
+        (code, v["kind"].as_str(), v["geometry"]["type"].as_str()),
+        (200, Some("road"), Some("LineString")),
+        "{v}"
+    );
+    let out = ops(&["demolish", "B:0001", "--source", p(&doc("demolition.pdf"))]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, v) = c.get(1, "/v1/structures/B:0001").unwrap();
+    assert!(v["retired_height"].as_u64().is_some(), "{v}");
 
     // A number never registered is proven absent.
     let absent = dir.join("absent.json");

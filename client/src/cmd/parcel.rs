@@ -19,7 +19,9 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use sabt_core::fingerprint::Fingerprint;
 use sabt_core::geo_io::{self, Crs};
-use sabt_core::land::{self, Holding, LandCategory, LandOp, Parcel, Restriction, Right, RightKind, Share};
+use sabt_core::land::{
+    self, Holding, LandCategory, LandOp, Parcel, Restriction, Right, RightKind, Share, Structure, StructureKind,
+};
 use sabt_core::sign::{PublicKey, Signature};
 use sabt_core::status::{self, ParcelProof};
 use sabt_core::tx::TxBody;
@@ -256,6 +258,38 @@ enum ParcelCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Register a building (footprint polygon) or a road (centreline LineString) on parcels.
+    Structure {
+        /// Its registry number.
+        id: String,
+        /// building or road.
+        #[arg(long)]
+        kind: String,
+        /// A parcel it stands on or crosses (repeat).
+        #[arg(long = "parcel")]
+        parcels: Vec<String>,
+        /// GeoJSON: a Polygon footprint (building) or a LineString centreline (road), WGS84.
+        #[arg(long)]
+        geojson: PathBuf,
+        /// What it is.
+        #[arg(long)]
+        description: String,
+        /// The source document (permit, acceptance act).
+        #[arg(long)]
+        source: PathBuf,
+        #[command(flatten)]
+        signing: Signing,
+    },
+    /// Retire a building or road (demolished, closed); it stays in history.
+    Demolish {
+        /// Its registry number.
+        id: String,
+        /// The source document.
+        #[arg(long)]
+        source: PathBuf,
+        #[command(flatten)]
+        signing: Signing,
     },
     /// Every live parcel as a GeoJSON FeatureCollection (WGS84; opens in QGIS).
     Export {
@@ -555,6 +589,25 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 }
             }
             Ok(exit::OK)
+        }
+        ParcelCommand::Structure { id, kind, mut parcels, geojson, description, source, signing } => {
+            let node = Node::new(&signing.node)?;
+            let genesis = genesis_of(&node, signing.genesis.as_ref())?;
+            let crs = Crs::from_epsg(genesis.params.land_crs_epsg)?;
+            let kind: StructureKind = enum_arg("kind", &kind, "building, road")?;
+            let text = read_bounded(&geojson, 16 << 20)?;
+            let (footprint, line) = match kind {
+                StructureKind::Building => {
+                    (Some(read_one(&GeometryArgs { geojson: Some(geojson.clone()), wkt: None }, &crs)?.1), None)
+                }
+                StructureKind::Road => (None, Some(geo_io::parse_geojson_line(&text, &crs)?)),
+            };
+            parcels.sort();
+            let structure = Structure { id, kind, parcels, footprint, line, description };
+            send(&node, &genesis, &signing, LandOp::RegisterStructure { structure, source: fingerprint(&source)? })
+        }
+        ParcelCommand::Demolish { id, source, signing } => {
+            send_with_node_genesis(&signing, LandOp::RetireStructure { id, source: fingerprint(&source)? })
         }
         ParcelCommand::Export { out, bbox, node } => {
             let node = Node::new(&node)?;
