@@ -179,6 +179,22 @@ pub fn parse_geojson_line(text: &str, crs: &Crs) -> Result<Vec<Point>, GeoIoErro
         .collect()
 }
 
+/// A polygon as WKT (`POLYGON ((lon lat, …), …)`, WGS84, nine decimals: about 0.1 mm).
+pub fn polygon_to_wkt(crs: &Crs, p: &Polygon) -> Result<String, String> {
+    let ring = |r: &Vec<Point>| -> Result<String, String> {
+        let pts: Vec<String> = r
+            .iter()
+            .map(|pt| crs.unproject(*pt).map(|(lon, lat)| format!("{lon:.9} {lat:.9}")))
+            .collect::<Result<_, _>>()?;
+        Ok(format!("({})", pts.join(", ")))
+    };
+    let mut rings = vec![ring(&p.exterior)?];
+    for h in &p.holes {
+        rings.push(ring(h)?);
+    }
+    Ok(format!("POLYGON ({})", rings.join(", ")))
+}
+
 /// A line as a GeoJSON LineString geometry in WGS84.
 pub fn line_to_geojson(crs: &Crs, line: &[Point]) -> Result<serde_json::Value, String> {
     let coords: Vec<[f64; 2]> =
@@ -241,6 +257,9 @@ mod tests {
         let w =
             parse_wkt("POLYGON ((68.78 38.56, 68.781 38.56, 68.781 38.561, 68.78 38.561, 68.78 38.56))", &crs).unwrap();
         assert_eq!(w, got[0].polygon);
+        let text = polygon_to_wkt(&crs, &w).unwrap();
+        assert!(text.starts_with("POLYGON ((68.78"), "{text}");
+        assert_eq!(parse_wkt(&text, &crs).unwrap(), w, "WKT out and back in gives the same millimetres");
         let back = polygon_to_geojson(&crs, &w).unwrap();
         assert_eq!(back["type"], "Polygon");
         assert!((back["coordinates"][0][0][0].as_f64().unwrap() - 68.78).abs() < 1e-7);

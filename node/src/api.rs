@@ -775,6 +775,7 @@ async fn parcel(
         "permitted_use": st.parcel.permitted_use,
         "area_m2": st.parcel.geometry.area_m2(),
         "geometry": geometry,
+        "wkt": geo_io::polygon_to_wkt(&crs, &st.parcel.geometry).map_err(ApiError::internal)?,
         "right": st.right,
         "restrictions": st.restrictions,
         "version": st.version,

@@ -125,17 +125,22 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["geometry"]["type"], "Polygon");
+    assert!(v["wkt"].as_str().unwrap().starts_with("POLYGON (("), "{v}");
     let area = v["area_m2"].as_f64().unwrap();
     assert!((9_000.0..10_500.0).contains(&area), "area {area}");
     assert_eq!(v["right"]["holders"].as_array().unwrap().len(), 2);
     let out = sabt(&["parcel", "verify", p(&proof), "--genesis", p(&genesis)]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("version 1"), "{}", text(&out));
+    let out = sabt(&["verify", "--parcel", p(&proof), "--genesis", p(&genesis)]);
+    assert!(out.status.success(), "{}", text(&out));
     // Tampered: another share split is not what the state holds.
     let t = std::fs::read_to_string(&proof).unwrap().replacen("\"num\": 1,", "\"num\": 2,", 1);
     let tampered = dir.join("tampered.sabt-parcel.json");
     std::fs::write(&tampered, t).unwrap();
     let out = sabt(&["parcel", "verify", p(&tampered), "--genesis", p(&genesis)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = sabt(&["verify", "--parcel", p(&tampered), "--genesis", p(&genesis)]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     // Which parcel is here: a point inside the first; a point where none is registered.
     let out = sabt(&["parcel", "at", "68.7805", "38.5605", "--node", node, "--json"]);

@@ -646,48 +646,48 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             }
             Ok(exit::OK)
         }
-        ParcelCommand::Verify { proof, genesis, json } => {
-            let g = sabt_core::genesis::Genesis::from_json(&read_bounded(&genesis, crate::files::MAX_GENESIS)?)
-                .with_context(|| format!("{} is not a valid genesis", genesis.display()))?;
-            let text = read_bounded(&proof, 4 * status::MAX_STATUS_LEN as u64)?;
-            match ParcelProof::from_json(&text).and_then(|p| status::verify_parcel(&p, &g).map(|v| (p, v))) {
-                Ok((p, (height, _, state))) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({"valid": true, "cadastral_number": p.cadastral, "height": height, "state": state})
-                        );
-                    } else {
-                        println!("VALID: at height {height}, parcel {}", p.cadastral);
-                        match state {
-                            None => println!("  is not registered"),
-                            Some(s) if s.retired_height.is_some() => {
-                                println!("  is RETIRED (since height {})", s.retired_height.unwrap_or_default())
-                            }
-                            Some(s) => println!(
-                                "  version {}, {:?} right, {} holder(s), {} restriction(s), {:.2} m²",
-                                s.version,
-                                s.right.kind,
-                                s.right.holders.len(),
-                                s.restrictions.len(),
-                                s.parcel.geometry.area_m2()
-                            ),
-                        }
+        ParcelCommand::Verify { proof, genesis, json } => verify_file(&proof, &genesis, json),
+    }
+}
+
+/// Verifies a parcel proof file offline against the genesis file: exit 0 valid, 1 invalid.
+pub(crate) fn verify_file(proof: &std::path::Path, genesis: &std::path::Path, json: bool) -> anyhow::Result<u8> {
+    let g = sabt_core::genesis::Genesis::from_json(&read_bounded(genesis, crate::files::MAX_GENESIS)?)
+        .with_context(|| format!("{} is not a valid genesis", genesis.display()))?;
+    let text = read_bounded(proof, 4 * status::MAX_STATUS_LEN as u64)?;
+    match ParcelProof::from_json(&text).and_then(|p| status::verify_parcel(&p, &g).map(|v| (p, v))) {
+        Ok((p, (height, _, state))) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": true, "cadastral_number": p.cadastral, "height": height, "state": state})
+                );
+            } else {
+                println!("VALID: at height {height}, parcel {}", p.cadastral);
+                match state {
+                    None => println!("  is not registered"),
+                    Some(s) if s.retired_height.is_some() => {
+                        println!("  is RETIRED (since height {})", s.retired_height.unwrap_or_default())
                     }
-                    Ok(exit::OK)
-                }
-                Err(e) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({"valid": false, "error": e.code(), "message": e.to_string()})
-                        );
-                    } else {
-                        println!("INVALID ({}): {e}", e.code());
-                    }
-                    Ok(exit::INVALID)
+                    Some(s) => println!(
+                        "  version {}, {:?} right, {} holder(s), {} restriction(s), {:.2} m²",
+                        s.version,
+                        s.right.kind,
+                        s.right.holders.len(),
+                        s.restrictions.len(),
+                        s.parcel.geometry.area_m2()
+                    ),
                 }
             }
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"valid": false, "error": e.code(), "message": e.to_string()}));
+            } else {
+                println!("INVALID ({}): {e}", e.code());
+            }
+            Ok(exit::INVALID)
         }
     }
 }

@@ -20,13 +20,16 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The document to verify (hashed locally). Omit it and give --digest instead.
-    #[arg(required_unless_present = "digest", conflicts_with = "digest")]
+    #[arg(required_unless_present_any = ["digest", "parcel"], conflicts_with_all = ["digest", "parcel"])]
     file: Option<PathBuf>,
+    /// A parcel's current-state proof (`sabt parcel show --proof-out`) instead of a document.
+    #[arg(long, value_name = "PARCEL_PROOF", conflicts_with_all = ["digest", "proof", "status"])]
+    parcel: Option<PathBuf>,
     /// A digest instead of a file: `sha256:HEX`, `blake3:HEX` or bare HEX (either algorithm).
     #[arg(long, value_name = "DIGEST")]
     digest: Option<String>,
     /// The proof file. Default: FILE.sabt-proof.json beside the document.
-    #[arg(long, value_name = "P", required_unless_present = "file")]
+    #[arg(long, value_name = "P", required_unless_present_any = ["file", "parcel"])]
     proof: Option<PathBuf>,
     /// The chain's genesis document: the only thing the verification trusts.
     #[arg(long, value_name = "G", env = "SABT_GENESIS")]
@@ -43,6 +46,9 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> anyhow::Result<u8> {
+    if let Some(p) = &args.parcel {
+        return crate::cmd::parcel::verify_file(p, &args.genesis, args.json);
+    }
     let genesis_text = read_bounded(&args.genesis, 4 << 20).with_context(|| {
         format!("cannot read genesis {}: pass the chain's genesis.json with --genesis", args.genesis.display())
     })?;
