@@ -360,13 +360,13 @@ pub enum TxError {
     #[error("agency {0:?} does not hold the land role in the genesis")]
     NoLandRole(String),
     /// A parcel with this number exists (or existed).
-    #[error("parcel {0} is already registered")]
+    #[error("{0} is already registered; a parcel or structure number is used once, even after retirement")]
     ParcelExists(String),
     /// No such parcel.
-    #[error("parcel {0} is not registered")]
+    #[error("no parcel or structure {0} is registered; check the number (sabt parcel show)")]
     NoSuchParcel(String),
     /// The parcel was retired.
-    #[error("parcel {cadastral} was retired at height {height}; it cannot change")]
+    #[error("{cadastral} was retired at height {height}; it cannot change")]
     ParcelRetired {
         /// The parcel.
         cadastral: String,

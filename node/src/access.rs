@@ -191,16 +191,12 @@ pub fn open(path: &Path) -> anyhow::Result<(AccessLog, tokio::sync::oneshot::Rec
     Ok((AccessLog { tx, head_seq }, fail_rx))
 }
 
-fn now_ms() -> u64 {
+/// The node's clock, Unix milliseconds, for access lines.
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-/// The node's clock, for access lines.
-pub fn clock_ms() -> u64 {
-    now_ms()
 }
 
 /// Finds the head from the file's last line, cutting a torn last line (returned: bytes cut).

@@ -164,7 +164,7 @@ async fn gate(
         access: AccessLine {
             seq: 0,
             hash: String::new(),
-            time_ms: access::clock_ms(),
+            time_ms: access::now_ms(),
             client: client.to_string(),
             forwarded_for: req
                 .headers()
@@ -469,6 +469,15 @@ async fn checkpoint(State(s): State<Arc<Shared>>) -> Result<Json<CheckpointView>
     }))
 }
 
+/// A query string's parameters, or a 400 `bad_request` naming the form expected.
+fn query<T>(
+    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+    expected: &str,
+) -> Result<T, ApiError> {
+    q.map(|axum::extract::Query(v)| v)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected {expected}: {e}")))
+}
+
 /// Most transactions in one batch submission.
 const MAX_BATCH: usize = 1000;
 
@@ -750,9 +759,7 @@ async fn parcel(
     Path(cadastral): Path<String>,
     q: Result<axum::extract::Query<AtHeight>, axum::extract::rejection::QueryRejection>,
 ) -> Res {
-    let axum::extract::Query(q) = q.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected ?height=H (a block height): {e}"))
-    })?;
+    let q = query(q, "?height=H (a block height)")?;
     let st = match q.height {
         None => parcel_state(&s, &cadastral)?,
         Some(h) => {
@@ -793,9 +800,7 @@ async fn parcels_at(
     State(s): State<Arc<Shared>>,
     q: Result<axum::extract::Query<LonLat>, axum::extract::rejection::QueryRejection>,
 ) -> Res {
-    let axum::extract::Query(q) = q.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected ?lon=DEG&lat=DEG (WGS84): {e}"))
-    })?;
+    let q = query(q, "?lon=DEG&lat=DEG (WGS84)")?;
     let crs = geo_io::Crs::from_epsg(s.genesis.params.land_crs_epsg).map_err(ApiError::internal)?;
     let point = crs.project(q.lon, q.lat).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_position", e))?;
     // The grid index in the state names every live parcel whose bounding box touches the cell.
@@ -993,9 +998,7 @@ async fn entry_proof(
     let index: u64 = index
         .parse()
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_index", format!("{index:?} is not a log index")))?;
-    let axum::extract::Query(q) = q.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected ?height=H (a block height): {e}"))
-    })?;
+    let q = query(q, "?height=H (a block height)")?;
     let height = q.height.unwrap_or_else(|| s.tip().height);
     if height == 0 {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no_checkpoint", "no block is committed yet"));
@@ -1059,9 +1062,7 @@ async fn consistency(
     State(s): State<Arc<Shared>>,
     q: Result<axum::extract::Query<Sizes>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ConsistencyView>, ApiError> {
-    let axum::extract::Query(q) = q.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected ?old=N&new=M (log sizes): {e}"))
-    })?;
+    let q = query(q, "?old=N&new=M (log sizes)")?;
     let size = s.tip().log_size;
     if q.old > q.new || q.new > size {
         return Err(ApiError::new(

@@ -18,6 +18,10 @@ fn feature(cadastral: &str, ring: &[(f64, f64)]) -> String {
     )
 }
 
+fn write_feature(path: &Path, cadastral: &str, ring: &[(f64, f64)]) {
+    std::fs::write(path, feature(cadastral, ring)).unwrap();
+}
+
 #[test]
 fn land_clerk_registers_shows_and_proves_a_parcel() {
     let mut c = Cluster::start(4, 33400).unwrap();
@@ -62,48 +66,39 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     };
     // About 87 m × 111 m near Dushanbe.
     let a = dir.join("a.geojson");
-    std::fs::write(
+    write_feature(
         &a,
-        feature(
-            "01:01:0001",
-            &[(68.780, 38.560), (68.781, 38.560), (68.781, 38.561), (68.780, 38.561), (68.780, 38.560)],
-        ),
-    )
-    .unwrap();
+        "01:01:0001",
+        &[(68.780, 38.560), (68.781, 38.560), (68.781, 38.561), (68.780, 38.561), (68.780, 38.560)],
+    );
     let out = register(&a);
     assert!(out.status.success(), "{}", text(&out));
 
     // Overlapping it: refused by the chain, with the neighbour named.
     let b = dir.join("b.geojson");
-    std::fs::write(
+    write_feature(
         &b,
-        feature(
-            "01:01:0002",
-            &[(68.7805, 38.5605), (68.782, 38.5605), (68.782, 38.562), (68.7805, 38.562), (68.7805, 38.5605)],
-        ),
-    )
-    .unwrap();
+        "01:01:0002",
+        &[(68.7805, 38.5605), (68.782, 38.5605), (68.782, 38.562), (68.7805, 38.562), (68.7805, 38.5605)],
+    );
     let out = register(&b);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(text(&out).contains("overlap") && text(&out).contains("01:01:0001"), "{}", text(&out));
     // Sharing its eastern edge: fine.
-    std::fs::write(
+    write_feature(
         &b,
-        feature(
-            "01:01:0002",
-            &[(68.781, 38.560), (68.782, 38.560), (68.782, 38.561), (68.781, 38.561), (68.781, 38.560)],
-        ),
-    )
-    .unwrap();
+        "01:01:0002",
+        &[(68.781, 38.560), (68.782, 38.560), (68.782, 38.561), (68.781, 38.561), (68.781, 38.560)],
+    );
     let out = register(&b);
     assert!(out.status.success(), "{}", text(&out));
     // A bow-tie: refused before anything is signed, naming the ring and vertex.
     let bow = dir.join("bow.geojson");
-    std::fs::write(
+    write_feature(
         &bow,
-        feature("01:01:0003", &[(68.79, 38.56), (68.791, 38.561), (68.791, 38.56), (68.79, 38.561), (68.79, 38.56)]),
-    )
-    .unwrap();
+        "01:01:0003",
+        &[(68.79, 38.56), (68.791, 38.561), (68.791, 38.56), (68.79, 38.561), (68.79, 38.56)],
+    );
     let out = register(&bow);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("ring 0 edge"), "{}", text(&out));
@@ -258,14 +253,11 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     let out = ops(&["split", "01:01:0002", "--geojson", p(&halves), "--source", p(&doc("split.pdf"))]);
     assert!(out.status.success(), "{}", text(&out));
     let whole = dir.join("whole.geojson");
-    std::fs::write(
+    write_feature(
         &whole,
-        feature(
-            "01:01:0006",
-            &[(68.781, 38.560), (68.782, 38.560), (68.782, 38.561), (68.781, 38.561), (68.781, 38.560)],
-        ),
-    )
-    .unwrap();
+        "01:01:0006",
+        &[(68.781, 38.560), (68.782, 38.560), (68.782, 38.561), (68.781, 38.561), (68.781, 38.560)],
+    );
     let out = ops(&[
         "merge",
         "--parent",
