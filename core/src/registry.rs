@@ -585,6 +585,32 @@ pub struct Built {
     pub refused: Vec<(Hash32, TxError)>,
 }
 
+/// Signatures a caller has already verified, by transaction id. A transaction's id commits to
+/// its whole signed encoding, signature included, so an id the cache vouches for stands for exactly
+/// those bytes. A node passes the ids its mempool admitted (each signature is then verified once
+/// per node, not again at proposal and at execution); an auditor re-executing history passes
+/// [`NoCache`] and verifies every signature.
+pub trait SignatureCache {
+    /// Whether the signature of the transaction with id `id` was verified.
+    fn verified(&self, id: &Hash32) -> bool;
+}
+
+/// A cache that vouches for nothing: every signature is verified.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCache;
+
+impl SignatureCache for NoCache {
+    fn verified(&self, _: &Hash32) -> bool {
+        false
+    }
+}
+
+impl SignatureCache for std::collections::BTreeSet<Hash32> {
+    fn verified(&self, id: &Hash32) -> bool {
+        self.contains(id)
+    }
+}
+
 /// The registry rules for one chain.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -686,14 +712,22 @@ impl Registry {
 
     /// The checks that need no state: chain, size, signature, and the body's own fields.
     pub fn check_stateless(&self, stx: &SignedTx) -> Result<(), TxError> {
+        self.check_stateless_cached(stx, &NoCache)
+    }
+
+    /// [`Registry::check_stateless`], skipping the signature when `cache` vouches for it.
+    pub fn check_stateless_cached(&self, stx: &SignedTx, cache: &dyn SignatureCache) -> Result<(), TxError> {
         if stx.tx.chain_id != self.chain_id {
             return Err(TxError::WrongChain { expected: self.chain_id.clone(), got: stx.tx.chain_id.clone() });
         }
-        let size = codec::encode(stx).len();
+        let encoded = codec::encode(stx);
+        let size = encoded.len();
         if size > self.max_tx_bytes {
             return Err(TxError::TooLarge { size, limit: self.max_tx_bytes });
         }
-        stx.verify_signature().map_err(|_| TxError::BadSignature(stx.tx.signer.to_hex()))?;
+        if !cache.verified(&hash::hash(hash::TX, &encoded)) {
+            stx.verify_signature().map_err(|_| TxError::BadSignature(stx.tx.signer.to_hex()))?;
+        }
         match &stx.tx.body {
             TxBody::Anchor(record) => record.validate()?,
             TxBody::AnchorBatch(batch) if batch.size == 0 => return Err(TxError::EmptyBatch),
@@ -1399,12 +1433,25 @@ impl Registry {
         time_ms: u64,
         txs: &[SignedTx],
     ) -> Result<Executed, BlockError> {
+        self.execute_cached(ledger, tip, height, time_ms, txs, &NoCache)
+    }
+
+    /// [`Registry::execute`], skipping the signatures `cache` vouches for.
+    pub fn execute_cached<L: Ledger + ?Sized>(
+        &self,
+        ledger: &mut L,
+        tip: &Tip,
+        height: u64,
+        time_ms: u64,
+        txs: &[SignedTx],
+        cache: &dyn SignatureCache,
+    ) -> Result<Executed, BlockError> {
         let mut log_size = tip.log_size;
         let mut state_root = tip.state_root;
         let mut entries = Vec::with_capacity(txs.len());
         for (position, stx) in txs.iter().enumerate() {
             let refuse = |error| BlockError::Tx { height, position, id: stx.id(), error: Box::new(error) };
-            self.check_stateless(stx).map_err(refuse)?;
+            self.check_stateless_cached(stx, cache).map_err(refuse)?;
             self.check_stateful(ledger, stx, height, time_ms).map_err(refuse)?;
             let (index, entry, root) = self.apply(ledger, log_size, height, time_ms, stx).map_err(refuse)?;
             entries.push((index, entry));
@@ -1422,6 +1469,17 @@ impl Registry {
         ledger: &mut L,
         tip: &Tip,
         block: &crate::block::Block,
+    ) -> Result<Executed, BlockError> {
+        self.execute_block_cached(ledger, tip, block, &NoCache)
+    }
+
+    /// [`Registry::execute_block`], skipping the signatures `cache` vouches for.
+    pub fn execute_block_cached<L: Ledger + ?Sized>(
+        &self,
+        ledger: &mut L,
+        tip: &Tip,
+        block: &crate::block::Block,
+        cache: &dyn SignatureCache,
     ) -> Result<Executed, BlockError> {
         let h = &block.header;
         let size = codec::encode(block).len();
@@ -1456,7 +1514,7 @@ impl Registry {
         if usize::try_from(h.tx_count).ok() != Some(block.txs.len()) {
             return Err(field("tx_count", block.txs.len().to_string(), h.tx_count.to_string()));
         }
-        let ex = self.execute(ledger, tip, h.height, h.time_ms, &block.txs)?;
+        let ex = self.execute_cached(ledger, tip, h.height, h.time_ms, &block.txs, cache)?;
         if h.log_size != ex.log_size {
             return Err(field("log_size", ex.log_size.to_string(), h.log_size.to_string()));
         }
@@ -1481,6 +1539,19 @@ impl Registry {
         proposer: PublicKey,
         candidates: impl IntoIterator<Item = SignedTx>,
     ) -> Result<Built, StoreError> {
+        self.build_block_cached(ledger, tip, time_ms, proposer, candidates, &NoCache)
+    }
+
+    /// [`Registry::build_block`], skipping the signatures `cache` vouches for.
+    pub fn build_block_cached<L: Ledger + ?Sized>(
+        &self,
+        ledger: &mut L,
+        tip: &Tip,
+        time_ms: u64,
+        proposer: PublicKey,
+        candidates: impl IntoIterator<Item = SignedTx>,
+        cache: &dyn SignatureCache,
+    ) -> Result<Built, StoreError> {
         let height = tip.height + 1;
         let mut log_size = tip.log_size;
         let mut state_root = tip.state_root;
@@ -1494,7 +1565,9 @@ impl Registry {
             if bytes + size > self.max_block_bytes {
                 break;
             }
-            if let Err(e) = self.check_stateless(&stx).and_then(|()| self.check_stateful(ledger, &stx, height, time_ms))
+            if let Err(e) = self
+                .check_stateless_cached(&stx, cache)
+                .and_then(|()| self.check_stateful(ledger, &stx, height, time_ms))
             {
                 if let TxError::Store(s) = e {
                     return Err(s);

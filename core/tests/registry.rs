@@ -411,3 +411,48 @@ fn records_are_withdrawn_and_superseded_by_their_agency_with_status_proofs() {
     let v = status::verify(&p, &dev.genesis).unwrap();
     assert_eq!(status::check_applies(&v, &record(2).fingerprint.sha256, 1).unwrap_err().code(), "other_document");
 }
+
+#[test]
+fn a_signature_cache_skips_only_the_signatures_it_vouches_for() {
+    let (dev, registry, admin) = setup();
+    let tip = Tip::genesis(&dev.genesis);
+    let good = tx(&admin, 0, TxBody::Anchor(record(1)));
+    let mut forged = good.clone();
+    forged.signature.0[10] ^= 1;
+    let mut cache = std::collections::BTreeSet::new();
+    cache.insert(good.id());
+    // The cache vouches for the good transaction's bytes, signature included: the forgery has
+    // another id, so its signature is still checked and refused.
+    assert_ne!(forged.id(), good.id());
+    let err =
+        registry.execute_cached(&mut MemoryLedger::default(), &tip, 1, 2_000, std::slice::from_ref(&forged), &cache);
+    match err {
+        Err(BlockError::Tx { error, .. }) => assert_eq!(error.code(), "bad_signature"),
+        other => panic!("a forged signature was not refused: {other:?}"),
+    }
+    // With the cache, the good transaction executes to exactly what full verification gives.
+    let with = registry
+        .execute_cached(&mut MemoryLedger::default(), &tip, 1, 2_000, std::slice::from_ref(&good), &cache)
+        .unwrap();
+    let without = registry.execute(&mut MemoryLedger::default(), &tip, 1, 2_000, std::slice::from_ref(&good)).unwrap();
+    assert_eq!(with, without);
+    // Everything but the signature is still checked for a cached id: a replayed nonce is refused.
+    let again = tx(&admin, 0, TxBody::Anchor(record(2)));
+    cache.insert(again.id());
+    let mut ledger = MemoryLedger::default();
+    registry.execute_cached(&mut ledger, &tip, 1, 2_000, &[good], &cache).unwrap();
+    let err = registry.execute_cached(&mut ledger, &tip, 2, 3_000, &[again], &cache).unwrap_err();
+    match err {
+        BlockError::Tx { error, .. } => assert_eq!(error.code(), "nonce_used"),
+        other => panic!("{other}"),
+    }
+    // A proposer's build with the cache agrees with one without it.
+    let candidates = vec![tx(&admin, 0, TxBody::Anchor(record(3))), tx(&admin, 1, TxBody::Anchor(record(4)))];
+    let cache: std::collections::BTreeSet<Hash32> = candidates.iter().map(SignedTx::id).collect();
+    let proposer = SecretKey::from_seed(&[1; 32]).public();
+    let a = registry
+        .build_block_cached(&mut MemoryLedger::default(), &tip, 2_000, proposer, candidates.clone(), &cache)
+        .unwrap();
+    let b = registry.build_block(&mut MemoryLedger::default(), &tip, 2_000, proposer, candidates).unwrap();
+    assert_eq!(a.block, b.block);
+}

@@ -265,6 +265,7 @@ Byte formats are specified in docs/PROOFS.md."
         (name = "land", description = "Parcels: current state and its proof")
     )
 )]
+#[derive(Debug)]
 pub struct ApiDoc;
 
 /// Binds the API on `cfg.listen`; the returned future serves it.
@@ -494,7 +495,7 @@ fn admit(s: &Shared, stx: SignedTx, forwarded: bool) -> Result<Hash32, ApiError>
     match s.submit(stx) {
         Ok(id) => {
             if let (Some(f), Some(t)) = (&s.forwarder, copy) {
-                f.push(t);
+                f.push(&t);
             }
             Ok(id)
         }
@@ -1014,8 +1015,7 @@ async fn entry_proof(
             ),
         ));
     }
-    let ws = s.store.write_set();
-    let path = merkle::inclusion_proof::<Blake3, _>(&ws, index, b.header.log_size).map_err(ApiError::internal)?;
+    let path = s.store.inclusion_path(index, b.header.log_size).map_err(ApiError::internal)?;
     let encoded =
         s.store.entry(index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("entry missing"))?;
     Ok(Json(EntryProofView {

@@ -11,17 +11,7 @@
 //! sabt-node access-log verify --home DIR [--expect-head SEQ:HASH] check the access log's chain
 //! ```
 
-mod access;
-mod api;
-mod config;
-mod consensus;
-mod forward;
-mod mempool;
-mod metrics;
-mod node;
-mod parcels;
-mod schema;
-mod store;
+use sabt_node::{access, config, node};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

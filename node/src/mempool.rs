@@ -67,6 +67,11 @@ impl Mempool {
         self.queue.len()
     }
 
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// The signer's next nonce after its waiting transactions, if it has any.
     pub fn pending_next_nonce(&self, signer: &PublicKey) -> Option<u64> {
         self.next_nonce.get(signer).copied()
@@ -86,6 +91,20 @@ impl Mempool {
         (height, time_ms): (u64, u64),
         stx: SignedTx,
     ) -> Result<Hash32, AdmitError> {
+        registry.check_stateless(&stx)?;
+        self.admit_checked(registry, ledger, (height, time_ms), stx)
+    }
+
+    /// [`Mempool::admit`] for a transaction that already passed `registry.check_stateless` (its
+    /// signature and shape), which the caller checks before locking the pool so that admissions
+    /// verify signatures in parallel.
+    pub fn admit_checked<L: Ledger + ?Sized>(
+        &mut self,
+        registry: &Registry,
+        ledger: &L,
+        (height, time_ms): (u64, u64),
+        stx: SignedTx,
+    ) -> Result<Hash32, AdmitError> {
         let id = stx.id();
         if self.ids.contains(&id) {
             return Err(AdmitError::Duplicate(id));
@@ -94,7 +113,6 @@ impl Mempool {
         if self.queue.len() >= self.capacity || self.bytes + size > self.max_bytes {
             return Err(AdmitError::Full { count: self.queue.len(), bytes: self.bytes });
         }
-        registry.check_stateless(&stx)?;
         match self.next_nonce.get(&stx.tx.signer) {
             // The signer has pending transactions: this one must follow the last.
             Some(&next) if stx.tx.nonce != next => {
@@ -150,6 +168,52 @@ impl Mempool {
                 self.queue.push_back((id, stx, size));
             }
         }
+    }
+}
+
+/// Ids of transactions whose signatures this node has verified (at admission, or while
+/// executing a proposed block), so that a signature is checked once per node rather than again at
+/// proposal and at execution (`Registry::*_cached`). Bounded: past `capacity` the oldest ids are
+/// forgotten, which only means their signatures are verified again.
+#[derive(Debug)]
+pub struct VerifiedIds {
+    capacity: usize,
+    ids: std::collections::HashSet<Hash32>,
+    order: VecDeque<Hash32>,
+}
+
+impl VerifiedIds {
+    /// An empty set holding at most `capacity` ids.
+    pub fn new(capacity: usize) -> VerifiedIds {
+        VerifiedIds { capacity, ids: std::collections::HashSet::new(), order: VecDeque::new() }
+    }
+
+    /// Records that the signature of transaction `id` verified.
+    pub fn insert(&mut self, id: Hash32) {
+        if self.capacity == 0 || !self.ids.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    /// Those of `ids` whose signatures verified: the cache one block's execution uses.
+    pub fn among<'a>(&self, ids: impl IntoIterator<Item = &'a Hash32>) -> std::collections::BTreeSet<Hash32> {
+        ids.into_iter().filter(|id| self.ids.contains(id)).copied().collect()
+    }
+
+    /// Number of ids held.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
     }
 }
 
@@ -214,5 +278,22 @@ mod tests {
         pool.committed(&registry, &ledger, (2, 3), &[first[0].id()]);
         assert_eq!(pool.len(), 2);
         assert_eq!(pool.candidates(10)[0].tx.nonce, 1);
+    }
+
+    #[test]
+    fn verified_ids_are_bounded_oldest_first() {
+        let mut v = VerifiedIds::new(2);
+        let (a, b, c) = (Hash32([1; 32]), Hash32([2; 32]), Hash32([3; 32]));
+        v.insert(a);
+        v.insert(b);
+        v.insert(a);
+        assert_eq!(v.len(), 2);
+        v.insert(c);
+        assert_eq!(v.len(), 2);
+        let got = v.among([&a, &b, &c]);
+        assert!(!got.contains(&a) && got.contains(&b) && got.contains(&c));
+        let mut none = VerifiedIds::new(0);
+        none.insert(a);
+        assert!(none.is_empty());
     }
 }

@@ -12,7 +12,7 @@ use crate::consensus::mal::{
     ValueSyncConfig, WalContext,
 };
 use crate::consensus::signing::{SabtSigner, SabtVerifier};
-use crate::mempool::{AdmitError, Mempool};
+use crate::mempool::{AdmitError, Mempool, VerifiedIds};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use anyhow::{Context as _, anyhow, bail};
@@ -49,6 +49,7 @@ pub struct Shared {
     /// Forwards client submissions to the other validators.
     pub forwarder: Option<crate::forward::Forwarder>,
     mempool: Mutex<Mempool>,
+    verified: Mutex<VerifiedIds>,
     /// The map of live parcels and parcel histories, derived from the log.
     pub parcels: RwLock<crate::parcels::ParcelIndex>,
     tip: RwLock<Tip>,
@@ -98,16 +99,34 @@ impl Shared {
         self.mempool().candidates(max)
     }
 
+    /// The signature cache for executing `txs`: those whose signatures this node verified.
+    pub fn verified_among(&self, txs: &[SignedTx]) -> std::collections::BTreeSet<Hash32> {
+        let ids: Vec<Hash32> = txs.iter().map(SignedTx::id).collect();
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).among(&ids)
+    }
+
+    /// Records that the signatures of `txs` verified (after a block executed).
+    pub fn mark_verified(&self, txs: &[SignedTx]) {
+        let ids: Vec<Hash32> = txs.iter().map(SignedTx::id).collect();
+        let mut v = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            v.insert(id);
+        }
+    }
+
     /// Admits a submitted transaction.
     pub fn submit(&self, stx: SignedTx) -> Result<Hash32, AdmitError> {
         let id = stx.id();
         if let Ok(Some(loc)) = self.store.tx_location(&id) {
             return Err(AdmitError::Committed(id, loc.height));
         }
+        // Signature and shape first, outside the pool's lock, so that API threads verify in parallel.
+        self.registry.check_stateless(&stx)?;
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         let tip = self.tip();
         let ws = self.store.write_set();
         let mut pool = self.mempool();
-        let r = pool.admit(&self.registry, &ws, (tip.height + 1, tip.time_ms), stx);
+        let r = pool.admit_checked(&self.registry, &ws, (tip.height + 1, tip.time_ms), stx);
         self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
         r
     }
@@ -313,6 +332,8 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
             Some(crate::forward::Forwarder::start(cfg.mempool.peers.clone()).context("starting the forwarder")?)
         },
         mempool: Mutex::new(Mempool::new(cfg.mempool.max_txs, cfg.mempool.max_bytes)),
+        // Room for a full mempool and the blocks in flight, several times over.
+        verified: Mutex::new(VerifiedIds::new(4 * cfg.mempool.max_txs + 4 * crate::consensus::app::MAX_BLOCK_TXS)),
         parcels: RwLock::new(parcel_index),
         tip: RwLock::new(tip),
         ready: AtomicBool::new(false),

@@ -225,6 +225,54 @@ impl Store {
         Ok(tip)
     }
 
+    /// Appends the leaf hashes `leaves` to a registry log of `size` leaves, outside block
+    /// execution, in one write batch without the write-ahead log, and returns the new size. For
+    /// tools and benchmarks that fill a large log directly (`sabt-bench proofs`); a node never calls
+    /// it, since its log grows only through [`Store::commit`]. Call [`Store::flush`] when done.
+    pub fn import_log_leaves(&self, size: u64, leaves: &[Hash32]) -> Result<u64, DbError> {
+        let mut ws = self.write_set();
+        let mut s = size;
+        for leaf in leaves {
+            s = merkle::append::<Blake3, _>(&mut ws, s, *leaf)?;
+        }
+        let mut batch = WriteBatch::default();
+        for (id, h) in ws.overlay.log.nodes() {
+            batch.put_cf(self.cf("log")?, node_key(*id), h.as_bytes());
+        }
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(s)
+    }
+
+    /// Writes every column family's memtable to disk.
+    pub fn flush(&self) -> Result<(), DbError> {
+        for name in CFS {
+            self.db.flush_cf(self.cf(name)?)?;
+        }
+        Ok(())
+    }
+
+    /// Compacts every column family fully, so the files on disk hold each live key once.
+    pub fn compact(&self) -> Result<(), DbError> {
+        for name in CFS {
+            self.db.compact_range_cf(self.cf(name)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
+    /// The RFC 9162 inclusion path of log entry `index` in the log at `size` leaves, read from
+    /// the stored nodes (O(log size) reads).
+    pub fn inclusion_path(&self, index: u64, size: u64) -> Result<Vec<Hash32>, DbError> {
+        merkle::inclusion_proof::<Blake3, _>(&self.write_set(), index, size)
+            .map_err(|e| DbError::Inconsistent(format!("inclusion path of entry {index} at size {size}: {e}")))
+    }
+
+    /// The root of the log at `size` leaves, from the stored nodes.
+    pub fn log_root(&self, size: u64) -> Result<Hash32, DbError> {
+        Ok(merkle::root::<Blake3, _>(&self.write_set(), size)?)
+    }
+
     /// Checks that the stored chain agrees with itself: the tip names the last block, the log and
     /// state roots recomputed from the stored nodes equal the tip's, and the last block's commit is
     /// for that block. Returns the tip (the genesis tip for an empty store).

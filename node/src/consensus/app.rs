@@ -36,6 +36,12 @@ use tracing::{debug, error, info, warn};
 pub const MAX_CLOCK_DRIFT_MS: u64 = 15_000;
 /// Most transactions a proposer puts in one block.
 pub const MAX_BLOCK_TXS: usize = 20_000;
+/// Fewest transactions a proposer offers to take, however slow its last build was.
+const MIN_BLOCK_TXS: usize = 100;
+/// The share of the propose timeout a proposer spends building its block. Every other validator
+/// executes the proposal in about the same time before it can prevote, so a block that took the
+/// whole timeout to build would be prevoted nil, and the next round's larger block too.
+const BUILD_SHARE_OF_PROPOSE_TIMEOUT: u32 = 4;
 /// Heights ahead of the tip for which received proposals are kept.
 const MAX_PENDING_HEIGHTS: u64 = 8;
 /// Most values kept for one height.
@@ -43,6 +49,14 @@ const MAX_PENDING_PER_HEIGHT: usize = 64;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+/// How many transactions fit in the building budget of a proposer whose propose timeout is
+/// `propose`, at `us_per_tx` microseconds a transaction.
+fn proposal_capacity(propose: Duration, us_per_tx: f64) -> usize {
+    let budget_us = (propose / BUILD_SHARE_OF_PROPOSE_TIMEOUT).as_secs_f64() * 1e6;
+    let n = (budget_us / us_per_tx.max(1.0)) as usize;
+    n.clamp(MIN_BLOCK_TXS, MAX_BLOCK_TXS)
 }
 
 /// A block this node has seen for a height, by proposal or by sync.
@@ -70,6 +84,8 @@ pub struct App {
     seen: BTreeMap<u64, BTreeMap<Hash32, Seen>>,
     round_started: Option<Instant>,
     stream_counter: u64,
+    /// Building cost per transaction, microseconds, smoothed over this node's recent proposals.
+    build_us_per_tx: f64,
 }
 
 impl App {
@@ -88,6 +104,22 @@ impl App {
             seen: BTreeMap::new(),
             round_started: None,
             stream_counter: 0,
+            // A first guess; the first large proposal measures the real cost.
+            build_us_per_tx: 100.0,
+        }
+    }
+
+    /// How many transactions to offer the next proposal: what fits in this node's building budget
+    /// at its measured cost per transaction.
+    fn proposal_capacity(&self) -> usize {
+        proposal_capacity(self.timeouts.propose, self.build_us_per_tx)
+    }
+
+    /// Takes the cost of a build of `txs` transactions in `elapsed` into the estimate.
+    fn measured_build(&mut self, txs: usize, elapsed: Duration) {
+        if txs >= MIN_BLOCK_TXS {
+            let per_tx = elapsed.as_secs_f64() * 1e6 / txs as f64;
+            self.build_us_per_tx = 0.5 * self.build_us_per_tx + 0.5 * per_tx;
         }
     }
 
@@ -116,8 +148,13 @@ impl App {
             return Validity::Invalid;
         }
         let mut ws = self.shared.store.write_set();
-        match self.shared.registry.execute_block(&mut ws, &tip, block) {
-            Ok(_) => Validity::Valid,
+        let cache = self.shared.verified_among(&block.txs);
+        match self.shared.registry.execute_block_cached(&mut ws, &tip, block, &cache) {
+            Ok(_) => {
+                // Every signature in it verified: executing it again at decision need not redo that.
+                self.shared.mark_verified(&block.txs);
+                Validity::Valid
+            }
             Err(e) => {
                 warn!(height = block.header.height, error = %e, "refusing proposed block");
                 Validity::Invalid
@@ -213,11 +250,21 @@ impl App {
         let (block, bytes) = match self.shared.store.own_proposal(height.0, r)? {
             Some(bytes) => (codec::decode::<Block>(&bytes).context("stored own proposal")?, bytes),
             None => {
-                let candidates = self.shared.mempool_candidates(MAX_BLOCK_TXS);
+                let started = Instant::now();
+                let candidates = self.shared.mempool_candidates(self.proposal_capacity());
                 let time_ms = now_ms().max(tip.time_ms + 1);
                 let mut ws = self.shared.store.write_set();
-                let built = self.shared.registry.build_block(&mut ws, &tip, time_ms, self.address.0, candidates)?;
+                let cache = self.shared.verified_among(&candidates);
+                let built = self.shared.registry.build_block_cached(
+                    &mut ws,
+                    &tip,
+                    time_ms,
+                    self.address.0,
+                    candidates,
+                    &cache,
+                )?;
                 let block = built.block;
+                self.measured_build(block.txs.len(), started.elapsed());
                 for (id, e) in built.refused {
                     debug!(%id, error = %e, "left a transaction out of the block");
                 }
@@ -348,9 +395,10 @@ impl App {
         verify_commit(&commit, &self.shared.validator_set, &self.shared.genesis.chain_id, height, &block.hash())
             .context("the decided commit certificate does not verify")?;
         let mut ws = self.shared.store.write_set();
+        let cache = self.shared.verified_among(&block.txs);
         self.shared
             .registry
-            .execute_block(&mut ws, &tip, &block)
+            .execute_block_cached(&mut ws, &tip, &block, &cache)
             .with_context(|| format!("decided block {height} does not execute"))?;
         let started = Instant::now();
         let new_tip = self.shared.store.commit(ws, &block, &commit).context("committing a decided block")?;
@@ -506,5 +554,22 @@ impl App {
             }
         }
         Err(anyhow!("the consensus engine stopped"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proposals_fit_a_quarter_of_the_propose_timeout() {
+        let t = Duration::from_millis(2000);
+        // 500 ms of building at 50 µs a transaction.
+        assert_eq!(proposal_capacity(t, 50.0), 10_000);
+        // A slow node offers fewer, never fewer than the floor; a fast one is capped.
+        assert_eq!(proposal_capacity(t, 1_000.0), 500);
+        assert_eq!(proposal_capacity(t, 1e9), MIN_BLOCK_TXS);
+        assert_eq!(proposal_capacity(t, 1.0), MAX_BLOCK_TXS);
+        assert_eq!(proposal_capacity(t, 0.0), MAX_BLOCK_TXS);
     }
 }
