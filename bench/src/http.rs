@@ -1,0 +1,73 @@
+//! A minimal client of the node API for the load generator: JSON in, JSON out, the node's error
+//! code on refusal, bounded answers.
+
+use anyhow::{Context as _, anyhow};
+use serde_json::Value;
+use std::time::Duration;
+
+/// One node's API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// An answer: the HTTP status and the JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body (JSON).
+    pub body: Value,
+}
+
+impl Answer {
+    /// The node's stable error code, for a refusal.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("unknown")
+    }
+}
+
+impl Api {
+    /// A client of the node at `url`.
+    pub fn new(url: &str) -> Api {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Api { base: url.trim_end_matches('/').to_string(), agent }
+    }
+
+    fn read(&self, path: &str, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<Answer> {
+        let mut resp = r.with_context(|| format!("cannot reach {}{path}", self.base))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_json()
+            .with_context(|| format!("the answer to {path} is not JSON"))?;
+        Ok(Answer { status, body })
+    }
+
+    /// `GET path`, any status.
+    pub fn get_any(&self, path: &str) -> anyhow::Result<Answer> {
+        self.read(path, self.agent.get(&format!("{}{path}", self.base)).call())
+    }
+
+    /// `GET path`; a status other than 2xx is an error naming the node's code.
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let a = self.get_any(path)?;
+        if (200..300).contains(&a.status) {
+            Ok(a.body)
+        } else {
+            Err(anyhow!("{path}: {} {}: {}", a.status, a.code(), a.body["message"].as_str().unwrap_or("")))
+        }
+    }
+
+    /// `POST path` with a JSON body, any status.
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        self.read(path, self.agent.post(&format!("{}{path}", self.base)).send_json(body))
+    }
+}
