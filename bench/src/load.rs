@@ -214,6 +214,15 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
     let verified = Arc::new(AtomicU64::new(0));
     let blocks: Arc<Mutex<Vec<(u64, usize)>>> = Arc::new(Mutex::new(Vec::new()));
 
+    // Start from an idle network: what an earlier run left waiting would count against this one.
+    let idle_by = Instant::now() + Duration::from_secs_f64(cfg.drain.max(10.0) * 2.0);
+    for url in &cfg.urls {
+        let api = Api::new(url);
+        while api.get("/v1/status")?["mempool_size"].as_u64().unwrap_or(0) > 0 {
+            ensure!(Instant::now() < idle_by, "{url} still has transactions waiting from an earlier run");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     let start_height = watch.get("/v1/status")?["height"].as_u64().context("status without height")?;
     let t0 = Instant::now() + Duration::from_millis(200);
     let (sample_tx, sample_rx) = mpsc::sync_channel::<usize>(4096);

@@ -109,7 +109,7 @@ enum Command {
         /// Concurrent clients.
         #[arg(long, default_value_t = 64)]
         clients: usize,
-        /// Fetch and check the proof of every N-th transaction (default: about 50 a second).
+        /// Fetch and check the proof of every N-th transaction (default: about 20 a second).
         #[arg(long)]
         sample: Option<usize>,
         /// Run number: keys and records differ between runs on one network.
@@ -210,7 +210,7 @@ fn exec(cli: Cli) -> anyhow::Result<()> {
                 rate,
                 secs,
                 warmup,
-                sample: sample.unwrap_or_else(|| ((rate / 50.0) as usize).max(1)),
+                sample: sample.unwrap_or_else(|| ((rate / 20.0) as usize).max(1)),
                 run,
                 drain,
             };
