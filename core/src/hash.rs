@@ -8,46 +8,90 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::sync::OnceLock;
 
 /// A domain: one purpose for which Sabt hashes bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Domain(&'static str);
+///
+/// It carries its context string and a slot for the BLAKE3 hasher keyed by that context: BLAKE3
+/// derives the context key afresh on every `new_derive_key`, so each domain derives it once and
+/// every hash clones the keyed hasher. The output is byte-identical (the golden vectors check).
+#[derive(Clone, Copy)]
+pub struct Domain {
+    context: &'static str,
+    keyed: &'static OnceLock<blake3::Hasher>,
+}
+
+impl fmt::Debug for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Domain({:?})", self.context)
+    }
+}
+
+impl PartialEq for Domain {
+    fn eq(&self, other: &Self) -> bool {
+        self.context == other.context
+    }
+}
+
+impl Eq for Domain {}
+
+macro_rules! domains {
+    ($($(#[$doc:meta])* $vis:vis $name:ident = $ctx:literal;)*) => {
+        $(
+            $(#[$doc])*
+            $vis const $name: Domain = {
+                static KEYED: OnceLock<blake3::Hasher> = OnceLock::new();
+                Domain { context: $ctx, keyed: &KEYED }
+            };
+        )*
+    };
+}
 
 impl Domain {
     /// Devnet admin keys, derived from validator seeds (see `devnet`).
     pub(crate) const fn devnet_admin() -> Domain {
-        Domain("sabt/devnet-admin/v1")
+        DEVNET_ADMIN
     }
 
     /// The context string, as fed to BLAKE3's `derive_key` mode.
     pub const fn context(self) -> &'static str {
-        self.0
+        self.context
+    }
+
+    /// A BLAKE3 hasher in `derive_key` mode for this context, ready for the key material.
+    fn hasher(self) -> blake3::Hasher {
+        self.keyed.get_or_init(|| blake3::Hasher::new_derive_key(self.context)).clone()
     }
 }
 
-/// Genesis documents: the chain's identity.
-pub const GENESIS: Domain = Domain("sabt/genesis/v1");
-/// Transaction identifiers.
-pub const TX: Domain = Domain("sabt/tx/v1");
-/// Block headers.
-pub const BLOCK: Domain = Domain("sabt/block/v1");
-/// Validator sets, as named in block headers.
-pub const VALIDATOR_SET: Domain = Domain("sabt/validator-set/v1");
+domains! {
+    DEVNET_ADMIN = "sabt/devnet-admin/v1";
+    /// Genesis documents: the chain's identity.
+    pub GENESIS = "sabt/genesis/v1";
+    /// Transaction identifiers.
+    pub TX = "sabt/tx/v1";
+    /// Block headers.
+    pub BLOCK = "sabt/block/v1";
+    /// Validator sets, as named in block headers.
+    pub VALIDATOR_SET = "sabt/validator-set/v1";
+    /// Keys of the state map, made from a tag and the application key.
+    pub STATE_KEY = "sabt/state-key/v1";
+    /// Leaves of the state map.
+    pub STATE_LEAF = "sabt/state-leaf/v1";
+    /// Values stored in the state map.
+    pub STATE_VALUE = "sabt/state-value/v1";
+    /// Internal nodes of the state map.
+    pub STATE_NODE = "sabt/state-node/v1";
+    /// Salted hashes standing for parties (holders of land rights).
+    pub PARTY = "sabt/party/v1";
+    /// Lines of a node's access log, chained.
+    pub ACCESS_LOG = "sabt/access-log/v1";
+}
 
-/// Keys of the state map, made from a tag and the application key.
-pub const STATE_KEY: Domain = Domain("sabt/state-key/v1");
-/// Leaves of the state map.
-pub const STATE_LEAF: Domain = Domain("sabt/state-leaf/v1");
-/// Values stored in the state map.
-pub const STATE_VALUE: Domain = Domain("sabt/state-value/v1");
-/// Internal nodes of the state map.
-pub const STATE_NODE: Domain = Domain("sabt/state-node/v1");
-/// Salted hashes standing for parties (holders of land rights).
-pub const PARTY: Domain = Domain("sabt/party/v1");
-/// Lines of a node's access log, chained.
-pub const ACCESS_LOG: Domain = Domain("sabt/access-log/v1");
 #[cfg(test)]
-pub(crate) const TEST: Domain = Domain("sabt/test/v1");
+domains! {
+    pub(crate) TEST = "sabt/test/v1";
+}
 
 /// A 32-byte digest. Hex in JSON, raw bytes in the canonical encoding.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -105,7 +149,7 @@ impl<'de> Deserialize<'de> for Hash32 {
 
 /// BLAKE3 of `bytes` in `domain`.
 pub fn hash(domain: Domain, bytes: &[u8]) -> Hash32 {
-    let mut h = blake3::Hasher::new_derive_key(domain.context());
+    let mut h = domain.hasher();
     h.update(bytes);
     Hash32(*h.finalize().as_bytes())
 }
@@ -116,6 +160,11 @@ mod tests {
 
     #[test]
     fn domains_separate() {
+        // The cached keyed hasher gives exactly BLAKE3's derive_key, first use and later ones.
+        for _ in 0..2 {
+            assert_eq!(hash(TX, b"x").0, blake3::derive_key("sabt/tx/v1", b"x"));
+            assert_eq!(hash(TEST, b"").0, blake3::derive_key("sabt/test/v1", b""));
+        }
         assert_ne!(hash(TX, b"x"), hash(BLOCK, b"x"));
         assert_ne!(hash(TX, b"x"), Hash32(*blake3::hash(b"x").as_bytes()));
     }
