@@ -42,7 +42,7 @@ pub struct AnchorPath {
 
 const SEEDS: [[u8; 32]; 4] = [[31; 32], [32; 32], [33; 32], [34; 32]];
 
-/// Runs `txs` anchors in blocks of `block_txs` through a store in `dir` (emptied first).
+/// Runs `txs` anchors in blocks of `block_txs` through a new store in `dir` (absent or empty).
 pub fn run(dir: &Path, txs: usize, block_txs: usize) -> anyhow::Result<AnchorPath> {
     ensure!(txs > 0 && block_txs > 0, "--txs and --block must be at least 1");
     let dev = Devnet::new("sabt-bench", 1_780_000_000_000, &SEEDS, [35; 32]);
@@ -66,8 +66,9 @@ pub fn run(dir: &Path, txs: usize, block_txs: usize) -> anyhow::Result<AnchorPat
     }
     let verify = t.elapsed();
 
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
+    // Never empty a directory on the caller's behalf: it might be a node's data.
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        anyhow::bail!("{} is not empty; give a new directory for the benchmark store", dir.display());
     }
     let store = Store::open(dir)?;
     let mut tip = Tip::genesis(&dev.genesis);

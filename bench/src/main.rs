@@ -79,7 +79,7 @@ enum Command {
     },
     /// One node's anchor path: build, execute and commit blocks of anchors into a RocksDB store.
     AnchorPath {
-        /// Directory for the store (emptied first).
+        /// Directory for the store (must be absent or empty).
         #[arg(long)]
         dir: PathBuf,
         /// Transactions.
