@@ -26,8 +26,11 @@ use thiserror::Error;
 
 /// The `format` field of every proof bundle.
 pub const BUNDLE_FORMAT: &str = "sabt-proof";
-/// The bundle version this software writes and reads.
-pub const BUNDLE_VERSION: u32 = 1;
+/// The bundle version this software writes: hashes, paths and the entry in base64.
+pub const BUNDLE_VERSION: u32 = 2;
+/// Every bundle version this software reads. Version 1 (hex) is read forever: a proof file,
+/// once issued, must keep verifying.
+pub const BUNDLE_VERSIONS_READ: [u32; 2] = [1, 2];
 /// The largest bundle file accepted.
 pub const MAX_BUNDLE_LEN: usize = 1 << 20;
 /// The most hashes in any path (a log of 2^64 entries needs 64).
@@ -58,13 +61,13 @@ pub struct EntryProof {
     pub path: Vec<Hash32>,
 }
 
-/// A proof bundle (`*.sabt-proof.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A proof bundle (`*.sabt-proof.json`). Its JSON is written and read by [`ProofBundle::to_json`]
+/// and [`ProofBundle::from_json`], in the shape of its `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProofBundle {
     /// Always [`BUNDLE_FORMAT`].
     pub format: String,
-    /// [`BUNDLE_VERSION`].
+    /// One of [`BUNDLE_VERSIONS_READ`]; [`BUNDLE_VERSION`] for a new bundle.
     pub version: u32,
     /// The chain id.
     pub chain_id: String,
@@ -79,8 +82,108 @@ pub struct ProofBundle {
     /// The checkpoint as a C2SP signed note with the validators' cosignatures.
     pub checkpoint: String,
     /// Validator-set transitions from the genesis set to the checkpoint's signers. Always empty in
-    /// version 1: the genesis set signs every checkpoint until on-chain governance exists.
+    /// versions 1 and 2: the genesis set signs every checkpoint until on-chain governance exists.
     pub validator_set_updates: Vec<serde_json::Value>,
+}
+
+/// The JSON of a bundle of one version: version 1 has its hashes and entry in hex, version 2 in
+/// base64 (each path one string of its concatenated hashes).
+mod wire {
+    use super::{BatchProof, EntryProof, ProofBundle};
+    use crate::entry::ArchiveRecord;
+    use crate::hash::Hash32;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Bundle<B, E> {
+        format: String,
+        version: u32,
+        chain_id: String,
+        genesis_hash: Hash32,
+        record: ArchiveRecord,
+        batch: Option<B>,
+        entry: E,
+        checkpoint: String,
+        validator_set_updates: Vec<serde_json::Value>,
+    }
+
+    /// Version 1: [`BatchProof`] and [`EntryProof`] as they serialise, hex.
+    pub(super) type V1 = Bundle<BatchProof, EntryProof>;
+    /// Version 2.
+    pub(super) type V2 = Bundle<BatchV2, EntryV2>;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct BatchV2 {
+        index: u64,
+        size: u64,
+        #[serde(with = "crate::text::b64_path")]
+        path: Vec<Hash32>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct EntryV2 {
+        index: u64,
+        #[serde(with = "crate::text::b64_bytes")]
+        encoded: Vec<u8>,
+        #[serde(with = "crate::text::b64_path")]
+        path: Vec<Hash32>,
+    }
+
+    impl From<BatchProof> for BatchV2 {
+        fn from(b: BatchProof) -> Self {
+            BatchV2 { index: b.index, size: b.size, path: b.path }
+        }
+    }
+    impl From<BatchV2> for BatchProof {
+        fn from(b: BatchV2) -> Self {
+            BatchProof { index: b.index, size: b.size, path: b.path }
+        }
+    }
+    impl From<EntryProof> for EntryV2 {
+        fn from(e: EntryProof) -> Self {
+            EntryV2 { index: e.index, encoded: e.encoded, path: e.path }
+        }
+    }
+    impl From<EntryV2> for EntryProof {
+        fn from(e: EntryV2) -> Self {
+            EntryProof { index: e.index, encoded: e.encoded, path: e.path }
+        }
+    }
+
+    impl<B: From<BatchProof>, E: From<EntryProof>> From<ProofBundle> for Bundle<B, E> {
+        fn from(b: ProofBundle) -> Self {
+            Bundle {
+                format: b.format,
+                version: b.version,
+                chain_id: b.chain_id,
+                genesis_hash: b.genesis_hash,
+                record: b.record,
+                batch: b.batch.map(B::from),
+                entry: E::from(b.entry),
+                checkpoint: b.checkpoint,
+                validator_set_updates: b.validator_set_updates,
+            }
+        }
+    }
+
+    impl<B: Into<BatchProof>, E: Into<EntryProof>> From<Bundle<B, E>> for ProofBundle {
+        fn from(b: Bundle<B, E>) -> Self {
+            ProofBundle {
+                format: b.format,
+                version: b.version,
+                chain_id: b.chain_id,
+                genesis_hash: b.genesis_hash,
+                record: b.record,
+                batch: b.batch.map(Into::into),
+                entry: b.entry.into(),
+                checkpoint: b.checkpoint,
+                validator_set_updates: b.validator_set_updates,
+            }
+        }
+    }
 }
 
 /// What a document is checked as.
@@ -121,7 +224,7 @@ pub enum VerifyError {
     Malformed(String),
     /// A bundle of another version.
     #[error(
-        "unsupported proof format {format:?} version {version} (this software reads {BUNDLE_FORMAT:?} version {BUNDLE_VERSION})"
+        "unsupported proof format {format:?} version {version} (this software reads {BUNDLE_FORMAT:?} versions 1 and 2)"
     )]
     UnsupportedVersion {
         /// Format found.
@@ -216,21 +319,32 @@ impl ProofBundle {
     /// Parses a bundle file, bounded in size.
     pub fn from_json(text: &str) -> Result<Self, VerifyError> {
         use crate::text::VersionedJsonError as E;
-        crate::text::parse_versioned_json(text, MAX_BUNDLE_LEN, BUNDLE_FORMAT, BUNDLE_VERSION).map_err(|e| match e {
-            E::Malformed(m) => VerifyError::Malformed(m),
-            E::Unsupported { format, version } => VerifyError::UnsupportedVersion { format, version },
-        })
+        let version = crate::text::versioned_json_head(text, MAX_BUNDLE_LEN, BUNDLE_FORMAT, &BUNDLE_VERSIONS_READ)
+            .map_err(|e| match e {
+                E::Malformed(m) => VerifyError::Malformed(m),
+                E::Unsupported { format, version } => VerifyError::UnsupportedVersion { format, version },
+            })?;
+        let malformed = |e: serde_json::Error| VerifyError::Malformed(e.to_string());
+        match version {
+            1 => serde_json::from_str::<wire::V1>(text).map(ProofBundle::from).map_err(malformed),
+            _ => serde_json::from_str::<wire::V2>(text).map(ProofBundle::from).map_err(malformed),
+        }
     }
 
-    /// Pretty JSON with a final newline.
+    /// Pretty JSON with a final newline, in the shape of the bundle's version (a version this
+    /// software does not read is written as the current one's shape, and refused on reading).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+        let text = match self.version {
+            1 => serde_json::to_string_pretty(&wire::V1::from(self.clone())),
+            _ => serde_json::to_string_pretty(&wire::V2::from(self.clone())),
+        };
+        text.unwrap_or_default() + "\n"
     }
 }
 
 /// Verifies `bundle` for the document `claim`, trusting only `genesis`.
 pub fn verify(bundle: &ProofBundle, genesis: &Genesis, claim: &DocumentClaim) -> Result<Verified, VerifyError> {
-    if bundle.format != BUNDLE_FORMAT || bundle.version != BUNDLE_VERSION {
+    if bundle.format != BUNDLE_FORMAT || !BUNDLE_VERSIONS_READ.contains(&bundle.version) {
         return Err(VerifyError::UnsupportedVersion { format: bundle.format.clone(), version: bundle.version });
     }
     if bundle.chain_id != genesis.chain_id {

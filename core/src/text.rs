@@ -122,14 +122,15 @@ pub(crate) enum VersionedJsonError {
     },
 }
 
-/// Parses a JSON file with `format` and `version` fields, bounded to `max` bytes. The format and
-/// version are checked before the full shape, so an old reader names the real problem.
-pub(crate) fn parse_versioned_json<T: serde::de::DeserializeOwned>(
+/// Reads the `format` and `version` fields of a JSON file bounded to `max` bytes, and returns the
+/// version if the format is `format` and the version one of `versions`. Checked before the full
+/// shape, so that an old reader names the real problem.
+pub(crate) fn versioned_json_head(
     text: &str,
     max: usize,
     format: &str,
-    version: u32,
-) -> Result<T, VersionedJsonError> {
+    versions: &[u32],
+) -> Result<u32, VersionedJsonError> {
     if text.len() > max {
         return Err(VersionedJsonError::Malformed(format!("{} bytes exceeds the limit of {max}", text.len())));
     }
@@ -139,8 +140,67 @@ pub(crate) fn parse_versioned_json<T: serde::de::DeserializeOwned>(
         version: u32,
     }
     let head: Head = serde_json::from_str(text).map_err(|e| VersionedJsonError::Malformed(e.to_string()))?;
-    if head.format != format || head.version != version {
+    if head.format != format || !versions.contains(&head.version) {
         return Err(VersionedJsonError::Unsupported { format: head.format, version: head.version });
     }
+    Ok(head.version)
+}
+
+/// Parses a JSON file with `format` and `version` fields, bounded to `max` bytes, of exactly
+/// `version` (see [`versioned_json_head`]).
+pub(crate) fn parse_versioned_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    max: usize,
+    format: &str,
+    version: u32,
+) -> Result<T, VersionedJsonError> {
+    versioned_json_head(text, max, format, &[version])?;
     serde_json::from_str(text).map_err(|e| VersionedJsonError::Malformed(e.to_string()))
+}
+
+/// Bytes as one standard (RFC 4648, padded) base64 string in JSON.
+pub(crate) mod b64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text: std::borrow::Cow<'de, str> = Deserialize::deserialize(d)?;
+        B64.decode(text.as_bytes()).map_err(|e| D::Error::custom(format!("invalid standard base64: {e}")))
+    }
+}
+
+/// A Merkle path (at most [`crate::bundle::MAX_PATH_LEN`] hashes) as one standard base64 string
+/// of the hashes' bytes, concatenated in order.
+pub(crate) mod b64_path {
+    use crate::bundle::MAX_PATH_LEN;
+    use crate::hash::Hash32;
+    use serde::{Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(path: &[Hash32], s: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = path.iter().flat_map(|h| h.0).collect();
+        super::b64_bytes::serialize(&bytes, s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash32>, D::Error> {
+        let bytes = super::b64_bytes::deserialize(d)?;
+        if bytes.len() % 32 != 0 || bytes.len() > 32 * MAX_PATH_LEN {
+            return Err(D::Error::custom(format!(
+                "a path is 0 to {MAX_PATH_LEN} hashes of 32 bytes; this one is {} bytes",
+                bytes.len()
+            )));
+        }
+        Ok(bytes
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                Hash32(h)
+            })
+            .collect())
+    }
 }

@@ -178,12 +178,65 @@ fn wrong_genesis_unknown_chain_and_version() {
     assert_eq!(bundle::verify(&b, &other.genesis, &file("doc 1")).unwrap_err().code(), "wrong_genesis");
     let elsewhere = Devnet::new("tj.sabt.elsewhere", 1_000, &seeds(), [9; 32]);
     assert_eq!(bundle::verify(&b, &elsewhere.genesis, &file("doc 1")).unwrap_err().code(), "unknown_chain");
-    let json = b.to_json().replace("\"version\": 1", "\"version\": 2");
-    assert!(matches!(ProofBundle::from_json(&json), Err(VerifyError::UnsupportedVersion { version: 2, .. })));
+    let json = b.to_json().replace("\"version\": 2", "\"version\": 3");
+    assert!(matches!(ProofBundle::from_json(&json), Err(VerifyError::UnsupportedVersion { version: 3, .. })));
+    let json = b.to_json().replace("\"version\": 2", "\"version\": 0");
+    assert!(matches!(ProofBundle::from_json(&json), Err(VerifyError::UnsupportedVersion { version: 0, .. })));
     assert_eq!(ProofBundle::from_json("{}").unwrap_err().code(), "malformed_proof");
     let json = b.to_json().replacen("\"batch\": null", "\"batch\": null, \"extra\": 1", 1);
     assert_eq!(ProofBundle::from_json(&json).unwrap_err().code(), "malformed_proof");
     // Unknown fields are refused at every level, so nothing unverified can ride along in `record`.
     let json = b.to_json().replacen("\"title\": ", "\"note\": \"unverified\", \"title\": ", 1);
     assert_eq!(ProofBundle::from_json(&json).unwrap_err().code(), "malformed_proof");
+}
+
+/// A version-1 proof file issued before version 2 existed (hex hashes), with its genesis and
+/// document, as committed: it must verify for ever.
+#[test]
+fn a_version_1_proof_file_still_verifies() {
+    let genesis = sabt_core::genesis::Genesis::from_json(include_str!("fixtures/proof-v1/genesis.json")).unwrap();
+    let text = include_str!("fixtures/proof-v1/deed.txt.sabt-proof.json");
+    let document = DocumentClaim::File(Fingerprint::of_bytes(include_bytes!("fixtures/proof-v1/deed.txt")));
+    let b = ProofBundle::from_json(text).unwrap();
+    assert_eq!(b.version, 1);
+    let v = bundle::verify(&b, &genesis, &document).unwrap();
+    assert_eq!((v.index, v.height, v.record.title.as_str()), (1, 2, "deed of gift"));
+    // Written again as version 1 it is the same file; as version 2 it proves the same.
+    assert_eq!(b.to_json(), text);
+    let v2 = ProofBundle { version: bundle::BUNDLE_VERSION, ..b.clone() };
+    let again = ProofBundle::from_json(&v2.to_json()).unwrap();
+    assert_eq!(again, v2);
+    assert_eq!(bundle::verify(&again, &genesis, &document), Ok(v));
+    // Its other document is refused.
+    assert_eq!(bundle::verify(&b, &genesis, &file("another deed")).unwrap_err().code(), "digest_mismatch");
+}
+
+#[test]
+fn version_2_writes_base64_and_refuses_paths_that_are_not_whole_hashes() {
+    let net = chain();
+    let b = net.bundle(3, None, &[0, 1, 2]).unwrap();
+    assert_eq!(b.version, 2);
+    let json = b.to_json();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let path = value["entry"]["path"].as_str().unwrap();
+    assert_eq!(path.len(), (b.entry.path.len() * 32).div_ceil(3) * 4);
+    assert!(!json.contains(&b.entry.path[0].to_hex()), "v2 carries no hex path");
+    let v1 = ProofBundle { version: 1, ..b.clone() }.to_json();
+    assert!(v1.contains(&b.entry.path[0].to_hex()) && json.len() < v1.len(), "{} vs {}", json.len(), v1.len());
+    // A path of 31 bytes, of 65 hashes, or not base64 at all, is a malformed file.
+    let mut bad = value.clone();
+    bad["entry"]["path"] = serde_json::Value::String("A".repeat(40) + "=");
+    assert_eq!(ProofBundle::from_json(&bad.to_string()).unwrap_err().code(), "malformed_proof");
+    use base64::Engine as _;
+    let long = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 32 * 65]);
+    bad["entry"]["path"] = serde_json::Value::String(long);
+    let e = ProofBundle::from_json(&bad.to_string()).unwrap_err();
+    assert!(e.to_string().contains("0 to 64 hashes"), "{e}");
+    bad["entry"]["path"] = serde_json::Value::String("not base64!".into());
+    assert_eq!(ProofBundle::from_json(&bad.to_string()).unwrap_err().code(), "malformed_proof");
+    bad["entry"]["path"] = serde_json::Value::String(String::new());
+    bad["entry"]["encoded"] = value["entry"]["encoded"].clone();
+    // An empty path is well-formed, and then does not prove inclusion in a log of 25+ entries.
+    let e = bundle::verify(&ProofBundle::from_json(&bad.to_string()).unwrap(), &net.genesis, &file("doc 3"));
+    assert_eq!(e.unwrap_err().code(), "bad_inclusion_path");
 }
