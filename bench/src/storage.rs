@@ -28,6 +28,8 @@ pub struct Storage {
     pub db_bytes: u64,
     /// The node's whole data directory (store, consensus WAL, access log), bytes.
     pub data_dir_bytes: u64,
+    /// Each column family's table files after compaction, bytes.
+    pub column_families: std::collections::BTreeMap<String, u64>,
 }
 
 /// Compacts the store of the (stopped) node at `home` and measures it.
@@ -48,6 +50,7 @@ pub fn run(home: &Path) -> anyhow::Result<Storage> {
     }
     store.flush()?;
     store.compact()?;
+    let column_families = store.column_family_bytes()?.into_iter().map(|(n, b)| (n.to_string(), b)).collect();
     drop(store);
     let data = home.db().parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Storage {
@@ -58,5 +61,6 @@ pub fn run(home: &Path) -> anyhow::Result<Storage> {
         blocks: tip.height,
         db_bytes: disk::dir_bytes(&home.db())?,
         data_dir_bytes: disk::dir_bytes(&data)?,
+        column_families,
     })
 }

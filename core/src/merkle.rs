@@ -113,6 +113,38 @@ pub enum StoreError {
 pub trait NodeStore {
     /// The node, or `None` if it was never written.
     fn get(&self, id: NodeId) -> Result<Option<Hash32>, StoreError>;
+
+    /// The nodes `ids`, in order. A database overrides this to fetch them in one batched read.
+    fn get_many(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash32>>, StoreError> {
+        ids.iter().map(|id| self.get(*id)).collect()
+    }
+}
+
+/// Records the nodes a computation reads, answering each with a placeholder: running a proof over
+/// it lists the nodes the real proof needs, so that they can be fetched in one batch.
+struct Recorder(std::cell::RefCell<Vec<NodeId>>);
+
+impl NodeStore for Recorder {
+    fn get(&self, id: NodeId) -> Result<Option<Hash32>, StoreError> {
+        self.0.borrow_mut().push(id);
+        Ok(Some(Hash32::ZERO))
+    }
+}
+
+/// The nodes in `ids`, fetched from `store` in one [`NodeStore::get_many`].
+struct Fetched(BTreeMap<NodeId, Hash32>);
+
+impl Fetched {
+    fn from<S: NodeStore + ?Sized>(store: &S, ids: Vec<NodeId>) -> Result<Fetched, StoreError> {
+        let found = store.get_many(&ids)?;
+        Ok(Fetched(ids.into_iter().zip(found).filter_map(|(id, h)| h.map(|h| (id, h))).collect()))
+    }
+}
+
+impl NodeStore for Fetched {
+    fn get(&self, id: NodeId) -> Result<Option<Hash32>, StoreError> {
+        Ok(self.0.get(&id).copied())
+    }
 }
 
 /// Write access to stored nodes. Writes must be visible to later reads through the same value (a
@@ -271,6 +303,15 @@ pub fn inclusion_proof<H: LogHasher, S: NodeStore + ?Sized>(
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
+    // The path's nodes sit at different levels of the tree, far apart in any store ordered by
+    // node id: list them first, then read them in one batch.
+    let recorder = Recorder(std::cell::RefCell::new(Vec::with_capacity(64)));
+    path_of::<H, _>(&recorder, index, size)?;
+    let fetched = Fetched::from(store, recorder.0.into_inner())?;
+    path_of::<H, _>(&fetched, index, size)
+}
+
+fn path_of<H: LogHasher, S: NodeStore + ?Sized>(store: &S, index: u64, size: u64) -> Result<Vec<Hash32>, ProofError> {
     let mut path = Vec::with_capacity(64);
     // Walk down from the root, remembering siblings; the path is their reverse.
     let (mut start, mut len, mut m) = (0u64, size, index);
@@ -634,6 +675,36 @@ mod tests {
         fn get(&self, id: NodeId) -> Result<Option<Hash32>, StoreError> {
             self.1.set(self.1.get() + 1);
             self.0.get(id)
+        }
+    }
+
+    /// Answers batched reads only, counting them.
+    struct BatchOnly<'a>(&'a MemoryStore, std::cell::Cell<usize>);
+    impl NodeStore for BatchOnly<'_> {
+        fn get(&self, id: NodeId) -> Result<Option<Hash32>, StoreError> {
+            Err(StoreError::Backend(format!("single read of ({}, {})", id.level, id.index)))
+        }
+        fn get_many(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash32>>, StoreError> {
+            self.1.set(self.1.get() + 1);
+            ids.iter().map(|id| self.0.get(*id)).collect()
+        }
+    }
+
+    #[test]
+    fn an_inclusion_proof_reads_its_nodes_in_one_batch() {
+        let mut tree = MemoryTree::<Blake3>::new();
+        let n = 1_000u64;
+        for i in 0..n {
+            tree.push(&i.to_be_bytes());
+        }
+        let b = BatchOnly(tree.store(), std::cell::Cell::new(0));
+        for (index, size) in [(0, 1), (0, n), (5, 77), (511, 512), (512, 513), (n - 1, n), (700, 999)] {
+            b.1.set(0);
+            let batched = inclusion_proof::<Blake3, _>(&b, index, size).unwrap();
+            assert_eq!(b.1.get(), 1, "inclusion of {index} at {size}");
+            assert_eq!(batched, tree.inclusion_proof(index, size).unwrap());
+            let leaf = Blake3::hash_leaf(&index.to_be_bytes());
+            verify_inclusion::<Blake3>(&leaf, index, size, &batched, &tree.root_at(size).unwrap()).unwrap();
         }
     }
 
