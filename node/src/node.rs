@@ -381,7 +381,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     info!(peer_id = %own_peer, p2p = %cfg.p2p.listen, "consensus engine started");
 
     let net_requests = channels.net_requests.clone();
-    let app = App::new(shared.clone(), key, timeouts);
+    let app = App::new(shared.clone(), key, timeouts)?;
     let mut app_task = tokio::spawn(app.run(channels));
     let (access, mut access_failed) = crate::access::open(&home.access_log())?;
     let access_seq = access.clone();

@@ -74,6 +74,8 @@ impl Cluster {
     }
 
     /// Writes a testnet of `n` validators with ports from `base_port` and starts every node.
+    /// Tests choose bases below 32768, where Linux never hands out ephemeral ports to outgoing
+    /// connections, so that no other connection on the machine can hold a node's port.
     pub fn start(n: u16, base_port: u16) -> anyhow::Result<Cluster> {
         let guard = Self::lock();
         let dir = tempfile::tempdir()?;

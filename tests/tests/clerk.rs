@@ -17,7 +17,7 @@ use std::time::Duration;
 
 #[test]
 fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
-    let mut c = Cluster::start(4, 32800).unwrap();
+    let mut c = Cluster::start(4, 30000).unwrap();
     c.wait_all(2, Duration::from_secs(90)).unwrap();
     let dir = c.dir.path();
     let pass = dir.join("clerk.pass");

@@ -24,7 +24,7 @@ fn write_feature(path: &Path, cadastral: &str, ring: &[(f64, f64)]) {
 
 #[test]
 fn land_clerk_registers_shows_and_proves_a_parcel() {
-    let mut c = Cluster::start(4, 33400).unwrap();
+    let mut c = Cluster::start(4, 29600).unwrap();
     c.wait_all(2, Duration::from_secs(90)).unwrap();
     let dir_buf = c.dir.path().to_path_buf();
     let dir = dir_buf.as_path();

@@ -237,3 +237,55 @@ fn a_node_outside_the_genesis_cannot_connect_or_influence() {
     let _ = child.wait();
     assert!(refused, "no node logged refusing the stranger");
 }
+
+#[test]
+fn a_stopped_validator_loses_its_turns_until_it_is_back() {
+    let mut c = Cluster::start(4, 29200).unwrap();
+    c.wait_all(2, SECS(90)).unwrap();
+    let fourth = c.genesis.agencies[3].validator.as_ref().unwrap().consensus_key;
+    c.pause(3).unwrap();
+    // Its first turn after the pause costs a propose timeout; from the next rotation on it is
+    // moved to the end of the order, except in probe rotations (one in four).
+    let from = max_height(&c, &[0, 1, 2]) + 5;
+    let to = from + 31;
+    c.wait_height(0, to, SECS(240)).unwrap();
+    let mut later_rounds = Vec::new();
+    for h in from..=to {
+        let (block, commit, _) = c.block(0, h).unwrap();
+        assert_ne!(block.header.proposer, fourth, "a stopped validator proposed block {h}");
+        if commit.round > 0 {
+            later_rounds.push(h);
+        }
+    }
+    // Round robin alone would wait at each of its 8 turns in these 32 heights; the probe
+    // rotations hold 2 of them.
+    assert!(later_rounds.len() <= 3, "heights decided after round 0: {later_rounds:?}");
+    c.resume(3).unwrap();
+    let resumed = max_height(&c, &[0, 1, 2]);
+    // Back, it proposes at its next probe turn (round robin names it at heights h with
+    // (h - 1) % 4 == 3), and then at each of its turns again.
+    let deadline = Instant::now() + SECS(120);
+    let mut h = resumed + 1;
+    let first = loop {
+        assert!(Instant::now() < deadline, "the resumed validator proposed nothing from height {resumed} on");
+        if (h - 1) % 4 != 3 {
+            h += 1;
+            continue;
+        }
+        if c.height(0).unwrap_or(0) < h {
+            std::thread::sleep(Duration::from_millis(300));
+            continue;
+        }
+        if c.block(0, h).unwrap().0.header.proposer == fourth {
+            break h;
+        }
+        h += 4;
+    };
+    let next_turn = first + 4;
+    c.wait_height(0, next_turn, SECS(60)).unwrap();
+    assert_eq!(c.block(0, next_turn).unwrap().0.header.proposer, fourth, "its next turn went to another");
+    for i in 1..4 {
+        c.wait_height(i, next_turn, SECS(60)).unwrap();
+    }
+    c.check_chain(&[0, 1, 2, 3], next_turn).unwrap();
+}

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const API: &str = "http://127.0.0.1:33101";
-const METRICS: &str = "http://127.0.0.1:33201";
+const API: &str = "http://127.0.0.1:30401";
+const METRICS: &str = "http://127.0.0.1:30501";
 
 fn height() -> Option<u64> {
     let v: serde_json::Value = agent().get(format!("{API}/v1/status")).call().ok()?.body_mut().read_json().ok()?;
@@ -57,7 +57,7 @@ fn sigterm(mut child: Child) -> std::process::ExitStatus {
 fn one_node_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(bin("sabt-genesis"))
-        .args(["testnet", "--validators", "1", "--base-port", "33000", "--out"])
+        .args(["testnet", "--validators", "1", "--base-port", "30300", "--out"])
         .arg(dir.path())
         .output()
         .unwrap();

@@ -5,9 +5,11 @@
 //! - A proposal is accepted only if its stream is signed by the round's proposer and the block
 //!   executes on the committed tip to exactly its header (`Registry::execute_block`), with a time
 //!   after the previous block's and not more than [`MAX_CLOCK_DRIFT_MS`] ahead of this node's clock.
-//! - A decided block is re-executed, its commit certificate checked with `sabt_core`'s rule, and
-//!   committed in one synced write before consensus is told the commit is done; a failed write ends
-//!   the loop with an error, which stops the node.
+//! - A block is executed once per node: the writes of its validation (or of building it) are kept,
+//!   and its decision commits them if they were made on the tip it is decided on; otherwise (a
+//!   restart, a block received by sync) it is executed again. Its commit certificate is checked
+//!   with `sabt_core`'s rule, and it is committed in one synced write before consensus is told the
+//!   commit is done; a failed write ends the loop with an error, which stops the node.
 //! - Each precommit carries the validator's cosignature of the checkpoint the block produces (a
 //!   vote extension), so the signatures that decide a block also make its checkpoint a quorum note.
 //! - Our own proposal is stored (synced) before it is sent, and re-proposed unchanged after a restart.
@@ -25,7 +27,7 @@ use bytes::Bytes;
 use sabt_core::block::{Block, ProposalMsg, verify_commit};
 use sabt_core::codec;
 use sabt_core::hash::Hash32;
-use sabt_core::registry::Tip;
+use sabt_core::registry::{MemoryLedger, Tip};
 use sabt_core::sign::SecretKey;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,6 +48,9 @@ const BUILD_SHARE_OF_PROPOSE_TIMEOUT: u32 = 4;
 const MAX_PENDING_HEIGHTS: u64 = 8;
 /// Most values kept for one height.
 const MAX_PENDING_PER_HEIGHT: usize = 64;
+/// Most executed proposals whose writes are kept for their decision. One per round is the usual
+/// case; a height that goes to several rounds re-executes the rest at decision.
+const MAX_PREPARED: usize = 3;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
@@ -70,6 +75,16 @@ struct Seen {
     validity: Option<Validity>,
 }
 
+/// The writes of a block executed on the committed tip while validating or building it, kept so
+/// that the block is executed once per node: its decision commits these writes as they are.
+#[derive(Debug)]
+struct Prepared {
+    /// The tip it executed on: the writes are valid only while that is the committed tip.
+    parent: Hash32,
+    height: u64,
+    overlay: MemoryLedger,
+}
+
 /// The consensus-facing application.
 #[derive(Debug)]
 pub struct App {
@@ -86,14 +101,25 @@ pub struct App {
     stream_counter: u64,
     /// Building cost per transaction, microseconds, smoothed over this node's recent proposals.
     build_us_per_tx: f64,
+    /// Executed blocks of the next height, by hash, at most [`MAX_PREPARED`].
+    prepared: BTreeMap<Hash32, Prepared>,
+    /// The proposers of the last committed blocks (as many as there are validators), from which
+    /// each height's proposer order is derived ([`ValidatorSet::for_height`]).
+    proposers: BTreeMap<u64, Address>,
 }
 
 impl App {
     /// The application for this node.
-    pub fn new(shared: Arc<Shared>, key: Arc<SecretKey>, timeouts: LinearTimeouts) -> App {
+    pub fn new(shared: Arc<Shared>, key: Arc<SecretKey>, timeouts: LinearTimeouts) -> anyhow::Result<App> {
         let set = ValidatorSet::from_core(&shared.validator_set);
         let block_interval = Duration::from_millis(shared.genesis.params.block_interval_ms);
-        App {
+        let tip = shared.tip().height;
+        let mut proposers = BTreeMap::new();
+        for h in tip.saturating_sub(set.validators.len() as u64).max(1)..=tip {
+            let block = shared.store.block(h)?.ok_or_else(|| anyhow!("committed block {h} is missing"))?;
+            proposers.insert(h, Address(block.header.proposer));
+        }
+        Ok(App {
             address: Address(key.public()),
             shared,
             ctx: SabtContext,
@@ -106,7 +132,14 @@ impl App {
             stream_counter: 0,
             // A first guess; the first large proposal measures the real cost.
             build_us_per_tx: 100.0,
-        }
+            prepared: BTreeMap::new(),
+            proposers,
+        })
+    }
+
+    /// The validator set of the next height, with its proposer order.
+    fn next_set(&self) -> ValidatorSet {
+        self.set.for_height(self.tip().height + 1, &self.proposers)
     }
 
     /// How many transactions to offer the next proposal: what fits in this node's building budget
@@ -124,7 +157,7 @@ impl App {
     }
 
     fn params(&self) -> HeightParams<SabtContext> {
-        let mut p = HeightParams::new(self.set.clone(), self.timeouts, Some(self.block_interval));
+        let mut p = HeightParams::new(self.next_set(), self.timeouts, Some(self.block_interval));
         p.vote_extension_policy = VoteExtensionPolicy::Required;
         p
     }
@@ -133,8 +166,16 @@ impl App {
         self.shared.tip()
     }
 
+    /// Keeps the writes of `block`, executed on `tip`, for its decision.
+    fn prepare(&mut self, tip: &Tip, block: &Block, overlay: MemoryLedger) {
+        if self.prepared.len() < MAX_PREPARED {
+            let p = Prepared { parent: tip.block_hash, height: block.header.height, overlay };
+            self.prepared.insert(block.hash(), p);
+        }
+    }
+
     /// Validates `block` as the next block on the committed tip.
-    fn validate(&self, block: &Block, check_clock: bool) -> Validity {
+    fn validate(&mut self, block: &Block, check_clock: bool) -> Validity {
         let tip = self.tip();
         if block.header.height != tip.height + 1 {
             return Validity::Invalid;
@@ -151,8 +192,11 @@ impl App {
         let cache = self.shared.verified_among(&block.txs);
         match self.shared.registry.execute_block_cached(&mut ws, &tip, block, &cache) {
             Ok(_) => {
-                // Every signature in it verified: executing it again at decision need not redo that.
+                // Every signature in it verified: should the block be executed again (a later
+                // round's decision, a restart), that need not be redone.
                 self.shared.mark_verified(&block.txs);
+                let overlay = ws.into_overlay();
+                self.prepare(&tip, block, overlay);
                 Validity::Valid
             }
             Err(e) => {
@@ -264,7 +308,9 @@ impl App {
                     &cache,
                 )?;
                 let block = built.block;
+                let overlay = ws.into_overlay();
                 self.measured_build(block.txs.len(), started.elapsed());
+                self.prepare(&tip, &block, overlay);
                 for (id, e) in built.refused {
                     debug!(%id, error = %e, "left a transaction out of the block");
                 }
@@ -297,8 +343,15 @@ impl App {
             return None;
         }
         let round = Round::new(part.round);
-        let expected = self.ctx.select_proposer(&self.set, Height(part.height), round).address;
-        if expected.0 != part.proposer {
+        // The proposer order of a later height depends on blocks not committed yet: a part for
+        // one needs only come from a validator, and is checked against the order when its height
+        // is next ([`App::started_round`]).
+        let proposes = if part.height == tip + 1 {
+            self.ctx.select_proposer(&self.next_set(), Height(part.height), round).address.0 == part.proposer
+        } else {
+            self.set.validators.iter().any(|v| v.address.0 == part.proposer)
+        };
+        if !proposes {
             warn!(
                 height = part.height,
                 round = part.round,
@@ -348,7 +401,16 @@ impl App {
         let todo: Vec<(Hash32, Seen)> =
             at.iter().filter(|(_, s)| s.round == round).map(|(h, s)| (*h, s.clone())).collect();
         let mut out = Vec::new();
+        let set = self.next_set();
         for (hash, mut s) in todo {
+            if height.0 == self.tip().height + 1 && self.ctx.select_proposer(&set, height, round).address != s.proposer
+            {
+                warn!(%height, %round, "dropping a proposal kept for this height from a validator that does not propose it");
+                if let Some(m) = self.seen.get_mut(&height.0) {
+                    m.remove(&hash);
+                }
+                continue;
+            }
             let v = match s.validity {
                 Some(v) => v,
                 None => self.validate(&s.block, true),
@@ -392,25 +454,37 @@ impl App {
         let matching: Vec<_> =
             extensions.extensions.iter().filter(|(_, e)| e.message == ext).map(|(a, e)| (*a, e.clone())).collect();
         let commit = commit_from_certificate(cert, &matching).ok_or_else(|| anyhow!("certificate without a round"))?;
-        verify_commit(&commit, &self.shared.validator_set, &self.shared.genesis.chain_id, height, &block.hash())
+        let hash = block.hash();
+        verify_commit(&commit, &self.shared.validator_set, &self.shared.genesis.chain_id, height, &hash)
             .context("the decided commit certificate does not verify")?;
-        let mut ws = self.shared.store.write_set();
-        let cache = self.shared.verified_among(&block.txs);
-        self.shared
-            .registry
-            .execute_block_cached(&mut ws, &tip, &block, &cache)
-            .with_context(|| format!("decided block {height} does not execute"))?;
+        let ws = match self.prepared.remove(&hash) {
+            // Executed on this very tip when it was validated or built: its writes stand.
+            Some(p) if p.parent == tip.block_hash && p.height == height => self.shared.store.resume(p.overlay),
+            _ => {
+                let mut ws = self.shared.store.write_set();
+                let cache = self.shared.verified_among(&block.txs);
+                self.shared
+                    .registry
+                    .execute_block_cached(&mut ws, &tip, &block, &cache)
+                    .with_context(|| format!("decided block {height} does not execute"))?;
+                ws
+            }
+        };
         let started = Instant::now();
         let new_tip = self.shared.store.commit(ws, &block, &commit).context("committing a decided block")?;
         let ids: Vec<Hash32> = block.txs.iter().map(|t| t.id()).collect();
         self.shared.committed(new_tip, &ids);
         self.seen.retain(|h, _| *h > height);
+        self.prepared.clear();
+        self.proposers.insert(height, Address(block.header.proposer));
+        let keep = self.set.validators.len() as u64;
+        self.proposers.retain(|h, _| *h + keep > height);
         let latency = self.round_started.map(|s| s.elapsed()).unwrap_or_default();
         self.shared.metrics.commit_latency.observe(latency.as_secs_f64());
         self.shared.metrics.fsync.observe(started.elapsed().as_secs_f64());
         info!(
             height,
-            block = %block.hash(),
+            block = %hash,
             txs = block.txs.len(),
             log_size = block.header.log_size,
             cosignatures = commit.signatures.iter().filter(|s| s.checkpoint.is_some()).count(),

@@ -294,11 +294,47 @@ impl mal::Validator<SabtContext> for Validator {
     }
 }
 
-/// A validator set, in genesis order.
+/// A validator set, in genesis order, as it stands for one height.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidatorSet {
     /// The validators.
     pub validators: Vec<Validator>,
+    /// Validators that missed their last turn to propose (see [`absent_before`]): at this height
+    /// they come after the others in the proposer order, unless it is a probe height.
+    pub absent: Vec<Address>,
+}
+
+/// Every this many rotations of the proposer order, a rotation gives absent validators their
+/// turn again ([`is_probe`]): a validator that is back proposes and is no longer absent; one
+/// still down costs the network one propose timeout in that many rotations instead of one in each.
+pub const PROBE_ROTATIONS: u64 = 4;
+
+/// Whether `height` belongs to a probe rotation, in which the proposer order is plain round robin.
+pub fn is_probe(height: u64, validators: usize) -> bool {
+    let n = validators.max(1) as u64;
+    (height.saturating_sub(1) / n).is_multiple_of(PROBE_ROTATIONS)
+}
+
+/// The validators that missed their last round-0 turn before `height`: each validator is named by
+/// plain round robin for round 0 at exactly one height `j` of the `n` heights before `height`; it
+/// missed that turn if the block committed at `j` was proposed by another. `proposers` gives the
+/// proposer of each committed block among those heights (a height it lacks counts as kept). A
+/// function of committed blocks alone, so every validator derives the same set.
+pub fn absent_before(
+    validators: &[Validator],
+    height: u64,
+    proposers: &std::collections::BTreeMap<u64, Address>,
+) -> Vec<Address> {
+    let n = validators.len() as u64;
+    let mut out = Vec::new();
+    for j in height.saturating_sub(n).max(1)..height {
+        #[allow(clippy::indexing_slicing)] // (j - 1) % n < n = len
+        let named = validators[((j - 1) % n) as usize].address;
+        if proposers.get(&j).is_some_and(|p| *p != named) && !out.contains(&named) {
+            out.push(named);
+        }
+    }
+    out
 }
 
 impl ValidatorSet {
@@ -310,7 +346,14 @@ impl ValidatorSet {
                 .iter()
                 .map(|v| Validator { address: Address(v.key), power: v.power })
                 .collect(),
+            absent: Vec::new(),
         }
+    }
+
+    /// This set for `height`, with the validators that missed their last turn before it
+    /// ([`absent_before`]).
+    pub fn for_height(&self, height: u64, proposers: &std::collections::BTreeMap<u64, Address>) -> Self {
+        ValidatorSet { validators: self.validators.clone(), absent: absent_before(&self.validators, height, proposers) }
     }
 }
 
@@ -348,11 +391,22 @@ impl mal::Context for SabtContext {
     type SigningScheme = Ed25519Strict;
 
     /// Round robin over the set in genesis order, shifted by height and round, so every validator
-    /// proposes in turn and a silent proposer is skipped in the next round.
+    /// proposes in turn and a silent proposer is skipped in the next round. Validators that missed
+    /// their last turn ([`ValidatorSet::absent`]) are moved to the end of the height's order, so a
+    /// validator that is down does not cost a propose timeout at every turn; in a probe rotation
+    /// ([`is_probe`]) the order is plain round robin, so a validator that is back gets its turn.
     fn select_proposer<'a>(&self, set: &'a ValidatorSet, height: Height, round: Round) -> &'a Validator {
-        let n = set.validators.len().max(1) as u64;
-        let r = u64::from(round.as_u32().unwrap_or(0));
-        let i = (height.0.wrapping_sub(1).wrapping_add(r) % n) as usize;
+        let n = set.validators.len().max(1);
+        let r = round.as_u32().unwrap_or(0) as usize % n;
+        let start = (height.0.wrapping_sub(1) % n as u64) as usize;
+        let rotation = (0..n).map(|k| (start + k) % n);
+        let is_absent = |i: &usize| set.validators.get(*i).is_some_and(|v| set.absent.contains(&v.address));
+        let skipping = !set.absent.is_empty() && set.absent.len() < n && !is_probe(height.0, n);
+        let i = if skipping {
+            rotation.clone().filter(|i| !is_absent(i)).chain(rotation.filter(|i| is_absent(i))).nth(r).unwrap_or(start)
+        } else {
+            (start + r) % n
+        };
         // A set is never empty (the genesis refuses one), so index i exists.
         #[allow(clippy::indexing_slicing)]
         &set.validators[i]
@@ -386,8 +440,10 @@ mod tests {
     #[test]
     fn proposer_rotates_with_height_and_round() {
         let keys: Vec<_> = (1..=4u8).map(|i| SecretKey::from_seed(&[i; 32]).public()).collect();
-        let set =
-            ValidatorSet { validators: keys.iter().map(|k| Validator { address: Address(*k), power: 1 }).collect() };
+        let set = ValidatorSet {
+            validators: keys.iter().map(|k| Validator { address: Address(*k), power: 1 }).collect(),
+            absent: Vec::new(),
+        };
         let ctx = SabtContext;
         let p = |h, r| ctx.select_proposer(&set, Height(h), Round::new(r)).address;
         assert_eq!(p(1, 0), Address(keys[0]));
@@ -396,5 +452,50 @@ mod tests {
         assert_eq!(p(4, 1), Address(keys[0]));
         let ext = CheckpointExt { size: 1, root: Hash32::ZERO };
         assert_eq!(ext.size_bytes(), 40);
+    }
+
+    #[test]
+    fn a_validator_that_missed_its_turn_proposes_last_until_a_probe_rotation() {
+        let keys: Vec<_> = (1..=4u8).map(|i| Address(SecretKey::from_seed(&[i; 32]).public())).collect();
+        let base = ValidatorSet {
+            validators: keys.iter().map(|k| Validator { address: *k, power: 1 }).collect(),
+            absent: Vec::new(),
+        };
+        // Rotations 0, 4, 8, ... are probes: heights 1-4, 17-20, 33-36, ...
+        assert!(is_probe(1, 4) && is_probe(4, 4) && !is_probe(5, 4) && !is_probe(16, 4) && is_probe(17, 4));
+        assert!(!is_probe(24, 4) && is_probe(65, 4));
+        // Height 24's round-0 turn is the fourth validator's; its block came from the first.
+        let mut proposers = std::collections::BTreeMap::new();
+        for (h, who) in [(21u64, 0usize), (22, 1), (23, 2), (24, 0)] {
+            proposers.insert(h, keys[who]);
+        }
+        assert_eq!(absent_before(&base.validators, 25, &proposers), vec![keys[3]]);
+        // A height lacking from `proposers` counts as kept; so does every height at the start.
+        proposers.remove(&24);
+        assert!(absent_before(&base.validators, 25, &proposers).is_empty());
+        assert!(absent_before(&base.validators, 1, &proposers).is_empty());
+        proposers.insert(24, keys[0]);
+
+        let set = base.for_height(25, &proposers);
+        assert_eq!(set.absent, vec![keys[3]]);
+        let ctx = SabtContext;
+        let p = |h, r| ctx.select_proposer(&set, Height(h), Round::new(r)).address;
+        // Height 28 would be the fourth validator's: the next in turn takes it, and the absent
+        // one comes last, after every round of the others.
+        assert_eq!((p(25, 0), p(26, 0), p(27, 0)), (keys[0], keys[1], keys[2]));
+        assert_eq!((p(28, 0), p(28, 1), p(28, 2), p(28, 3)), (keys[0], keys[1], keys[2], keys[3]));
+        assert_eq!((p(27, 1), p(27, 2), p(27, 3)), (keys[0], keys[1], keys[3]));
+        // Rounds beyond the set wrap around.
+        assert_eq!(p(28, 4), keys[0]);
+        // In a probe rotation the order is plain round robin: the fourth validator gets height 36.
+        assert!(is_probe(36, 4));
+        assert_eq!((p(36, 0), p(36, 1)), (keys[3], keys[0]));
+        // All absent: nobody is moved.
+        let all = ValidatorSet { absent: keys.clone(), ..base.clone() };
+        assert_eq!(ctx.select_proposer(&all, Height(28), Round::new(0)).address, keys[3]);
+        // A validator that proposed at its turn is not absent, whoever proposed elsewhere.
+        let kept: std::collections::BTreeMap<u64, Address> =
+            (21..=24).map(|h| (h, keys[((h - 1) % 4) as usize])).collect();
+        assert!(absent_before(&base.validators, 25, &kept).is_empty());
     }
 }
