@@ -245,7 +245,11 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     ] {
         let _ = writeln!(w, "| {label} | {} {unit} |", num(f(&limits, k)));
     }
-    let _ = writeln!(w, "\n### The network under load (4 validators, one machine)\n");
+    let _ = writeln!(
+        w,
+        "\n### The network under load (4 validators, one machine, genesis block interval {} ms)\n",
+        machine["block_interval_ms"]
+    );
     let _ = writeln!(
         w,
         "| run | offered /s | clients | committed /s | blocks | txs/block | commit latency p50 / p99 / max ms | proof latency p50 / p99 / max ms | retried (429/503) | proofs checked |"
@@ -354,6 +358,15 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
         storage["data_dir_bytes"],
         num(peak_rss / (1024.0 * 1024.0))
     );
+    if let Some(cfs) = storage["column_families"].as_object() {
+        let _ = writeln!(w, "\n| column family | bytes after compaction | per single anchor |");
+        let _ = writeln!(w, "|---|---|---|");
+        let anchors = f(&storage, "single_anchors");
+        for (name, bytes) in cfs {
+            let b = bytes.as_f64().unwrap_or(f64::NAN);
+            let _ = writeln!(w, "| `{name}` | {} | {} B |", num(b), num(b / anchors));
+        }
+    }
     let _ = writeln!(w, "{END}");
     Ok((s, md))
 }

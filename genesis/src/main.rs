@@ -36,6 +36,10 @@ enum Command {
         /// Ports: node I listens for p2p on BASE+I, API on BASE+100+I, metrics on BASE+200+I.
         #[arg(long, default_value_t = 26600)]
         base_port: u16,
+        /// Shortest time between blocks, milliseconds (10 to 600000): the wait a transaction
+        /// has for the next proposal, against the number of (often empty) blocks stored.
+        #[arg(long, default_value_t = sabt_core::genesis::Params::default().block_interval_ms)]
+        block_interval_ms: u64,
     },
 }
 
@@ -43,12 +47,12 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Inspect { genesis } => sabt_genesis::load(&genesis).and_then(|g| sabt_genesis::describe(&g)),
         Command::Hash { genesis } => sabt_genesis::load(&genesis).map(|g| format!("{}\n", g.hash())),
-        Command::Testnet { validators, out, chain_id, base_port } => {
+        Command::Testnet { validators, out, chain_id, base_port, block_interval_ms } => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
                 .unwrap_or(0);
-            sabt_genesis::testnet::write(&out, validators, &chain_id, base_port, now).map(|g| {
+            sabt_genesis::testnet::write(&out, validators, &chain_id, base_port, now, block_interval_ms).map(|g| {
                 format!(
                     "wrote a {validators}-validator testnet for chain {} ({}) to {}\n",
                     g.chain_id,

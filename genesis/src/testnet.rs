@@ -71,8 +71,16 @@ format = "text"
     )
 }
 
-/// Writes a testnet of `n` validators under `out`; returns the genesis.
-pub fn write(out: &Path, n: u16, chain_id: &str, base_port: u16, genesis_time_ms: u64) -> anyhow::Result<Genesis> {
+/// Writes a testnet of `n` validators under `out`, blocks at most every `block_interval_ms`;
+/// returns the genesis.
+pub fn write(
+    out: &Path,
+    n: u16,
+    chain_id: &str,
+    base_port: u16,
+    genesis_time_ms: u64,
+    block_interval_ms: u64,
+) -> anyhow::Result<Genesis> {
     if n == 0 || n > 64 {
         bail!("--validators must be 1 to 64");
     }
@@ -115,9 +123,9 @@ pub fn write(out: &Path, n: u16, chain_id: &str, base_port: u16, genesis_time_ms
         chain_id: chain_id.to_string(),
         genesis_time_ms,
         agencies,
-        params: Params::default(),
+        params: Params { block_interval_ms, ..Params::default() },
     };
-    genesis.validate().context("generated genesis")?;
+    genesis.validate().context("generated genesis (is --block-interval-ms within 10 to 600000?)")?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let json = genesis.to_json();
     for (i, node) in (1u16..).zip(&nodes) {

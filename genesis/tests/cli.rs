@@ -33,3 +33,27 @@ fn invalid_genesis_exits_2_naming_the_problem() {
     );
     Command::new(env!("CARGO_BIN_EXE_sabt-genesis")).arg("hash").arg(dir.path().join("missing.json")).assert().code(2);
 }
+
+#[test]
+fn testnet_takes_its_block_interval_and_refuses_one_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    Command::new(env!("CARGO_BIN_EXE_sabt-genesis"))
+        .args(["testnet", "--validators", "2", "--block-interval-ms", "250", "--out"])
+        .arg(&out)
+        .assert()
+        .code(0);
+    let g = sabt_genesis::load(&out.join("genesis.json")).unwrap();
+    assert_eq!(g.params.block_interval_ms, 250);
+    assert_eq!(sabt_genesis::load(&out.join("node-2/genesis.json")).unwrap().hash(), g.hash());
+
+    let bad = dir.path().join("bad");
+    let r = Command::new(env!("CARGO_BIN_EXE_sabt-genesis"))
+        .args(["testnet", "--block-interval-ms", "5", "--out"])
+        .arg(&bad)
+        .assert()
+        .code(2);
+    let err = String::from_utf8(r.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("block_interval_ms") && err.contains("10 to 600000"), "{err}");
+    assert!(!bad.join("genesis.json").exists(), "a refused testnet left a genesis behind");
+}
