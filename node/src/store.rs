@@ -19,7 +19,9 @@
 //! | `proposals` | height ‖ round (u32 BE) | this node's own proposed block, for re-proposal after a crash |
 //! | `meta` | `genesis`, `tip` | genesis hash; `encode_body(Tip)` |
 
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions,
+};
 use sabt_core::block::{Block, Commit};
 use sabt_core::codec;
 use sabt_core::hash::Hash32;
@@ -88,19 +90,27 @@ impl Store {
         opts.set_keep_log_file_num(4);
         // Every read on the hot paths (a proof's inclusion path, state-map nodes during execution,
         // a transaction's location) is a point lookup: a bloom filter per table lets a lookup skip
-        // tables without the key, and one block cache shared by all column families keeps the
-        // index and filter blocks and the upper log and state nodes, read by every proof and every
-        // block, in memory.
+        // tables without the key, and one block cache shared by all column families keeps index
+        // and filter blocks and the upper log and state nodes, read by every proof and every
+        // block, in memory. A log of 10^8 entries has 2·10^8 nodes, whose filters and indexes
+        // alone outgrow any fixed cache: both are partitioned, so only the small top level of
+        // each is pinned and the partitions a lookup needs are cached like data blocks. Lookups
+        // in `log` always find their key (a proof reads nodes that exist), so its last level,
+        // where almost all of it lies, carries no filter at all.
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = CFS.iter().map(|n| {
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
             table.set_bloom_filter(10.0, false);
+            table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_partition_filters(true);
             table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_top_level_index_and_filter(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             o.set_block_based_table_factory(&table);
+            o.set_optimize_filters_for_hits(*n == "log");
             ColumnFamilyDescriptor::new(*n, o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;

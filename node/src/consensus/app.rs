@@ -48,6 +48,9 @@ const BUILD_SHARE_OF_PROPOSE_TIMEOUT: u32 = 4;
 const MAX_PENDING_HEIGHTS: u64 = 8;
 /// Most values kept for one height.
 const MAX_PENDING_PER_HEIGHT: usize = 64;
+/// Most values kept for one height from one proposer, so that no validator can fill a height's
+/// room with blocks of its own and crowd out the one that is decided.
+const MAX_PENDING_PER_PROPOSER: usize = 4;
 /// Most executed proposals whose writes are kept for their decision. One per round is the usual
 /// case; a height that goes to several rounds re-executes the rest at decision.
 const MAX_PREPARED: usize = 3;
@@ -180,6 +183,10 @@ impl App {
         if block.header.height != tip.height + 1 {
             return Validity::Invalid;
         }
+        if !self.set.validators.iter().any(|v| v.address.0 == block.header.proposer) {
+            warn!(height = block.header.height, "proposed block names a proposer outside the validator set");
+            return Validity::Invalid;
+        }
         if check_clock && block.header.time_ms > now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
             warn!(
                 height = block.header.height,
@@ -213,7 +220,8 @@ impl App {
             return;
         }
         let at = self.seen.entry(h).or_default();
-        if at.len() < MAX_PENDING_PER_HEIGHT || at.contains_key(&hash) {
+        let from_proposer = at.values().filter(|s| s.proposer == seen.proposer).count();
+        if at.contains_key(&hash) || (at.len() < MAX_PENDING_PER_HEIGHT && from_proposer < MAX_PENDING_PER_PROPOSER) {
             at.insert(hash, seen);
         }
     }
@@ -377,6 +385,13 @@ impl App {
         };
         if msg.verify(&part.signature).is_err() || block.header.height != part.height {
             warn!(height = part.height, "proposal part signature does not verify; ignored");
+            return None;
+        }
+        // A new proposal names its builder as the proposer (the proposer order reads it from
+        // committed headers); a re-proposal (with a proof-of-lock round) carries the block of an
+        // earlier round, built by that round's proposer.
+        if part.pol_round.is_none() && block.header.proposer != part.proposer {
+            warn!(height = part.height, round = part.round, "proposed block names another validator as its proposer");
             return None;
         }
         let pol_round = part.pol_round.map(Round::new).unwrap_or(Round::Nil);

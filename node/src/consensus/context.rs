@@ -309,6 +309,13 @@ pub struct ValidatorSet {
 /// still down costs the network one propose timeout in that many rotations instead of one in each.
 pub const PROBE_ROTATIONS: u64 = 4;
 
+/// The most validators of `n` that consensus tolerates being faulty, `⌊(n - 1) / 3⌋`. More absent
+/// validators than this is not a validator down but the network in trouble: the order is then
+/// plain round robin, so that no few validators are left to propose every round 0.
+pub fn max_faulty(n: usize) -> usize {
+    n.saturating_sub(1) / 3
+}
+
 /// Whether `height` belongs to a probe rotation, in which the proposer order is plain round robin.
 pub fn is_probe(height: u64, validators: usize) -> bool {
     let n = validators.max(1) as u64;
@@ -394,14 +401,15 @@ impl mal::Context for SabtContext {
     /// proposes in turn and a silent proposer is skipped in the next round. Validators that missed
     /// their last turn ([`ValidatorSet::absent`]) are moved to the end of the height's order, so a
     /// validator that is down does not cost a propose timeout at every turn; in a probe rotation
-    /// ([`is_probe`]) the order is plain round robin, so a validator that is back gets its turn.
+    /// ([`is_probe`]) the order is plain round robin, so a validator that is back gets its turn;
+    /// so is it when more validators are absent than consensus tolerates faulty ([`max_faulty`]).
     fn select_proposer<'a>(&self, set: &'a ValidatorSet, height: Height, round: Round) -> &'a Validator {
         let n = set.validators.len().max(1);
         let r = round.as_u32().unwrap_or(0) as usize % n;
         let start = (height.0.wrapping_sub(1) % n as u64) as usize;
         let rotation = (0..n).map(|k| (start + k) % n);
         let is_absent = |i: &usize| set.validators.get(*i).is_some_and(|v| set.absent.contains(&v.address));
-        let skipping = !set.absent.is_empty() && set.absent.len() < n && !is_probe(height.0, n);
+        let skipping = !set.absent.is_empty() && set.absent.len() <= max_faulty(n) && !is_probe(height.0, n);
         let i = if skipping {
             rotation.clone().filter(|i| !is_absent(i)).chain(rotation.filter(|i| is_absent(i))).nth(r).unwrap_or(start)
         } else {
@@ -490,9 +498,13 @@ mod tests {
         // In a probe rotation the order is plain round robin: the fourth validator gets height 36.
         assert!(is_probe(36, 4));
         assert_eq!((p(36, 0), p(36, 1)), (keys[3], keys[0]));
-        // All absent: nobody is moved.
-        let all = ValidatorSet { absent: keys.clone(), ..base.clone() };
-        assert_eq!(ctx.select_proposer(&all, Height(28), Round::new(0)).address, keys[3]);
+        // More absent than one of four (the most consensus tolerates faulty): nobody is moved.
+        assert_eq!((max_faulty(1), max_faulty(3), max_faulty(4), max_faulty(7)), (0, 0, 1, 2));
+        for absent in [keys.clone(), vec![keys[2], keys[3]]] {
+            let many = ValidatorSet { absent, ..base.clone() };
+            assert_eq!(ctx.select_proposer(&many, Height(28), Round::new(0)).address, keys[3]);
+            assert_eq!(ctx.select_proposer(&many, Height(27), Round::new(0)).address, keys[2]);
+        }
         // A validator that proposed at its turn is not absent, whoever proposed elsewhere.
         let kept: std::collections::BTreeMap<u64, Address> =
             (21..=24).map(|h| (h, keys[((h - 1) % 4) as usize])).collect();
