@@ -19,7 +19,12 @@ pub struct Answer {
     pub status: u16,
     /// The body (JSON).
     pub body: Value,
+    /// The `Retry-After` the node sent (seconds, at most [`MAX_RETRY_AFTER`]), if any.
+    pub retry_after: Option<Duration>,
 }
+
+/// The longest `Retry-After` the generator honours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 impl Answer {
     /// The node's stable error code, for a refusal.
@@ -42,13 +47,19 @@ impl Api {
     fn read(&self, path: &str, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<Answer> {
         let mut resp = r.with_context(|| format!("cannot reach {}{path}", self.base))?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
         let body = resp
             .body_mut()
             .with_config()
             .limit(64 << 20)
             .read_json()
             .with_context(|| format!("the answer to {path} is not JSON"))?;
-        Ok(Answer { status, body })
+        Ok(Answer { status, body, retry_after })
     }
 
     /// `GET path`, any status.

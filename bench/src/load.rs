@@ -328,8 +328,9 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
                                 break;
                             }
                             Ok(a) if a.status == 429 || a.status == 503 => {
+                                // As a clerk's client does: wait as long as the node asks.
                                 retried.fetch_add(1, Ordering::Relaxed);
-                                std::thread::sleep(Duration::from_millis(20));
+                                std::thread::sleep(a.retry_after.unwrap_or(Duration::from_millis(20)));
                             }
                             Ok(a) => {
                                 let code = a.code().to_string();
