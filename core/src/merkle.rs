@@ -135,7 +135,7 @@ impl NodeStore for Recorder {
 struct Fetched(BTreeMap<NodeId, Hash32>);
 
 impl Fetched {
-    fn from<S: NodeStore + ?Sized>(store: &S, ids: Vec<NodeId>) -> Result<Fetched, StoreError> {
+    fn read<S: NodeStore + ?Sized>(store: &S, ids: Vec<NodeId>) -> Result<Fetched, StoreError> {
         let found = store.get_many(&ids)?;
         Ok(Fetched(ids.into_iter().zip(found).filter_map(|(id, h)| h.map(|h| (id, h))).collect()))
     }
@@ -307,7 +307,7 @@ pub fn inclusion_proof<H: LogHasher, S: NodeStore + ?Sized>(
     // node id: list them first, then read them in one batch.
     let recorder = Recorder(std::cell::RefCell::new(Vec::with_capacity(64)));
     path_of::<H, _>(&recorder, index, size)?;
-    let fetched = Fetched::from(store, recorder.0.into_inner())?;
+    let fetched = Fetched::read(store, recorder.0.into_inner())?;
     path_of::<H, _>(&fetched, index, size)
 }
 

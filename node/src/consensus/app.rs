@@ -16,6 +16,7 @@
 
 use super::codec::{certificate_from_commit, commit_from_certificate};
 use super::context::{Address, BlockId, CheckpointExt, Height, ProposalPart, SabtContext, ValidatorSet};
+use super::mal::ValidatorSet as _;
 use super::mal::{
     self, AppMsg, Channels, Context as _, HeightParams, LinearTimeouts, LocallyProposedValue, NetworkMsg, Next,
     ProposedValue, RawDecidedValue, Round, StreamContent, StreamId, StreamMessage, SyncedValueOutcome, Validity,
@@ -84,7 +85,6 @@ struct Seen {
 struct Prepared {
     /// The tip it executed on: the writes are valid only while that is the committed tip.
     parent: Hash32,
-    height: u64,
     overlay: MemoryLedger,
 }
 
@@ -116,10 +116,15 @@ impl App {
     pub fn new(shared: Arc<Shared>, key: Arc<SecretKey>, timeouts: LinearTimeouts) -> anyhow::Result<App> {
         let set = ValidatorSet::from_core(&shared.validator_set);
         let block_interval = Duration::from_millis(shared.genesis.params.block_interval_ms);
+        // The proposer order reads the proposers of the last n committed blocks (n validators).
         let tip = shared.tip().height;
         let mut proposers = BTreeMap::new();
-        for h in tip.saturating_sub(set.validators.len() as u64).max(1)..=tip {
-            let block = shared.store.block(h)?.ok_or_else(|| anyhow!("committed block {h} is missing"))?;
+        for h in tip.saturating_sub(set.validators.len().saturating_sub(1) as u64).max(1)..=tip {
+            let block = shared.store.block(h)?.ok_or_else(|| {
+                anyhow!(
+                    "committed block {h} is missing from the store; restore it from a backup or move it away to resync from the network"
+                )
+            })?;
             proposers.insert(h, Address(block.header.proposer));
         }
         Ok(App {
@@ -172,7 +177,7 @@ impl App {
     /// Keeps the writes of `block`, executed on `tip`, for its decision.
     fn prepare(&mut self, tip: &Tip, block: &Block, overlay: MemoryLedger) {
         if self.prepared.len() < MAX_PREPARED {
-            let p = Prepared { parent: tip.block_hash, height: block.header.height, overlay };
+            let p = Prepared { parent: tip.block_hash, overlay };
             self.prepared.insert(block.hash(), p);
         }
     }
@@ -183,7 +188,7 @@ impl App {
         if block.header.height != tip.height + 1 {
             return Validity::Invalid;
         }
-        if !self.set.validators.iter().any(|v| v.address.0 == block.header.proposer) {
+        if self.set.get_by_address(&Address(block.header.proposer)).is_none() {
             warn!(height = block.header.height, "proposed block names a proposer outside the validator set");
             return Validity::Invalid;
         }
@@ -357,7 +362,7 @@ impl App {
         let proposes = if part.height == tip + 1 {
             self.ctx.select_proposer(&self.next_set(), Height(part.height), round).address.0 == part.proposer
         } else {
-            self.set.validators.iter().any(|v| v.address.0 == part.proposer)
+            self.set.get_by_address(&Address(part.proposer)).is_some()
         };
         if !proposes {
             warn!(
@@ -474,7 +479,7 @@ impl App {
             .context("the decided commit certificate does not verify")?;
         let ws = match self.prepared.remove(&hash) {
             // Executed on this very tip when it was validated or built: its writes stand.
-            Some(p) if p.parent == tip.block_hash && p.height == height => self.shared.store.resume(p.overlay),
+            Some(p) if p.parent == tip.block_hash => self.shared.store.resume(p.overlay),
             _ => {
                 let mut ws = self.shared.store.write_set();
                 let cache = self.shared.verified_among(&block.txs);

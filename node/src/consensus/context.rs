@@ -323,7 +323,8 @@ pub fn is_probe(height: u64, validators: usize) -> bool {
 }
 
 /// The validators that missed their last round-0 turn before `height`: each validator is named by
-/// plain round robin for round 0 at exactly one height `j` of the `n` heights before `height`; it
+/// plain round robin for round 0 at exactly one height `j` of the `n` heights before `height` (so
+/// none is listed twice); it
 /// missed that turn if the block committed at `j` was proposed by another. `proposers` gives the
 /// proposer of each committed block among those heights (a height it lacks counts as kept). A
 /// function of committed blocks alone, so every validator derives the same set.
@@ -337,7 +338,7 @@ pub fn absent_before(
     for j in height.saturating_sub(n).max(1)..height {
         #[allow(clippy::indexing_slicing)] // (j - 1) % n < n = len
         let named = validators[((j - 1) % n) as usize].address;
-        if proposers.get(&j).is_some_and(|p| *p != named) && !out.contains(&named) {
+        if proposers.get(&j).is_some_and(|p| *p != named) {
             out.push(named);
         }
     }
