@@ -171,6 +171,20 @@ pub fn decode_body<T: Serialize + DeserializeOwned>(
     Ok(value)
 }
 
+/// Decodes the value of type `T` at the start of `body` (a leading field of an envelope's body),
+/// returning it and the bytes after it. The value must be canonically encoded; what follows is not
+/// parsed. For reading one field of a stored value that was fully checked when it was written (a
+/// block's header without its transactions): the caller bounds `body`'s length.
+pub fn decode_body_prefix<'a, T: Serialize + DeserializeOwned>(
+    type_name: &'static str,
+    body: &'a [u8],
+) -> Result<(T, &'a [u8]), CodecError> {
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(body).map_err(|e| CodecError::Malformed { type_name, reason: e.to_string() })?;
+    require_canonical(type_name, &value, &body[..body.len() - rest.len()])?;
+    Ok((value, rest))
+}
+
 fn decode_body_limited<T: DeserializeOwned>(type_name: &'static str, body: &[u8]) -> Result<T, CodecError> {
     // postcard never allocates ahead of the bytes it has read (serde's `cautious` size hints cap
     // pre-allocation), so the input limit bounds memory.

@@ -664,11 +664,42 @@ fn get_bounded<T: serde::de::DeserializeOwned + Serialize, L: Ledger + ?Sized>(
     }
 }
 
-fn put_encoded<T: Serialize, L: Ledger + ?Sized>(ledger: &mut L, key: Hash32, value: &T) -> Result<Hash32, StoreError> {
+/// A block's writes as it executes: state values go to the ledger at once (later transactions of
+/// the block read them), while the state map is updated once, at the end of the block, for every
+/// key the block set ([`smt::insert_batch`]). Nothing reads the state map's nodes while a block
+/// executes, so deferring changes no result; it spares rehashing the top of the tree for each key.
+struct Staged<'a, L: ?Sized> {
+    ledger: &'a mut L,
+    changed: BTreeMap<Hash32, Hash32>,
+}
+
+impl<'a, L: Ledger + ?Sized> Staged<'a, L> {
+    fn new(ledger: &'a mut L) -> Staged<'a, L> {
+        Staged { ledger, changed: BTreeMap::new() }
+    }
+
+    /// Reads as of the transactions staged so far.
+    fn view(&self) -> &L {
+        self.ledger
+    }
+
+    /// Updates the state map with every key set; returns its root (`unchanged` if none was).
+    fn finish(self, unchanged: Hash32) -> Result<Hash32, StoreError> {
+        if self.changed.is_empty() {
+            return Ok(unchanged);
+        }
+        smt::insert_batch(self.ledger, &self.changed)
+    }
+}
+
+fn put_encoded<T: Serialize, L: Ledger + ?Sized>(
+    staged: &mut Staged<'_, L>,
+    key: Hash32,
+    value: &T,
+) -> Result<(), StoreError> {
     let bytes = codec::encode_body(value);
-    let root = smt::insert(ledger, &key, smt::value_hash(&bytes))?;
-    ledger.state_put(key, bytes)?;
-    Ok(root)
+    staged.changed.insert(key, smt::value_hash(&bytes));
+    staged.ledger.state_put(key, bytes)
 }
 
 impl Registry {
@@ -1044,12 +1075,12 @@ impl Registry {
     /// Writes a land operation's effects: the parcel's new state and the grid index.
     fn apply_land<L: Ledger + ?Sized>(
         &self,
-        ledger: &mut L,
+        ledger: &mut Staged<'_, L>,
         op: &LandOp,
         version: u32,
         index: u64,
         height: u64,
-    ) -> Result<Hash32, TxError> {
+    ) -> Result<(), TxError> {
         let damaged = |what: String| TxError::Store(StoreError::Damaged(what));
         let new_parcel = |parcel: &land::Parcel, right: &land::Right, version| ParcelState {
             parcel: parcel.clone(),
@@ -1066,22 +1097,22 @@ impl Registry {
                 return Ok(put_encoded(ledger, structure_key(&structure.id), &st)?);
             }
             LandOp::RetireStructure { id, .. } => {
-                let mut st = self.structure(ledger, id)?.ok_or_else(|| TxError::NoSuchParcel(id.clone()))?;
+                let mut st = self.structure(ledger.view(), id)?.ok_or_else(|| TxError::NoSuchParcel(id.clone()))?;
                 st.retired_height = Some(height);
                 return Ok(put_encoded(ledger, structure_key(id), &st)?);
             }
             LandOp::Split { cadastral, children, .. } => {
-                let parent = self.live_parcel(ledger, cadastral)?;
-                let mut root = self.retire_parcel(ledger, parent.clone(), version, index, height)?;
+                let parent = self.live_parcel(ledger.view(), cadastral)?;
+                self.retire_parcel(ledger, parent.clone(), version, index, height)?;
                 for child in children {
-                    root = self.write_parcel(ledger, &new_parcel(child, &parent.right, 1), Vec::new())?;
+                    self.write_parcel(ledger, &new_parcel(child, &parent.right, 1), Vec::new())?;
                 }
-                return Ok(root);
+                return Ok(());
             }
             LandOp::Merge { parents, parcel, .. } => {
                 let mut right = None;
                 for p in parents {
-                    let st = self.live_parcel(ledger, p)?;
+                    let st = self.live_parcel(ledger.view(), p)?;
                     right.get_or_insert_with(|| st.right.clone());
                     let v = st.version.saturating_add(1);
                     self.retire_parcel(ledger, st, v, index, height)?;
@@ -1094,7 +1125,7 @@ impl Registry {
         if let LandOp::Register { parcel, right, .. } = op {
             return self.write_parcel(ledger, &new_parcel(parcel, right, version), Vec::new());
         }
-        let mut st = self.live_parcel(ledger, op.cadastral())?;
+        let mut st = self.live_parcel(ledger.view(), op.cadastral())?;
         let old_cells =
             land::cells(&st.parcel.geometry.bbox()).ok_or_else(|| damaged("stored parcel too large".into()))?;
         match op {
@@ -1118,12 +1149,12 @@ impl Registry {
     /// Retires a parcel as of `version`, entry `index`, block `height`.
     fn retire_parcel<L: Ledger + ?Sized>(
         &self,
-        ledger: &mut L,
+        ledger: &mut Staged<'_, L>,
         mut st: ParcelState,
         version: u32,
         index: u64,
         height: u64,
-    ) -> Result<Hash32, TxError> {
+    ) -> Result<(), TxError> {
         let old = land::cells(&st.parcel.geometry.bbox())
             .ok_or_else(|| TxError::Store(StoreError::Damaged("stored parcel too large".into())))?;
         st.retired_height = Some(height);
@@ -1137,22 +1168,22 @@ impl Registry {
     /// geometry covers now (none once retired).
     fn write_parcel<L: Ledger + ?Sized>(
         &self,
-        ledger: &mut L,
+        ledger: &mut Staged<'_, L>,
         state: &ParcelState,
         old_cells: Vec<(i64, i64)>,
-    ) -> Result<Hash32, TxError> {
+    ) -> Result<(), TxError> {
         let new_cells = match state.retired_height {
             Some(_) => Vec::new(),
             None => land::cells(&state.parcel.geometry.bbox())
                 .ok_or_else(|| TxError::ParcelTooLarge(state.parcel.cadastral.clone()))?,
         };
         let cadastral = state.parcel.cadastral.clone();
-        let mut root = put_encoded(ledger, parcel_key(&cadastral), state)?;
+        put_encoded(ledger, parcel_key(&cadastral), state)?;
         // Index cells: leave the cells no longer covered, join the new ones (in cell order).
         let old: std::collections::BTreeSet<_> = old_cells.into_iter().collect();
         let new: std::collections::BTreeSet<_> = new_cells.into_iter().collect();
         for c in old.symmetric_difference(&new) {
-            let mut members = self.cell_members(ledger, *c)?;
+            let mut members = self.cell_members(ledger.view(), *c)?;
             if new.contains(c) {
                 if let Err(at) = members.binary_search(&cadastral) {
                     members.insert(at, cadastral.clone());
@@ -1160,9 +1191,9 @@ impl Registry {
             } else {
                 members.retain(|m| *m != cadastral);
             }
-            root = put_encoded(ledger, cell_key(*c), &members)?;
+            put_encoded(ledger, cell_key(*c), &members)?;
         }
-        Ok(root)
+        Ok(())
     }
 
     /// The status of the document with this SHA-256 digest: `None` while it is current.
@@ -1328,16 +1359,16 @@ impl Registry {
         self.check_authority(ledger, stx, height, time_ms)
     }
 
-    /// Applies one transaction that passed both checks: appends its entry to the log and updates
-    /// the state. Returns the entry's index and the new state root.
-    pub fn apply<L: Ledger + ?Sized>(
+    /// Applies one transaction that passed both checks: appends its entry to the log and sets its
+    /// state values (the state map follows at the end of the block). Returns the entry's index.
+    fn apply<L: Ledger + ?Sized>(
         &self,
-        ledger: &mut L,
+        ledger: &mut Staged<'_, L>,
         log_size: u64,
         height: u64,
         time_ms: u64,
         stx: &SignedTx,
-    ) -> Result<(u64, LogEntry, Hash32), TxError> {
+    ) -> Result<(u64, LogEntry), TxError> {
         let agency = || self.admins.get(&stx.tx.signer).cloned().unwrap_or_default();
         let body = match &stx.tx.body {
             TxBody::Anchor(r) => EntryBody::Record(r.clone()),
@@ -1351,14 +1382,16 @@ impl Registry {
             TxBody::RevokeKey { key } => EntryBody::Revoke { key: *key, agency: agency() },
             TxBody::Withdraw { target, reason } => EntryBody::Withdraw(StatusChange {
                 target: target.record.fingerprint,
-                target_index: self.resolve_record(ledger, target)?.0,
+                target_index: self.resolve_record(ledger.view(), target)?.0,
                 reason: reason.clone(),
             }),
-            TxBody::Land(op) => EntryBody::Land(LandEntry { op: op.clone(), version: self.next_version(ledger, op)? }),
+            TxBody::Land(op) => {
+                EntryBody::Land(LandEntry { op: op.clone(), version: self.next_version(ledger.view(), op)? })
+            }
             TxBody::Supersede { target, record, reason } => EntryBody::Supersede {
                 change: StatusChange {
                     target: target.record.fingerprint,
-                    target_index: self.resolve_record(ledger, target)?.0,
+                    target_index: self.resolve_record(ledger.view(), target)?.0,
                     reason: reason.clone(),
                 },
                 record: record.clone(),
@@ -1367,8 +1400,8 @@ impl Registry {
         let entry = LogEntry { height, time_ms, tx: stx.id(), signer: stx.tx.signer, body };
         let bytes = codec::encode(&entry);
         let index = log_size;
-        merkle::append::<Blake3, L>(ledger, log_size, <Blake3 as merkle::LogHasher>::hash_leaf(&bytes))?;
-        ledger.entry_put(index, bytes)?;
+        merkle::append::<Blake3, L>(ledger.ledger, log_size, <Blake3 as merkle::LogHasher>::hash_leaf(&bytes))?;
+        ledger.ledger.entry_put(index, bytes)?;
         let loc = RecordLocation { index, height };
         put_encoded(ledger, nonce_key(&stx.tx.signer), &(stx.tx.nonce + 1))?;
         let status = |state, reason: &String, superseded_by| RecordStatus {
@@ -1379,7 +1412,7 @@ impl Registry {
             reason: reason.clone(),
             superseded_by,
         };
-        let root = match &stx.tx.body {
+        match &stx.tx.body {
             TxBody::Anchor(r) => {
                 put_encoded(ledger, sha256_key(&r.fingerprint.sha256), &loc)?;
                 put_encoded(ledger, blake3_key(&r.fingerprint.blake3), &loc)?
@@ -1413,14 +1446,14 @@ impl Registry {
                 put_encoded(ledger, grant_key(key), &g)?
             }
             TxBody::RevokeKey { key } => {
-                let mut g = self.grant(ledger, key)?.ok_or_else(|| {
+                let mut g = self.grant(ledger.view(), key)?.ok_or_else(|| {
                     TxError::Store(StoreError::Damaged(format!("revoking key {key}, whose grant is missing")))
                 })?;
                 g.revoked_height = Some(height);
                 put_encoded(ledger, grant_key(key), &g)?
             }
-        };
-        Ok((index, entry, root))
+        }
+        Ok((index, entry))
     }
 
     /// Executes `txs` at `height` and `time_ms` on top of `tip`: every transaction must pass
@@ -1447,17 +1480,17 @@ impl Registry {
         cache: &dyn SignatureCache,
     ) -> Result<Executed, BlockError> {
         let mut log_size = tip.log_size;
-        let mut state_root = tip.state_root;
         let mut entries = Vec::with_capacity(txs.len());
+        let mut staged = Staged::new(ledger);
         for (position, stx) in txs.iter().enumerate() {
             let refuse = |error| BlockError::Tx { height, position, id: stx.id(), error: Box::new(error) };
             self.check_stateless_cached(stx, cache).map_err(refuse)?;
-            self.check_stateful(ledger, stx, height, time_ms).map_err(refuse)?;
-            let (index, entry, root) = self.apply(ledger, log_size, height, time_ms, stx).map_err(refuse)?;
+            self.check_stateful(staged.view(), stx, height, time_ms).map_err(refuse)?;
+            let (index, entry) = self.apply(&mut staged, log_size, height, time_ms, stx).map_err(refuse)?;
             entries.push((index, entry));
             log_size = index + 1;
-            state_root = root;
         }
+        let state_root = staged.finish(tip.state_root)?;
         let log_root = merkle::root::<Blake3, L>(ledger, log_size)?;
         Ok(Executed { log_size, log_root, state_root, entries })
     }
@@ -1554,10 +1587,10 @@ impl Registry {
     ) -> Result<Built, StoreError> {
         let height = tip.height + 1;
         let mut log_size = tip.log_size;
-        let mut state_root = tip.state_root;
         let mut entries = Vec::new();
         let mut txs = Vec::new();
         let mut refused = Vec::new();
+        let mut staged = Staged::new(ledger);
         // Room for the header and the length prefixes.
         let mut bytes = 2048usize;
         for stx in candidates {
@@ -1567,7 +1600,7 @@ impl Registry {
             }
             if let Err(e) = self
                 .check_stateless_cached(&stx, cache)
-                .and_then(|()| self.check_stateful(ledger, &stx, height, time_ms))
+                .and_then(|()| self.check_stateful(staged.view(), &stx, height, time_ms))
             {
                 if let TxError::Store(s) = e {
                     return Err(s);
@@ -1575,7 +1608,7 @@ impl Registry {
                 refused.push((stx.id(), e));
                 continue;
             }
-            let (index, entry, root) = match self.apply(ledger, log_size, height, time_ms, &stx) {
+            let (index, entry) = match self.apply(&mut staged, log_size, height, time_ms, &stx) {
                 Ok(done) => done,
                 Err(TxError::Store(s)) => return Err(s),
                 Err(e) => return Err(StoreError::Damaged(format!("applying a checked transaction: {e}"))),
@@ -1583,9 +1616,9 @@ impl Registry {
             bytes += size;
             entries.push((index, entry));
             log_size = index + 1;
-            state_root = root;
             txs.push(stx);
         }
+        let state_root = staged.finish(tip.state_root)?;
         let log_root = merkle::root::<Blake3, L>(ledger, log_size)?;
         let header = BlockHeader {
             chain_id: self.chain_id.clone(),

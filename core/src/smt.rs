@@ -215,6 +215,91 @@ pub fn insert<S: SmtSink + ?Sized>(store: &mut S, key: &Hash32, value_hash: Hash
     Ok(hash)
 }
 
+/// Sets every key of `updates` (key → value hash) in one pass and returns the new root. Each node on
+/// the union of the keys' paths is read, rehashed and written once, where [`insert`] key by key
+/// does it once per key: a block's updates share the top of the tree. The tree is the one that
+/// inserting the same keys one by one, in any order, gives.
+pub fn insert_batch<S: SmtSink + ?Sized>(
+    store: &mut S,
+    updates: &BTreeMap<Hash32, Hash32>,
+) -> Result<Hash32, StoreError> {
+    let items: Vec<(Hash32, Hash32)> = updates.iter().map(|(k, v)| (*k, *v)).collect();
+    let existing = store.get(NodePos::ROOT)?;
+    if items.is_empty() {
+        return Ok(existing.map(|n| n.hash()).unwrap_or(Hash32::ZERO));
+    }
+    update_at(store, 0, existing, &items)
+}
+
+/// Updates the subtree at `depth` on the path of `items` (non-empty, sorted, distinct keys sharing
+/// their first `depth` bits), which holds `existing`; returns its new hash.
+fn update_at<S: SmtSink + ?Sized>(
+    store: &mut S,
+    depth: u16,
+    existing: Option<SmtNode>,
+    items: &[(Hash32, Hash32)],
+) -> Result<Hash32, StoreError> {
+    let pos = NodePos::of(&items[0].0, depth);
+    match existing {
+        None => fresh(store, depth, items),
+        Some(SmtNode::Leaf { key, value_hash }) => {
+            // The leaf's key goes down with the others, unless one of them replaces it.
+            match items.binary_search_by(|(k, _)| k.cmp(&key)) {
+                Ok(_) => fresh(store, depth, items),
+                Err(at) => {
+                    let mut all = Vec::with_capacity(items.len() + 1);
+                    all.extend_from_slice(&items[..at]);
+                    all.push((key, value_hash));
+                    all.extend_from_slice(&items[at..]);
+                    fresh(store, depth, &all)
+                }
+            }
+        }
+        Some(SmtNode::Internal { .. }) if depth >= 256 => Err(missing(pos)),
+        Some(SmtNode::Internal { left, right }) => {
+            let (lo, hi) = items.split_at(items.partition_point(|(k, _)| !bit(k, depth)));
+            let l = if lo.is_empty() { left } else { update_child(store, depth + 1, left, lo)? };
+            let r = if hi.is_empty() { right } else { update_child(store, depth + 1, right, hi)? };
+            store.put(pos, SmtNode::Internal { left: l, right: r })?;
+            Ok(node_hash(&l, &r))
+        }
+    }
+}
+
+/// [`update_at`] for the child at `depth` whose hash its parent records as `hash`.
+fn update_child<S: SmtSink + ?Sized>(
+    store: &mut S,
+    depth: u16,
+    hash: Hash32,
+    items: &[(Hash32, Hash32)],
+) -> Result<Hash32, StoreError> {
+    let pos = NodePos::of(&items[0].0, depth);
+    match (hash == Hash32::ZERO, store.get(pos)?) {
+        (true, Some(_)) | (false, None) => Err(missing(pos)),
+        (_, existing) => update_at(store, depth, existing, items),
+    }
+}
+
+/// Writes the subtree at `depth` holding exactly `items` (non-empty, sorted, distinct, sharing
+/// their first `depth` bits) where nothing is stored below; returns its hash.
+fn fresh<S: SmtSink + ?Sized>(store: &mut S, depth: u16, items: &[(Hash32, Hash32)]) -> Result<Hash32, StoreError> {
+    let pos = NodePos::of(&items[0].0, depth);
+    if let [(key, value_hash)] = items {
+        let leaf = SmtNode::Leaf { key: *key, value_hash: *value_hash };
+        store.put(pos, leaf)?;
+        return Ok(leaf.hash());
+    }
+    if depth >= 256 {
+        // Two keys with the same 256 bits: the caller broke the contract.
+        return Err(missing(pos));
+    }
+    let (lo, hi) = items.split_at(items.partition_point(|(k, _)| !bit(k, depth)));
+    let l = if lo.is_empty() { Hash32::ZERO } else { fresh(store, depth + 1, lo)? };
+    let r = if hi.is_empty() { Hash32::ZERO } else { fresh(store, depth + 1, hi)? };
+    store.put(pos, SmtNode::Internal { left: l, right: r })?;
+    Ok(node_hash(&l, &r))
+}
+
 /// What a proof ends at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -350,12 +435,37 @@ mod tests {
         assert_eq!(prove(&t, &c).unwrap().verify(&r, &c).unwrap(), None);
     }
 
+    #[test]
+    fn a_batch_pushes_a_leaf_down_a_long_shared_prefix() {
+        let a = Hash32([0u8; 32]);
+        let mut b = a;
+        b.0[31] = 1;
+        let mut c = a;
+        c.0[0] = 0x80;
+        let mut one_by_one = MemorySmt::default();
+        let mut batched = MemorySmt::default();
+        insert(&mut one_by_one, &a, value_hash(b"a")).unwrap();
+        insert_batch(&mut batched, &BTreeMap::from([(a, value_hash(b"a"))])).unwrap();
+        insert(&mut one_by_one, &b, value_hash(b"b")).unwrap();
+        let r = insert(&mut one_by_one, &c, value_hash(b"c")).unwrap();
+        let got = insert_batch(&mut batched, &BTreeMap::from([(b, value_hash(b"b")), (c, value_hash(b"c"))])).unwrap();
+        assert_eq!(got, r);
+        assert_eq!(batched.nodes, one_by_one.nodes);
+        assert_eq!(prove(&batched, &a).unwrap().siblings.len(), 256);
+        // An empty batch changes nothing; a damaged store is reported, not papered over.
+        assert_eq!(insert_batch(&mut batched, &BTreeMap::new()).unwrap(), r);
+        batched.nodes.remove(&NodePos::of(&c, 1));
+        let err = insert_batch(&mut batched, &BTreeMap::from([(c, value_hash(b"c2"))])).unwrap_err();
+        assert!(matches!(err, StoreError::Damaged(_)), "{err}");
+    }
+
     proptest::proptest! {
         #[test]
         fn root_is_independent_of_order_and_proofs_hold(
             n in 1usize..60,
             seed in 0u32..1000,
             updates in proptest::collection::vec((0u32..60, 0u8..4), 0..30),
+            split in 1usize..20,
         ) {
             let mut entries: BTreeMap<Hash32, Hash32> = BTreeMap::new();
             let mut t1 = MemorySmt::default();
@@ -390,6 +500,21 @@ mod tests {
                     proptest::prop_assert!(bad.verify(&r, key).is_err());
                 }
             }
+            // The same keys and updates in batches (new keys among existing ones, then updates,
+            // some keys twice in one batch: the later value wins) give the same tree, node for node.
+            let mut t3 = MemorySmt::default();
+            let mut batches: Vec<BTreeMap<Hash32, Hash32>> = Vec::new();
+            for chunk in (0..n as u32).collect::<Vec<_>>().chunks(split.max(1)) {
+                batches.push(chunk.iter().map(|i| (k(i + seed), value_hash(&(i + seed).to_be_bytes()))).collect());
+            }
+            for chunk in updates.chunks(split.max(1)) {
+                batches.push(chunk.iter().map(|(i, v)| (k(*i % n as u32 + seed), value_hash(&[*v]))).collect());
+            }
+            for batch in &batches {
+                insert_batch(&mut t3, batch).unwrap();
+            }
+            proptest::prop_assert_eq!(root(&t3).unwrap(), r);
+            proptest::prop_assert_eq!(&t3.nodes, &t1.nodes);
             let absent = k(10_000 + seed);
             let p = prove(&t1, &absent).unwrap();
             proptest::prop_assert_eq!(p.verify(&r, &absent).unwrap(), None);

@@ -42,7 +42,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-use sabt_core::block::Block;
+use sabt_core::block::{Block, BlockHeader, Commit};
 use sabt_core::checkpoint::{Checkpoint, note_from_cosignatures};
 use sabt_core::codec;
 use sabt_core::entry::EntryBody;
@@ -345,19 +345,28 @@ fn parse_height(text: &str) -> Result<u64, ApiError> {
     })
 }
 
-fn load_block(s: &Shared, height: u64) -> Result<(Block, sabt_core::block::Commit), ApiError> {
+fn no_such_block(s: &Shared, height: u64) -> ApiError {
     let tip = s.tip().height;
-    let not_found = || {
-        ApiError::new(StatusCode::NOT_FOUND, "no_such_block", format!("no block at height {height}; the tip is {tip}"))
-    };
-    let block = s.store.block(height).map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let commit = s.store.commit_at(height).map_err(ApiError::internal)?.ok_or_else(not_found)?;
+    ApiError::new(StatusCode::NOT_FOUND, "no_such_block", format!("no block at height {height}; the tip is {tip}"))
+}
+
+fn load_block(s: &Shared, height: u64) -> Result<(Block, Commit), ApiError> {
+    let block = s.store.block(height).map_err(ApiError::internal)?.ok_or_else(|| no_such_block(s, height))?;
+    let commit = s.store.commit_at(height).map_err(ApiError::internal)?.ok_or_else(|| no_such_block(s, height))?;
     Ok((block, commit))
 }
 
-fn note_of(s: &Shared, block: &Block, commit: &sabt_core::block::Commit) -> String {
-    let cp =
-        Checkpoint { origin: s.genesis.chain_id.clone(), size: block.header.log_size, root: block.header.log_root };
+/// A committed block's header and commit certificate, without its transactions: what proofs and
+/// checkpoints need (a block holds thousands of transactions; decoding them all for each proof
+/// would cost more than the proof).
+fn load_header(s: &Shared, height: u64) -> Result<(BlockHeader, Commit), ApiError> {
+    let header = s.store.header(height).map_err(ApiError::internal)?.ok_or_else(|| no_such_block(s, height))?;
+    let commit = s.store.commit_at(height).map_err(ApiError::internal)?.ok_or_else(|| no_such_block(s, height))?;
+    Ok((header, commit))
+}
+
+fn note_of(s: &Shared, header: &BlockHeader, commit: &Commit) -> String {
+    let cp = Checkpoint { origin: s.genesis.chain_id.clone(), size: header.log_size, root: header.log_root };
     note_from_cosignatures(
         &cp,
         &s.validator_set,
@@ -434,7 +443,7 @@ async fn block(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Res 
         },
         "txs": b.txs.iter().map(tx_json).collect::<Vec<_>>(),
         "commit": {"round": commit.round, "signatures": sigs},
-        "checkpoint": note_of(&s, &b, &commit),
+        "checkpoint": note_of(&s, &b.header, &commit),
     })))
 }
 
@@ -444,11 +453,13 @@ async fn block(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Res 
         (status = 400, body = ErrorBody), (status = 404, description = "No such block", body = ErrorBody)))]
 async fn block_raw(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Result<Json<BlockRaw>, ApiError> {
     let height = parse_height(&height)?;
-    let (b, commit) = load_block(&s, height)?;
+    let (header, commit) = load_header(&s, height)?;
+    // The stored bytes are the block's canonical encoding: served as they are.
+    let block = s.store.block_bytes(height).map_err(ApiError::internal)?.ok_or_else(|| no_such_block(&s, height))?;
     Ok(Json(BlockRaw {
         height,
-        hash: b.hash().to_hex(),
-        block: hex::encode(codec::encode(&b)),
+        hash: header.hash().to_hex(),
+        block: hex::encode(block),
         commit: hex::encode(codec::encode(&commit)),
     }))
 }
@@ -461,12 +472,12 @@ async fn checkpoint(State(s): State<Arc<Shared>>) -> Result<Json<CheckpointView>
     if tip.height == 0 {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no_checkpoint", "no block is committed yet"));
     }
-    let (b, commit) = load_block(&s, tip.height)?;
+    let (header, commit) = load_header(&s, tip.height)?;
     Ok(Json(CheckpointView {
         height: tip.height,
-        size: b.header.log_size,
-        root: b.header.log_root.to_hex(),
-        note: note_of(&s, &b, &commit),
+        size: header.log_size,
+        root: header.log_root.to_hex(),
+        note: note_of(&s, &header, &commit),
     }))
 }
 
@@ -724,7 +735,7 @@ async fn record_status(State(s): State<Arc<Shared>>, Path(digest): Path<String>)
 /// its commit certificate. The state is read without a snapshot: a block committed meanwhile makes
 /// the proof disagree with the header, which is checked here, and the proof is built again.
 /// A state-map proof, the value's bytes, and the committed block it is proven at.
-type ProvenValue = (smt::SmtProof, Option<Vec<u8>>, sabt_core::block::BlockHeader, sabt_core::block::Commit);
+type ProvenValue = (smt::SmtProof, Option<Vec<u8>>, BlockHeader, Commit);
 
 fn latest_state_proof(s: &Shared, key: Hash32) -> Result<ProvenValue, ApiError> {
     for _ in 0..PROOF_ATTEMPTS {
@@ -732,12 +743,12 @@ fn latest_state_proof(s: &Shared, key: Hash32) -> Result<ProvenValue, ApiError> 
         if tip.height == 0 {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "no_checkpoint", "no block is committed yet"));
         }
-        let (b, commit) = load_block(s, tip.height)?;
+        let (header, commit) = load_header(s, tip.height)?;
         let ws = s.store.write_set();
         let proof = smt::prove(&ws, &key).map_err(ApiError::internal)?;
         let value = ws.state_get(&key).map_err(ApiError::internal)?;
-        if proof.verify(&b.header.state_root, &key).ok() == Some(value.as_deref().map(smt::value_hash)) {
-            return Ok((proof, value, b.header, commit));
+        if proof.verify(&header.state_root, &key).ok() == Some(value.as_deref().map(smt::value_hash)) {
+            return Ok((proof, value, header, commit));
         }
     }
     Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the state changed while the proof was built; retry"))
@@ -1004,27 +1015,24 @@ async fn entry_proof(
     if height == 0 {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no_checkpoint", "no block is committed yet"));
     }
-    let (b, commit) = load_block(&s, height)?;
-    if index >= b.header.log_size {
+    let (header, commit) = load_header(&s, height)?;
+    if index >= header.log_size {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_entry",
-            format!(
-                "log index {index} is not in the log at height {height}, which holds {} entries",
-                b.header.log_size
-            ),
+            format!("log index {index} is not in the log at height {height}, which holds {} entries", header.log_size),
         ));
     }
-    let path = s.store.inclusion_path(index, b.header.log_size).map_err(ApiError::internal)?;
+    let path = s.store.inclusion_path(index, header.log_size).map_err(ApiError::internal)?;
     let encoded =
         s.store.entry(index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("entry missing"))?;
     Ok(Json(EntryProofView {
         index,
         encoded: hex::encode(encoded),
-        size: b.header.log_size,
+        size: header.log_size,
         path: path.iter().map(|h| h.to_hex()).collect(),
         height,
-        checkpoint: note_of(&s, &b, &commit),
+        checkpoint: note_of(&s, &header, &commit),
     }))
 }
 

@@ -22,7 +22,7 @@
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions,
 };
-use sabt_core::block::{Block, Commit};
+use sabt_core::block::{Block, BlockHeader, Commit};
 use sabt_core::codec;
 use sabt_core::hash::Hash32;
 use sabt_core::merkle::{self, Blake3, NodeId, NodeSink, NodeStore, StoreError};
@@ -160,6 +160,17 @@ impl Store {
         match self.get("blocks", &be(height))? {
             None => Ok(None),
             Some(v) => Ok(Some(codec::decode(&v).map_err(|e| DbError::Inconsistent(format!("block {height}: {e}")))?)),
+        }
+    }
+
+    /// The header of the block at `height`, read without decoding (or copying) its transactions.
+    pub fn header(&self, height: u64) -> Result<Option<BlockHeader>, DbError> {
+        let bytes = self.db.get_pinned_cf(self.cf("blocks")?, be(height)).map_err(backend)?;
+        match bytes {
+            None => Ok(None),
+            Some(v) => {
+                Ok(Some(Block::decode_header(&v).map_err(|e| DbError::Inconsistent(format!("block {height}: {e}")))?))
+            }
         }
     }
 

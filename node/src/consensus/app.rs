@@ -41,9 +41,10 @@ pub const MAX_CLOCK_DRIFT_MS: u64 = 15_000;
 pub const MAX_BLOCK_TXS: usize = 20_000;
 /// Fewest transactions a proposer offers to take, however slow its last build was.
 const MIN_BLOCK_TXS: usize = 100;
-/// The share of the propose timeout a proposer spends building its block. Every other validator
-/// executes the proposal in about the same time before it can prevote, so a block that took the
-/// whole timeout to build would be prevoted nil, and the next round's larger block too.
+/// The share of the propose timeout a proposer spends building its block (its estimate of how
+/// many transactions fit, and a deadline while it builds). Every other validator executes the
+/// proposal in about the same time before it can prevote, so a block that took the whole timeout
+/// to build would be prevoted nil, and the next round's larger block too.
 const BUILD_SHARE_OF_PROPOSE_TIMEOUT: u32 = 4;
 /// Heights ahead of the tip for which received proposals are kept.
 const MAX_PENDING_HEIGHTS: u64 = 8;
@@ -120,12 +121,12 @@ impl App {
         let tip = shared.tip().height;
         let mut proposers = BTreeMap::new();
         for h in tip.saturating_sub(set.validators.len().saturating_sub(1) as u64).max(1)..=tip {
-            let block = shared.store.block(h)?.ok_or_else(|| {
+            let header = shared.store.header(h)?.ok_or_else(|| {
                 anyhow!(
                     "committed block {h} is missing from the store; restore it from a backup or move it away to resync from the network"
                 )
             })?;
-            proposers.insert(h, Address(block.header.proposer));
+            proposers.insert(h, Address(header.proposer));
         }
         Ok(App {
             address: Address(key.public()),
@@ -200,10 +201,18 @@ impl App {
             );
             return Validity::Invalid;
         }
+        let started = Instant::now();
         let mut ws = self.shared.store.write_set();
         let cache = self.shared.verified_among(&block.txs);
         match self.shared.registry.execute_block_cached(&mut ws, &tip, block, &cache) {
             Ok(_) => {
+                debug!(
+                    height = block.header.height,
+                    txs = block.txs.len(),
+                    cached = cache.len(),
+                    ms = started.elapsed().as_millis(),
+                    "executed a proposed block"
+                );
                 // Every signature in it verified: should the block be executed again (a later
                 // round's decision, a restart), that need not be redone.
                 self.shared.mark_verified(&block.txs);
@@ -312,12 +321,21 @@ impl App {
                 let time_ms = now_ms().max(tip.time_ms + 1);
                 let mut ws = self.shared.store.write_set();
                 let cache = self.shared.verified_among(&candidates);
+                // The estimate above comes from earlier builds; a loaded machine builds slower, and
+                // a block that cannot reach the validators within their propose timeout loses the
+                // round. So the build also stops at its share of the timeout, whatever the count.
+                let deadline = started + self.timeouts.propose / BUILD_SHARE_OF_PROPOSE_TIMEOUT;
+                let within_budget = candidates
+                    .into_iter()
+                    .enumerate()
+                    .take_while(move |(i, _)| *i < MIN_BLOCK_TXS || Instant::now() < deadline)
+                    .map(|(_, t)| t);
                 let built = self.shared.registry.build_block_cached(
                     &mut ws,
                     &tip,
                     time_ms,
                     self.address.0,
-                    candidates,
+                    within_budget,
                     &cache,
                 )?;
                 let block = built.block;
@@ -477,6 +495,8 @@ impl App {
         let hash = block.hash();
         verify_commit(&commit, &self.shared.validator_set, &self.shared.genesis.chain_id, height, &hash)
             .context("the decided commit certificate does not verify")?;
+        let decided_at = Instant::now();
+        let prepared = matches!(self.prepared.get(&hash), Some(p) if p.parent == tip.block_hash);
         let ws = match self.prepared.remove(&hash) {
             // Executed on this very tip when it was validated or built: its writes stand.
             Some(p) if p.parent == tip.block_hash => self.shared.store.resume(p.overlay),
@@ -492,6 +512,7 @@ impl App {
         };
         let started = Instant::now();
         let new_tip = self.shared.store.commit(ws, &block, &commit).context("committing a decided block")?;
+        let written = started.elapsed();
         let ids: Vec<Hash32> = block.txs.iter().map(|t| t.id()).collect();
         self.shared.committed(new_tip, &ids);
         self.seen.retain(|h, _| *h > height);
@@ -501,13 +522,20 @@ impl App {
         self.proposers.retain(|h, _| *h + keep > height);
         let latency = self.round_started.map(|s| s.elapsed()).unwrap_or_default();
         self.shared.metrics.commit_latency.observe(latency.as_secs_f64());
-        self.shared.metrics.fsync.observe(started.elapsed().as_secs_f64());
+        self.shared.metrics.fsync.observe(written.as_secs_f64());
+        // Where the time between decision and the next height goes: executing the block (none if
+        // it was executed when validated), the synced write, then the mempool's re-check.
+        let ms = |d: Duration| d.as_millis();
         info!(
             height,
             block = %hash,
             txs = block.txs.len(),
             log_size = block.header.log_size,
             cosignatures = commit.signatures.iter().filter(|s| s.checkpoint.is_some()).count(),
+            prepared,
+            execute_ms = ms(started.duration_since(decided_at)),
+            write_ms = ms(written),
+            after_ms = ms(started.elapsed().saturating_sub(written)),
             "committed"
         );
         Ok(())
@@ -517,12 +545,13 @@ impl App {
         let tip = self.tip().height;
         let mut out = Vec::new();
         for h in from.max(1)..=to.min(tip).min(from.saturating_add(63)) {
-            let (Some(bytes), Some(commit), Some(block)) =
-                (self.shared.store.block_bytes(h)?, self.shared.store.commit_at(h)?, self.shared.store.block(h)?)
+            let (Some(bytes), Some(commit)) = (self.shared.store.block_bytes(h)?, self.shared.store.commit_at(h)?)
             else {
                 break;
             };
-            let ext = CheckpointExt { size: block.header.log_size, root: block.header.log_root };
+            let header = Block::decode_header(&bytes)
+                .map_err(|e| anyhow!("committed block {h} in the store does not decode: {e}"))?;
+            let ext = CheckpointExt { size: header.log_size, root: header.log_root };
             out.push(RawDecidedValue::new(Bytes::from(bytes), certificate_from_commit(&commit, ext)));
         }
         Ok(out)
