@@ -136,6 +136,15 @@ pub fn encode_checked<T: Canonical>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes a canonical encoding of `T`: size limit, version byte, body, no trailing bytes.
 pub fn decode<T: Canonical>(bytes: &[u8]) -> Result<T, CodecError> {
+    let body = envelope_body::<T>(bytes)?;
+    let value: T = decode_body_limited(T::NAME, body)?;
+    require_canonical(T::NAME, &value, body)?;
+    Ok(value)
+}
+
+/// The body of an encoding of `T` after the checks every decode of it starts with: size limit and
+/// version byte. [`decode`] parses the body whole; [`decode_body_prefix`] reads a leading field.
+pub fn envelope_body<T: Canonical>(bytes: &[u8]) -> Result<&[u8], CodecError> {
     let max = T::MAX_LEN.min(ABSOLUTE_MAX_LEN);
     if bytes.len() > max {
         return Err(CodecError::TooLong { type_name: T::NAME, len: bytes.len(), max });
@@ -144,9 +153,7 @@ pub fn decode<T: Canonical>(bytes: &[u8]) -> Result<T, CodecError> {
     if version != T::VERSION {
         return Err(CodecError::UnsupportedVersion { type_name: T::NAME, found: version, expected: T::VERSION });
     }
-    let value: T = decode_body_limited(T::NAME, body)?;
-    require_canonical(T::NAME, &value, body)?;
-    Ok(value)
+    Ok(body)
 }
 
 fn require_canonical<T: Serialize>(type_name: &'static str, value: &T, body: &[u8]) -> Result<(), CodecError> {
@@ -174,7 +181,8 @@ pub fn decode_body<T: Serialize + DeserializeOwned>(
 /// Decodes the value of type `T` at the start of `body` (a leading field of an envelope's body),
 /// returning it and the bytes after it. The value must be canonically encoded; what follows is not
 /// parsed. For reading one field of a stored value that was fully checked when it was written (a
-/// block's header without its transactions): the caller bounds `body`'s length.
+/// block's header without its transactions): the caller bounds `body`'s length
+/// ([`envelope_body`]).
 pub fn decode_body_prefix<'a, T: Serialize + DeserializeOwned>(
     type_name: &'static str,
     body: &'a [u8],

@@ -232,6 +232,26 @@ fn golden_transactions_blocks_votes_and_commits() {
 }
 
 #[test]
+fn a_stored_blocks_header_is_read_without_its_transactions() {
+    let b = block();
+    let bytes = codec::encode(&b);
+    assert_eq!(Block::decode_header(&bytes).unwrap(), b.header);
+    // What the whole-block decoder refuses up front, this refuses too.
+    assert!(matches!(Block::decode_header(&[]), Err(CodecError::Empty { .. })));
+    let mut other = bytes.clone();
+    other[0] ^= 0x40;
+    assert!(matches!(Block::decode_header(&other), Err(CodecError::UnsupportedVersion { .. })));
+    assert!(matches!(Block::decode_header(&bytes[..20]), Err(CodecError::Malformed { .. })));
+    // An over-long varint in the header (height 12 as two bytes) is not canonical.
+    let h = 1 + codec::encode_body(&b.header.chain_id).len();
+    assert_eq!(bytes[h], 12);
+    let mut long = bytes[..h].to_vec();
+    long.extend_from_slice(&[0x8c, 0x00]);
+    long.extend_from_slice(&bytes[h + 1..]);
+    assert!(matches!(Block::decode_header(&long), Err(CodecError::NonCanonical { .. })));
+}
+
+#[test]
 fn golden_state_map() {
     let mut t = MemorySmt::default();
     for i in 0u32..5 {

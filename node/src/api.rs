@@ -453,9 +453,10 @@ async fn block(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Res 
         (status = 400, body = ErrorBody), (status = 404, description = "No such block", body = ErrorBody)))]
 async fn block_raw(State(s): State<Arc<Shared>>, Path(height): Path<String>) -> Result<Json<BlockRaw>, ApiError> {
     let height = parse_height(&height)?;
-    let (header, commit) = load_header(&s, height)?;
-    // The stored bytes are the block's canonical encoding: served as they are.
+    // The stored bytes are the block's canonical encoding: served as they are, read once.
     let block = s.store.block_bytes(height).map_err(ApiError::internal)?.ok_or_else(|| no_such_block(&s, height))?;
+    let header = Block::decode_header(&block).map_err(ApiError::internal)?;
+    let commit = s.store.commit_at(height).map_err(ApiError::internal)?.ok_or_else(|| no_such_block(&s, height))?;
     Ok(Json(BlockRaw {
         height,
         hash: header.hash().to_hex(),

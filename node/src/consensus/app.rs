@@ -496,10 +496,9 @@ impl App {
         verify_commit(&commit, &self.shared.validator_set, &self.shared.genesis.chain_id, height, &hash)
             .context("the decided commit certificate does not verify")?;
         let decided_at = Instant::now();
-        let prepared = matches!(self.prepared.get(&hash), Some(p) if p.parent == tip.block_hash);
-        let ws = match self.prepared.remove(&hash) {
+        let (ws, prepared) = match self.prepared.remove(&hash) {
             // Executed on this very tip when it was validated or built: its writes stand.
-            Some(p) if p.parent == tip.block_hash => self.shared.store.resume(p.overlay),
+            Some(p) if p.parent == tip.block_hash => (self.shared.store.resume(p.overlay), true),
             _ => {
                 let mut ws = self.shared.store.write_set();
                 let cache = self.shared.verified_among(&block.txs);
@@ -507,7 +506,7 @@ impl App {
                     .registry
                     .execute_block_cached(&mut ws, &tip, &block, &cache)
                     .with_context(|| format!("decided block {height} does not execute"))?;
-                ws
+                (ws, false)
             }
         };
         let started = Instant::now();
