@@ -139,28 +139,42 @@ impl Mempool {
         self.queue.iter().take(max).map(|(_, t, _)| t.clone()).collect()
     }
 
-    /// After a block commits: drops its transactions, then every waiting transaction the new
-    /// state refuses (a nonce used by a transaction that reached another node first, say).
-    pub fn committed<L: Ledger + ?Sized>(
-        &mut self,
-        registry: &Registry,
-        ledger: &L,
-        (height, time_ms): (u64, u64),
-        included: &[Hash32],
-    ) {
-        let included: BTreeSet<&Hash32> = included.iter().collect();
+    /// After a block commits: drops its transactions, and every waiting transaction whose nonce no
+    /// longer follows the committed state (one used by a transaction that reached another node
+    /// first, and that signer's later ones). The rest of a transaction's checks against the new
+    /// state (a fingerprint anchored meanwhile, a key revoked) are left to the next proposal's
+    /// build, which checks every transaction it takes anyway; what it refuses is then
+    /// [`Mempool::refused`]. Re-checking every waiting transaction's state here read the store
+    /// several times per transaction, on the consensus path, under the pool's lock: hundreds of
+    /// milliseconds per block with a full pool.
+    pub fn committed<L: Ledger + ?Sized>(&mut self, registry: &Registry, ledger: &L, included: &[Hash32]) {
+        self.remove(registry, ledger, included);
+    }
+
+    /// After a build refused `refused` against the committed state: drops them, and the later
+    /// transactions of their signers, whose nonces now leave a gap.
+    pub fn refused<L: Ledger + ?Sized>(&mut self, registry: &Registry, ledger: &L, refused: &[Hash32]) {
+        if !refused.is_empty() {
+            self.remove(registry, ledger, refused);
+        }
+    }
+
+    /// Drops `ids`, then every transaction whose nonce does not follow its signer's committed next
+    /// nonce and the signer's transactions kept before it.
+    fn remove<L: Ledger + ?Sized>(&mut self, registry: &Registry, ledger: &L, ids: &[Hash32]) {
+        let ids: BTreeSet<&Hash32> = ids.iter().collect();
         let old = std::mem::take(&mut self.queue);
         self.ids.clear();
         self.next_nonce.clear();
         self.bytes = 0;
         for (id, stx, size) in old {
-            if included.contains(&id) {
+            if ids.contains(&id) {
                 continue;
             }
             let ok = match self.next_nonce.get(&stx.tx.signer) {
                 Some(&next) => stx.tx.nonce == next,
                 None => registry.check_nonce(ledger, &stx).is_ok(),
-            } && registry.check_authority(ledger, &stx, height, time_ms).is_ok();
+            };
             if ok {
                 self.next_nonce.insert(stx.tx.signer, stx.tx.nonce + 1);
                 self.ids.insert(id);
@@ -274,10 +288,27 @@ mod tests {
         // Commit the first one: it leaves, the others stay in order.
         let tip = Tip::genesis(&dev.genesis);
         let first = pool.candidates(1);
-        registry.execute(&mut ledger, &tip, 1, 2, &first).unwrap();
-        pool.committed(&registry, &ledger, (2, 3), &[first[0].id()]);
+        let done = registry.execute(&mut ledger, &tip, 1, 2, &first).unwrap();
+        pool.committed(&registry, &ledger, &[first[0].id()]);
         assert_eq!(pool.len(), 2);
         assert_eq!(pool.candidates(10)[0].tx.nonce, 1);
+        // A build refused the next one: it leaves, and the later one, whose nonce now has a gap.
+        let next = pool.candidates(1);
+        pool.refused(&registry, &ledger, &[next[0].id()]);
+        assert!(pool.is_empty(), "{:?}", pool.candidates(10));
+        // A committed nonce that another node's transaction used drops the waiting one.
+        pool.admit(&registry, &ledger, (2, 3), tx(1, 6)).unwrap();
+        let tip = Tip {
+            height: 1,
+            time_ms: 2,
+            log_size: done.log_size,
+            log_root: done.log_root,
+            state_root: done.state_root,
+            ..tip
+        };
+        registry.execute(&mut ledger, &tip, 2, 3, &[tx(1, 7)]).unwrap();
+        pool.committed(&registry, &ledger, &[]);
+        assert!(pool.is_empty());
     }
 
     #[test]

@@ -114,6 +114,14 @@ impl Shared {
         }
     }
 
+    /// Drops from the mempool the transactions a build refused against the committed state.
+    pub fn refused(&self, ids: &[Hash32]) {
+        let ws = self.store.write_set();
+        let mut pool = self.mempool();
+        pool.refused(&self.registry, &ws, ids);
+        self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
+    }
+
     /// Admits a submitted transaction.
     pub fn submit(&self, stx: SignedTx) -> Result<Hash32, AdmitError> {
         let id = stx.id();
@@ -133,7 +141,7 @@ impl Shared {
 
     /// Records a committed block.
     pub fn committed(&self, tip: Tip, ids: &[Hash32]) {
-        let (height, time_ms, log_size) = (tip.height, tip.time_ms, tip.log_size);
+        let (height, log_size) = (tip.height, tip.log_size);
         match self.tip.write() {
             Ok(mut t) => *t = tip,
             Err(p) => *p.into_inner() = tip,
@@ -146,7 +154,7 @@ impl Shared {
         }
         let ws = self.store.write_set();
         let mut pool = self.mempool();
-        pool.committed(&self.registry, &ws, (height + 1, time_ms), ids);
+        pool.committed(&self.registry, &ws, ids);
         self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
         self.metrics.height.set(i64::try_from(height).unwrap_or(i64::MAX));
         self.metrics.txs_committed.inc_by(ids.len() as u64);

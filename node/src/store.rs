@@ -11,13 +11,18 @@
 //! |---|---|---|
 //! | `blocks` | height (u64 BE) | `encode(Block)` |
 //! | `commits` | height | `encode(Commit)` |
-//! | `log` | level (u8) ‖ index (u64 BE) | node hash (32 bytes) |
+//! | `log` | tile level (u8) ‖ tile (u64 BE) ‖ level in tile (u8) ‖ offset (u8) | node hash (32 bytes) |
 //! | `entries` | log index (u64 BE) | `encode(LogEntry)` |
 //! | `smt` | depth (u16 BE) ‖ prefix (32 bytes) | `encode_body(SmtNode)` |
 //! | `state` | state key (32 bytes) | value bytes |
 //! | `txs` | transaction id (32 bytes) | height (u64 BE) ‖ position (u32 BE) |
 //! | `proposals` | height ‖ round (u32 BE) | this node's own proposed block, for re-proposal after a crash |
-//! | `meta` | `genesis`, `tip` | genesis hash; `encode_body(Tip)` |
+//! | `meta` | `genesis`, `tip`, `layout` | genesis hash; `encode_body(Tip)`; [`LAYOUT`] (u32 BE) |
+//!
+//! The log's nodes are keyed by tile ([`TILE_HEIGHT`] levels of a subtree, 62 nodes, about one
+//! 4 KiB table block): the nodes of an inclusion path's lowest five levels are neighbours on disk,
+//! and so are those of the next five, so a path costs two block reads where one key per level
+//! cost ten.
 //!
 //! The log's nodes at level [`UPPER_LEVEL`] and above are also held in memory ([`UpperLog`]):
 //! complete subtrees never change, so these nodes are only ever appended, and an inclusion path
@@ -43,6 +48,16 @@ const BLOCK_CACHE_BYTES: usize = 128 << 20;
 
 /// The lowest level of the log whose nodes are held in memory as well as on disk.
 pub const UPPER_LEVEL: u8 = 10;
+
+/// Levels of the log in one key tile.
+pub const TILE_HEIGHT: u8 = 5;
+
+// The levels held in memory are whole tile levels, read back with one scan from their first key.
+const _: () = assert!(UPPER_LEVEL.is_multiple_of(TILE_HEIGHT));
+
+/// The version of the store's key layout, recorded in `meta` when a store is created. A store
+/// written with another layout is refused rather than misread.
+pub const LAYOUT: u32 = 2;
 
 const CFS: [&str; 9] = ["blocks", "commits", "log", "entries", "smt", "state", "txs", "proposals", "meta"];
 
@@ -138,11 +153,31 @@ fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
-fn node_key(id: NodeId) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = id.level;
-    k[1..].copy_from_slice(&id.index.to_be_bytes());
+/// The key of log node `id`: the tile holding it (tile level `level / TILE_HEIGHT`, and the
+/// tile's index along that level), its level within the tile, and its offset along that level of
+/// the tile. Each level's nodes keep their index order.
+fn node_key(id: NodeId) -> [u8; 11] {
+    let within = id.level % TILE_HEIGHT;
+    let shift = TILE_HEIGHT - within;
+    let mut k = [0u8; 11];
+    k[0] = id.level / TILE_HEIGHT;
+    k[1..9].copy_from_slice(&(id.index >> shift).to_be_bytes());
+    k[9] = within;
+    k[10] = (id.index & ((1 << shift) - 1)) as u8;
     k
+}
+
+/// The node a `log` key names ([`node_key`]'s inverse), if it is one.
+fn node_of_key(k: &[u8]) -> Option<NodeId> {
+    let k: &[u8; 11] = k.try_into().ok()?;
+    let (within, offset) = (k[9], u64::from(k[10]));
+    let shift = TILE_HEIGHT.checked_sub(within).filter(|s| *s > 0)?;
+    let tile = u64::from_be_bytes(k[1..9].try_into().ok()?);
+    let level = k[0].checked_mul(TILE_HEIGHT)?.checked_add(within)?;
+    if offset >> shift != 0 || tile.leading_zeros() < u32::from(shift) {
+        return None;
+    }
+    Some(NodeId::new(level, (tile << shift) | offset))
 }
 
 fn backend(e: rocksdb::Error) -> StoreError {
@@ -193,23 +228,49 @@ impl Store {
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let store = Store { db, upper: UpperLog::default() };
+        store.check_layout(path)?;
         store.load_upper_levels()?;
         Ok(store)
+    }
+
+    /// Records [`LAYOUT`] in a new store; refuses a store written with another layout.
+    fn check_layout(&self, path: &Path) -> Result<(), DbError> {
+        let stored = match self.get("meta", b"layout")? {
+            Some(v) => Some(u32::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+                DbError::Inconsistent(format!("the stored layout version is {} bytes, not 4", v.len()))
+            })?)),
+            None => None,
+        };
+        let empty = self.db.iterator_cf(self.cf("meta")?, rocksdb::IteratorMode::Start).next().is_none()
+            && self.db.iterator_cf(self.cf("log")?, rocksdb::IteratorMode::Start).next().is_none();
+        match stored {
+            Some(LAYOUT) => Ok(()),
+            None if empty => {
+                let mut wo = WriteOptions::default();
+                wo.set_sync(true);
+                self.db.put_cf_opt(self.cf("meta")?, b"layout", LAYOUT.to_be_bytes(), &wo)?;
+                Ok(())
+            }
+            other => Err(DbError::Inconsistent(format!(
+                "the store in {} was written with key layout {} and this node reads layout {LAYOUT}; \
+                 move that directory away (keep it as a backup) and start the node again: it resyncs \
+                 the chain from the network",
+                path.display(),
+                other.unwrap_or(1)
+            ))),
+        }
     }
 
     /// Reads the log's nodes at [`UPPER_LEVEL`] and above into memory: one scan from the first key
     /// of that level to the end of the column family.
     fn load_upper_levels(&self) -> Result<(), DbError> {
         let cf = self.cf("log")?;
-        let from = [UPPER_LEVEL];
+        let from = [UPPER_LEVEL / TILE_HEIGHT];
         let mut read = Vec::new();
         for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward)) {
             let (k, v) = item?;
-            let index = k.get(1..).and_then(|i| <[u8; 8]>::try_from(i).ok()).map(u64::from_be_bytes);
-            let id = match index {
-                Some(index) => NodeId::new(k[0], index),
-                None => return Err(DbError::Inconsistent(format!("a log key is {} bytes, not 9", k.len()))),
-            };
+            let id = node_of_key(&k)
+                .ok_or_else(|| DbError::Inconsistent(format!("{} is not the key of a log node", hex::encode(&k))))?;
             read.push((id, log_node(id, &v)?));
         }
         self.upper.check_extends(read.iter().map(|(id, h)| (id, h)))?;
@@ -541,7 +602,7 @@ impl NodeStore for WriteSet<'_> {
                 None
             }));
         }
-        let keys: Vec<[u8; 9]> = missing.iter().map(|i| node_key(ids[*i])).collect();
+        let keys: Vec<[u8; 11]> = missing.iter().map(|i| node_key(ids[*i])).collect();
         let found = self.store.db.batched_multi_get_cf(self.store.cf("log")?, &keys, false);
         for (i, r) in missing.into_iter().zip(found) {
             out[i] = r.map_err(backend)?.map(|v| log_node(ids[i], &v)).transpose()?;
@@ -679,5 +740,50 @@ mod tests {
         store.upper.check_extends(same.iter().map(|(i, h)| (i, h))).unwrap();
         let stale = [(NodeId::new(14, 1), leaf(2))];
         assert!(store.upper.check_extends(stale.iter().map(|(i, h)| (i, h))).is_err(), "level 14 is empty");
+    }
+
+    #[test]
+    fn log_keys_name_their_node_keep_each_level_in_order_and_put_a_paths_tile_together() {
+        let ids = (0..64u8).flat_map(|level| {
+            let top = u64::MAX >> level.min(63);
+            [0, 1, 31, 32, 33, 1_000_003, top / 2, top].into_iter().map(move |i| NodeId::new(level, i.min(top)))
+        });
+        for id in ids {
+            assert_eq!(node_of_key(&node_key(id)), Some(id), "{id:?}");
+        }
+        for level in 0..20u8 {
+            let keys: Vec<[u8; 11]> = (0..300).map(|i| node_key(NodeId::new(level, i))).collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "level {level} out of index order");
+        }
+        // The lowest five levels of leaf 1,000,003's path lie in one tile; so do the next five.
+        let leaf = 1_000_003u64;
+        for t in 0..2u8 {
+            let tiles: Vec<[u8; 9]> = (t * TILE_HEIGHT..(t + 1) * TILE_HEIGHT)
+                .map(|l| node_key(NodeId::new(l, (leaf >> l) ^ 1))[..9].try_into().unwrap())
+                .collect();
+            assert!(tiles.windows(2).all(|w| w[0] == w[1]), "tile level {t}: {tiles:?}");
+        }
+        assert!(node_of_key(&[0; 9]).is_none(), "too short");
+        assert!(node_of_key(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0]).is_none(), "level 5 within a tile of 5");
+        assert!(node_of_key(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32]).is_none(), "offset beyond the tile");
+    }
+
+    #[test]
+    fn a_store_written_with_another_key_layout_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.import_log_leaves(0, &[leaf(0), leaf(1)]).unwrap();
+            store.set_genesis_hash(&leaf(9)).unwrap();
+            // As a store of the first layout looks: data, and no layout recorded.
+            store.db.delete_cf(store.cf("meta").unwrap(), b"layout").unwrap();
+        }
+        let e = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("key layout 1") && e.contains("resyncs"), "{e}");
+        {
+            let store = Store::open(&dir.path().join("new")).unwrap();
+            store.import_log_leaves(0, &[leaf(0)]).unwrap();
+        }
+        Store::open(&dir.path().join("new")).unwrap();
     }
 }

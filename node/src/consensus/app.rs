@@ -61,6 +61,33 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
+/// The most transactions a proposal offers to take, set by how heights are decided. The cost
+/// estimate ([`proposal_capacity`]) sees one node's CPU; this sees the outcome on all of them: a
+/// height whose first-round proposal arrived but was not decided in that round had a block too
+/// large for every validator to receive, execute and vote on within the timeouts on a loaded
+/// machine, and the limit halves. A height decided in its first round with a block that filled
+/// three quarters of the limit lets it grow by a quarter. A height whose first proposer sent
+/// nothing (a validator down) leaves it as it was: block size was not the cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BlockLimit(usize);
+
+impl BlockLimit {
+    /// Where a node starts, before any height has told it more.
+    const START: BlockLimit = BlockLimit(2_000);
+
+    fn after(self, decided_round: u32, first_proposal_seen: bool, txs: usize) -> BlockLimit {
+        let BlockLimit(n) = self;
+        let n = if decided_round > 0 && first_proposal_seen {
+            n / 2
+        } else if decided_round == 0 && txs.saturating_mul(4) >= n.saturating_mul(3) {
+            n + n / 4
+        } else {
+            n
+        };
+        BlockLimit(n.clamp(MIN_BLOCK_TXS, MAX_BLOCK_TXS))
+    }
+}
+
 /// How many transactions fit in the building budget of a proposer whose propose timeout is
 /// `propose`, at `us_per_tx` microseconds a transaction.
 fn proposal_capacity(propose: Duration, us_per_tx: f64) -> usize {
@@ -105,6 +132,12 @@ pub struct App {
     stream_counter: u64,
     /// Building cost per transaction, microseconds, smoothed over this node's recent proposals.
     build_us_per_tx: f64,
+    /// Executing cost per transaction of other validators' proposals, microseconds, smoothed: the
+    /// cost of a proposal on the nodes that receive it (their signature caches miss what reached
+    /// only the proposer).
+    execute_us_per_tx: f64,
+    /// The limit set by how recent heights were decided.
+    block_limit: BlockLimit,
     /// Executed blocks of the next height, by hash, at most [`MAX_PREPARED`].
     prepared: BTreeMap<Hash32, Prepared>,
     /// The proposers of the last committed blocks (as many as there are validators), from which
@@ -141,6 +174,8 @@ impl App {
             stream_counter: 0,
             // A first guess; the first large proposal measures the real cost.
             build_us_per_tx: 100.0,
+            execute_us_per_tx: 100.0,
+            block_limit: BlockLimit::START,
             prepared: BTreeMap::new(),
             proposers,
         })
@@ -151,17 +186,19 @@ impl App {
         self.set.for_height(self.tip().height + 1, &self.proposers)
     }
 
-    /// How many transactions to offer the next proposal: what fits in this node's building budget
-    /// at its measured cost per transaction.
+    /// How many transactions to offer the next proposal: what fits in the building budget at the
+    /// larger of this node's measured costs per transaction (building its own blocks, executing
+    /// others'), and no more than the limit recent heights set.
     fn proposal_capacity(&self) -> usize {
-        proposal_capacity(self.timeouts.propose, self.build_us_per_tx)
+        proposal_capacity(self.timeouts.propose, self.build_us_per_tx.max(self.execute_us_per_tx))
+            .min(self.block_limit.0)
     }
 
-    /// Takes the cost of a build of `txs` transactions in `elapsed` into the estimate.
-    fn measured_build(&mut self, txs: usize, elapsed: Duration) {
+    /// Takes the cost of `txs` transactions in `elapsed` into the estimate `us_per_tx`.
+    fn measured(us_per_tx: &mut f64, txs: usize, elapsed: Duration) {
         if txs >= MIN_BLOCK_TXS {
             let per_tx = elapsed.as_secs_f64() * 1e6 / txs as f64;
-            self.build_us_per_tx = 0.5 * self.build_us_per_tx + 0.5 * per_tx;
+            *us_per_tx = 0.5 * *us_per_tx + 0.5 * per_tx;
         }
     }
 
@@ -206,6 +243,9 @@ impl App {
         let cache = self.shared.verified_among(&block.txs);
         match self.shared.registry.execute_block_cached(&mut ws, &tip, block, &cache) {
             Ok(_) => {
+                if block.header.proposer != self.address.0 {
+                    Self::measured(&mut self.execute_us_per_tx, block.txs.len(), started.elapsed());
+                }
                 debug!(
                     height = block.header.height,
                     txs = block.txs.len(),
@@ -340,11 +380,13 @@ impl App {
                 )?;
                 let block = built.block;
                 let overlay = ws.into_overlay();
-                self.measured_build(block.txs.len(), started.elapsed());
+                Self::measured(&mut self.build_us_per_tx, block.txs.len(), started.elapsed());
                 self.prepare(&tip, &block, overlay);
-                for (id, e) in built.refused {
-                    debug!(%id, error = %e, "left a transaction out of the block");
+                for (id, e) in &built.refused {
+                    debug!(%id, error = %e, "left a transaction out of the block; dropped from the mempool");
                 }
+                let refused: Vec<Hash32> = built.refused.iter().map(|(id, _)| *id).collect();
+                self.shared.refused(&refused);
                 let bytes = codec::encode(&block);
                 self.shared.store.put_own_proposal(height.0, r, &bytes)?;
                 (block, bytes)
@@ -487,6 +529,9 @@ impl App {
             return Ok(());
         };
         let block = seen.block;
+        let round = cert.round.as_u32().unwrap_or(0);
+        let first_proposal_seen =
+            self.seen.get(&height).is_some_and(|at| at.values().any(|s| s.round == Round::new(0)));
         let ext = CheckpointExt { size: block.header.log_size, root: block.header.log_root };
         // Keep only cosignatures of the checkpoint this block really produces.
         let matching: Vec<_> =
@@ -523,7 +568,8 @@ impl App {
         self.shared.metrics.commit_latency.observe(latency.as_secs_f64());
         self.shared.metrics.fsync.observe(written.as_secs_f64());
         // Where the time between decision and the next height goes: executing the block (none if
-        // it was executed when validated), the synced write, then the mempool's re-check.
+        // it was executed when validated), the synced write, then the mempool's update.
+        self.block_limit = self.block_limit.after(round, first_proposal_seen, block.txs.len());
         let ms = |d: Duration| d.as_millis();
         info!(
             height,
@@ -531,6 +577,8 @@ impl App {
             txs = block.txs.len(),
             log_size = block.header.log_size,
             cosignatures = commit.signatures.iter().filter(|s| s.checkpoint.is_some()).count(),
+            round,
+            next_limit = self.block_limit.0,
             prepared,
             execute_ms = ms(started.duration_since(decided_at)),
             write_ms = ms(written),
@@ -693,5 +741,25 @@ mod tests {
         assert_eq!(proposal_capacity(t, 1e9), MIN_BLOCK_TXS);
         assert_eq!(proposal_capacity(t, 1.0), MAX_BLOCK_TXS);
         assert_eq!(proposal_capacity(t, 0.0), MAX_BLOCK_TXS);
+    }
+
+    #[test]
+    fn the_block_limit_halves_after_a_slow_first_round_and_grows_while_blocks_fill_it() {
+        let l = BlockLimit::START;
+        // The first round's proposal arrived, yet the height took a second round: halve.
+        assert_eq!(l.after(1, true, 2_000), BlockLimit(1_000));
+        assert_eq!(l.after(3, true, 10), BlockLimit(1_000));
+        // Its first proposer sent nothing (a validator down): block size was not the cause.
+        assert_eq!(l.after(1, false, 2_000), l);
+        // Decided at once with a block filling three quarters of the limit or more: a quarter more.
+        assert_eq!(l.after(0, true, 1_500), BlockLimit(2_500));
+        assert_eq!(l.after(0, true, 1_499), l, "a limit that did not bind says nothing of a larger one");
+        // Bounded both ways, however many heights push it.
+        let low = (0..40).fold(l, |l, _| l.after(1, true, l.0));
+        assert_eq!(low, BlockLimit(MIN_BLOCK_TXS));
+        let high = (0..200).fold(l, |l, _| l.after(0, true, l.0));
+        assert_eq!(high, BlockLimit(MAX_BLOCK_TXS));
+        // Halving, then growing back: the limit settles where first rounds keep succeeding.
+        assert_eq!(BlockLimit(800).after(1, true, 800).after(0, true, 400), BlockLimit(500));
     }
 }
