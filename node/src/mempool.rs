@@ -139,29 +139,16 @@ impl Mempool {
         self.queue.iter().take(max).map(|(_, t, _)| t.clone()).collect()
     }
 
-    /// After a block commits: drops its transactions, and every waiting transaction whose nonce no
-    /// longer follows the committed state (one used by a transaction that reached another node
-    /// first, and that signer's later ones). The rest of a transaction's checks against the new
-    /// state (a fingerprint anchored meanwhile, a key revoked) are left to the next proposal's
-    /// build, which checks every transaction it takes anyway; what it refuses is then
-    /// [`Mempool::refused`]. Re-checking every waiting transaction's state here read the store
-    /// several times per transaction, on the consensus path, under the pool's lock: hundreds of
-    /// milliseconds per block with a full pool.
-    pub fn committed<L: Ledger + ?Sized>(&mut self, registry: &Registry, ledger: &L, included: &[Hash32]) {
-        self.remove(registry, ledger, included);
-    }
-
-    /// After a build refused `refused` against the committed state: drops them, and the later
-    /// transactions of their signers, whose nonces now leave a gap.
-    pub fn refused<L: Ledger + ?Sized>(&mut self, registry: &Registry, ledger: &L, refused: &[Hash32]) {
-        if !refused.is_empty() {
-            self.remove(registry, ledger, refused);
-        }
-    }
-
-    /// Drops `ids`, then every transaction whose nonce does not follow its signer's committed next
-    /// nonce and the signer's transactions kept before it.
-    fn remove<L: Ledger + ?Sized>(&mut self, registry: &Registry, ledger: &L, ids: &[Hash32]) {
+    /// Drops `ids` (a committed block's transactions, or those a build refused against the
+    /// committed state), then every transaction whose nonce does not follow its signer's committed
+    /// next nonce and the signer's transactions kept before it (one used by a transaction that
+    /// reached another node first, the later ones of a refused transaction's signer). The rest of
+    /// a transaction's checks against the new state (a fingerprint anchored meanwhile, a key
+    /// revoked) are left to the next proposal's build, which checks every transaction it takes
+    /// anyway and whose refusals come back here. Re-checking every waiting transaction's state at
+    /// each commit read the store several times per transaction, on the consensus path, under the
+    /// pool's lock: hundreds of milliseconds per block with a full pool.
+    pub fn remove<L: Ledger + ?Sized>(&mut self, registry: &Registry, ledger: &L, ids: &[Hash32]) {
         let ids: BTreeSet<&Hash32> = ids.iter().collect();
         let old = std::mem::take(&mut self.queue);
         self.ids.clear();
@@ -289,12 +276,12 @@ mod tests {
         let tip = Tip::genesis(&dev.genesis);
         let first = pool.candidates(1);
         let done = registry.execute(&mut ledger, &tip, 1, 2, &first).unwrap();
-        pool.committed(&registry, &ledger, &[first[0].id()]);
+        pool.remove(&registry, &ledger, &[first[0].id()]);
         assert_eq!(pool.len(), 2);
         assert_eq!(pool.candidates(10)[0].tx.nonce, 1);
         // A build refused the next one: it leaves, and the later one, whose nonce now has a gap.
         let next = pool.candidates(1);
-        pool.refused(&registry, &ledger, &[next[0].id()]);
+        pool.remove(&registry, &ledger, &[next[0].id()]);
         assert!(pool.is_empty(), "{:?}", pool.candidates(10));
         // A committed nonce that another node's transaction used drops the waiting one.
         pool.admit(&registry, &ledger, (2, 3), tx(1, 6)).unwrap();
@@ -307,7 +294,7 @@ mod tests {
             ..tip
         };
         registry.execute(&mut ledger, &tip, 2, 3, &[tx(1, 7)]).unwrap();
-        pool.committed(&registry, &ledger, &[]);
+        pool.remove(&registry, &ledger, &[]);
         assert!(pool.is_empty());
     }
 

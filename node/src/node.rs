@@ -23,6 +23,7 @@ use sabt_core::registry::{Registry, Tip};
 use sabt_core::sign::SecretKey;
 use sabt_core::tx::SignedTx;
 use sabt_core::validator::ValidatorSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -116,9 +117,12 @@ impl Shared {
 
     /// Drops from the mempool the transactions a build refused against the committed state.
     pub fn refused(&self, ids: &[Hash32]) {
+        if ids.is_empty() {
+            return;
+        }
         let ws = self.store.write_set();
         let mut pool = self.mempool();
-        pool.refused(&self.registry, &ws, ids);
+        pool.remove(&self.registry, &ws, ids);
         self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
     }
 
@@ -139,8 +143,8 @@ impl Shared {
         r
     }
 
-    /// Records a committed block.
-    pub fn committed(&self, tip: Tip, ids: &[Hash32]) {
+    /// Records a committed block: its transactions `ids` and the log entries it wrote, by index.
+    pub fn committed(&self, tip: Tip, ids: &[Hash32], entries: &BTreeMap<u64, Vec<u8>>) {
         let (height, log_size) = (tip.height, tip.log_size);
         match self.tip.write() {
             Ok(mut t) => *t = tip,
@@ -148,24 +152,37 @@ impl Shared {
         }
         {
             let mut ix = self.parcels.write().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = extend_index(&self.store, &mut ix, log_size) {
+            if let Err(e) = extend_index(&self.store, &mut ix, log_size, entries) {
                 error!(error = %e, "cannot extend the parcel map; land queries may lag until restart");
             }
         }
         let ws = self.store.write_set();
         let mut pool = self.mempool();
-        pool.committed(&self.registry, &ws, ids);
+        pool.remove(&self.registry, &ws, ids);
         self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
         self.metrics.height.set(i64::try_from(height).unwrap_or(i64::MAX));
         self.metrics.txs_committed.inc_by(ids.len() as u64);
     }
 }
 
-/// Takes log entries from `ix.indexed` up to `log_size` into the parcel map.
-fn extend_index(store: &Store, ix: &mut crate::parcels::ParcelIndex, log_size: u64) -> anyhow::Result<()> {
+/// Takes log entries from `ix.indexed` up to `log_size` into the parcel map: from `fresh` (a
+/// committed block's entries, by index) where it holds them, else read back from the store.
+fn extend_index(
+    store: &Store,
+    ix: &mut crate::parcels::ParcelIndex,
+    log_size: u64,
+    fresh: &BTreeMap<u64, Vec<u8>>,
+) -> anyhow::Result<()> {
     for i in ix.indexed..log_size {
-        let bytes = store.entry(i)?.ok_or_else(|| anyhow!("log entry {i} is missing"))?;
-        ix.apply_bytes(i, &bytes).map_err(|e| anyhow!("log entry {i}: {e}"))?;
+        let read;
+        let bytes = match fresh.get(&i) {
+            Some(b) => b,
+            None => {
+                read = store.entry(i)?.ok_or_else(|| anyhow!("log entry {i} is missing"))?;
+                &read
+            }
+        };
+        ix.apply_bytes(i, bytes).map_err(|e| anyhow!("log entry {i}: {e}"))?;
     }
     Ok(())
 }
@@ -323,7 +340,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     let parcel_index = {
         let started = std::time::Instant::now();
         let mut ix = crate::parcels::ParcelIndex::default();
-        extend_index(&store, &mut ix, tip.log_size)?;
+        extend_index(&store, &mut ix, tip.log_size, &BTreeMap::new())?;
         info!(entries = tip.log_size, ms = started.elapsed().as_millis() as u64, "parcel map rebuilt from the log");
         ix
     };

@@ -241,11 +241,12 @@ impl Store {
             })?)),
             None => None,
         };
-        let empty = self.db.iterator_cf(self.cf("meta")?, rocksdb::IteratorMode::Start).next().is_none()
-            && self.db.iterator_cf(self.cf("log")?, rocksdb::IteratorMode::Start).next().is_none();
+        let is_empty = |cf: &str| -> Result<bool, StoreError> {
+            Ok(self.db.iterator_cf(self.cf(cf)?, rocksdb::IteratorMode::Start).next().is_none())
+        };
         match stored {
             Some(LAYOUT) => Ok(()),
-            None if empty => {
+            None if is_empty("meta")? && is_empty("log")? => {
                 let mut wo = WriteOptions::default();
                 wo.set_sync(true);
                 self.db.put_cf_opt(self.cf("meta")?, b"layout", LAYOUT.to_be_bytes(), &wo)?;
@@ -562,6 +563,11 @@ impl WriteSet<'_> {
     /// The writes held, without the borrow of the store, to be kept and [`Store::resume`]d.
     pub fn into_overlay(self) -> MemoryLedger {
         self.overlay
+    }
+
+    /// The log entries written, by index, in their canonical bytes.
+    pub fn entries(&self) -> &std::collections::BTreeMap<u64, Vec<u8>> {
+        &self.overlay.entries
     }
 }
 

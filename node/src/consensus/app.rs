@@ -61,13 +61,31 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
+/// How a height was decided, as this node saw its first round: what the block limit learns from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstRound {
+    /// Decided in its first round.
+    Decided,
+    /// Its first proposer's block reached this node, and was executed, only after the propose
+    /// timeout: this node prevoted nil on it, as a block too large to receive and execute in time
+    /// makes a validator do.
+    Late,
+    /// Its first proposer's block reached this node in time, yet the height took a later round:
+    /// some other validator may have had it late, or a vote came late from a loaded one.
+    InTime,
+    /// Nothing came from its first proposer (a validator down, or this node catching up by sync).
+    Missing,
+}
+
 /// The most transactions a proposal offers to take, set by how heights are decided. The cost
-/// estimate ([`proposal_capacity`]) sees one node's CPU; this sees the outcome on all of them: a
-/// height whose first-round proposal arrived but was not decided in that round had a block too
-/// large for every validator to receive, execute and vote on within the timeouts on a loaded
-/// machine, and the limit halves. A height decided in its first round with a block that filled
-/// three quarters of the limit lets it grow by a quarter. A height whose first proposer sent
-/// nothing (a validator down) leaves it as it was: block size was not the cause.
+/// estimate ([`proposal_capacity`]) sees one node's CPU; this sees the outcome on all of them. A
+/// height whose first-round block reached this node after the propose timeout had a block too
+/// large to receive and execute in time on a loaded machine: the limit halves. A height that took
+/// a later round though its block was in time here lowers it by an eighth: the block may have been
+/// late at another validator, or a vote slow, which block size does not cause, and with a quorum of
+/// three of three (a validator down) the second is frequent; halving on it collapsed the limit. A
+/// height decided in its first round with a block that filled three quarters of the limit lets it
+/// grow by a quarter. A height whose first proposer sent nothing leaves it as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BlockLimit(usize);
 
@@ -75,14 +93,13 @@ impl BlockLimit {
     /// Where a node starts, before any height has told it more.
     const START: BlockLimit = BlockLimit(2_000);
 
-    fn after(self, decided_round: u32, first_proposal_seen: bool, txs: usize) -> BlockLimit {
+    fn after(self, first_round: FirstRound, txs: usize) -> BlockLimit {
         let BlockLimit(n) = self;
-        let n = if decided_round > 0 && first_proposal_seen {
-            n / 2
-        } else if decided_round == 0 && txs.saturating_mul(4) >= n.saturating_mul(3) {
-            n + n / 4
-        } else {
-            n
+        let n = match first_round {
+            FirstRound::Late => n / 2,
+            FirstRound::InTime => n - n / 8,
+            FirstRound::Decided if txs.saturating_mul(4) >= n.saturating_mul(3) => n + n / 4,
+            FirstRound::Decided | FirstRound::Missing => n,
         };
         BlockLimit(n.clamp(MIN_BLOCK_TXS, MAX_BLOCK_TXS))
     }
@@ -105,6 +122,9 @@ struct Seen {
     pol_round: Round,
     proposer: Address,
     validity: Option<Validity>,
+    /// When this node had the block from its proposer and had executed it; `None` for a block
+    /// that came by sync.
+    ready_at: Option<Instant>,
 }
 
 /// The writes of a block executed on the committed tip while validating or building it, kept so
@@ -129,6 +149,8 @@ pub struct App {
     /// Blocks seen, by height then hash.
     seen: BTreeMap<u64, BTreeMap<Hash32, Seen>>,
     round_started: Option<Instant>,
+    /// The height whose first round this node started last, and when.
+    first_round_started: Option<(u64, Instant)>,
     stream_counter: u64,
     /// Building cost per transaction, microseconds, smoothed over this node's recent proposals.
     build_us_per_tx: f64,
@@ -171,6 +193,7 @@ impl App {
             block_interval,
             seen: BTreeMap::new(),
             round_started: None,
+            first_round_started: None,
             stream_counter: 0,
             // A first guess; the first large proposal measures the real cost.
             build_us_per_tx: 100.0,
@@ -404,6 +427,7 @@ impl App {
                 pol_round: Round::Nil,
                 proposer: self.address,
                 validity: Some(Validity::Valid),
+                ready_at: Some(Instant::now()),
             },
         );
         self.publish(channels, height.0, round, Round::Nil, bytes, hash).await?;
@@ -468,6 +492,8 @@ impl App {
             pol_round,
             proposer: Address(part.proposer),
             validity,
+            // A block of a later height is executed, and ready, when its height starts.
+            ready_at: validity.map(|_| Instant::now()),
         };
         let reply = validity.map(|v| self.proposed_value(hash, &seen, v));
         self.remember(hash, seen);
@@ -476,6 +502,9 @@ impl App {
 
     fn started_round(&mut self, height: Height, round: Round) -> Vec<ProposedValue<SabtContext>> {
         self.round_started = Some(Instant::now());
+        if round == Round::new(0) {
+            self.first_round_started = Some((height.0, Instant::now()));
+        }
         self.shared.metrics.round.set(i64::from(round.as_u32().unwrap_or(0)));
         let Some(at) = self.seen.get(&height.0) else { return Vec::new() };
         let todo: Vec<(Hash32, Seen)> =
@@ -493,7 +522,11 @@ impl App {
             }
             let v = match s.validity {
                 Some(v) => v,
-                None => self.validate(&s.block, true),
+                None => {
+                    let v = self.validate(&s.block, true);
+                    s.ready_at = Some(Instant::now());
+                    v
+                }
             };
             s.validity = Some(v);
             out.push(self.proposed_value(hash, &s, v));
@@ -502,6 +535,26 @@ impl App {
             }
         }
         out
+    }
+
+    /// How `height`, decided in `round`, went in its first round as this node saw it.
+    fn first_round(&self, height: u64, round: u32) -> FirstRound {
+        if round == 0 {
+            return FirstRound::Decided;
+        }
+        let ready = self
+            .seen
+            .get(&height)
+            .and_then(|at| at.values().filter(|s| s.round == Round::new(0)).filter_map(|s| s.ready_at).min());
+        let started = self.first_round_started.filter(|(h, _)| *h == height).map(|(_, t)| t);
+        match (ready, started) {
+            (None, _) => FirstRound::Missing,
+            (Some(ready), Some(started)) if ready.saturating_duration_since(started) > self.timeouts.propose => {
+                FirstRound::Late
+            }
+            // Ready before this node started the height (received ahead), or within the timeout.
+            (Some(_), _) => FirstRound::InTime,
+        }
     }
 
     fn checkpoint_ext(&self, height: u64, hash: &Hash32) -> Option<CheckpointExt> {
@@ -530,8 +583,7 @@ impl App {
         };
         let block = seen.block;
         let round = cert.round.as_u32().unwrap_or(0);
-        let first_proposal_seen =
-            self.seen.get(&height).is_some_and(|at| at.values().any(|s| s.round == Round::new(0)));
+        let first_round = self.first_round(height, round);
         let ext = CheckpointExt { size: block.header.log_size, root: block.header.log_root };
         // Keep only cosignatures of the checkpoint this block really produces.
         let matching: Vec<_> =
@@ -555,10 +607,11 @@ impl App {
             }
         };
         let started = Instant::now();
+        let entries = ws.entries().clone();
         let new_tip = self.shared.store.commit(ws, &block, &commit).context("committing a decided block")?;
         let written = started.elapsed();
         let ids: Vec<Hash32> = block.txs.iter().map(|t| t.id()).collect();
-        self.shared.committed(new_tip, &ids);
+        self.shared.committed(new_tip, &ids, &entries);
         self.seen.retain(|h, _| *h > height);
         self.prepared.clear();
         self.proposers.insert(height, Address(block.header.proposer));
@@ -567,9 +620,9 @@ impl App {
         let latency = self.round_started.map(|s| s.elapsed()).unwrap_or_default();
         self.shared.metrics.commit_latency.observe(latency.as_secs_f64());
         self.shared.metrics.fsync.observe(written.as_secs_f64());
+        self.block_limit = self.block_limit.after(first_round, block.txs.len());
         // Where the time between decision and the next height goes: executing the block (none if
         // it was executed when validated), the synced write, then the mempool's update.
-        self.block_limit = self.block_limit.after(round, first_proposal_seen, block.txs.len());
         let ms = |d: Duration| d.as_millis();
         info!(
             height,
@@ -578,6 +631,7 @@ impl App {
             log_size = block.header.log_size,
             cosignatures = commit.signatures.iter().filter(|s| s.checkpoint.is_some()).count(),
             round,
+            first_round = ?first_round,
             next_limit = self.block_limit.0,
             prepared,
             execute_ms = ms(started.duration_since(decided_at)),
@@ -631,6 +685,7 @@ impl App {
             pol_round: Round::Nil,
             proposer,
             validity: Some(validity),
+            ready_at: None,
         };
         let value = self.proposed_value(hash, &seen, validity);
         self.remember(hash, seen);
@@ -744,22 +799,29 @@ mod tests {
     }
 
     #[test]
-    fn the_block_limit_halves_after_a_slow_first_round_and_grows_while_blocks_fill_it() {
+    fn the_block_limit_halves_after_a_late_first_block_and_grows_while_blocks_fill_it() {
         let l = BlockLimit::START;
-        // The first round's proposal arrived, yet the height took a second round: halve.
-        assert_eq!(l.after(1, true, 2_000), BlockLimit(1_000));
-        assert_eq!(l.after(3, true, 10), BlockLimit(1_000));
+        // The first round's block came after the propose timeout: too large to arrive in time.
+        assert_eq!(l.after(FirstRound::Late, 2_000), BlockLimit(1_000));
+        assert_eq!(l.after(FirstRound::Late, 10), BlockLimit(1_000));
+        // It came in time, yet the height took another round: an eighth less, not half.
+        assert_eq!(l.after(FirstRound::InTime, 2_000), BlockLimit(1_750));
         // Its first proposer sent nothing (a validator down): block size was not the cause.
-        assert_eq!(l.after(1, false, 2_000), l);
+        assert_eq!(l.after(FirstRound::Missing, 2_000), l);
         // Decided at once with a block filling three quarters of the limit or more: a quarter more.
-        assert_eq!(l.after(0, true, 1_500), BlockLimit(2_500));
-        assert_eq!(l.after(0, true, 1_499), l, "a limit that did not bind says nothing of a larger one");
+        assert_eq!(l.after(FirstRound::Decided, 1_500), BlockLimit(2_500));
+        assert_eq!(l.after(FirstRound::Decided, 1_499), l, "a limit that did not bind says nothing of a larger one");
         // Bounded both ways, however many heights push it.
-        let low = (0..40).fold(l, |l, _| l.after(1, true, l.0));
+        let low = (0..40).fold(l, |l, _| l.after(FirstRound::Late, l.0));
         assert_eq!(low, BlockLimit(MIN_BLOCK_TXS));
-        let high = (0..200).fold(l, |l, _| l.after(0, true, l.0));
+        let high = (0..200).fold(l, |l, _| l.after(FirstRound::Decided, l.0));
         assert_eq!(high, BlockLimit(MAX_BLOCK_TXS));
         // Halving, then growing back: the limit settles where first rounds keep succeeding.
-        assert_eq!(BlockLimit(800).after(1, true, 800).after(0, true, 400), BlockLimit(500));
+        assert_eq!(BlockLimit(800).after(FirstRound::Late, 800).after(FirstRound::Decided, 400), BlockLimit(500));
+        // Later rounds with the block in time every other height no longer pull the limit down:
+        // one in two heights decided at once grows it faster than the others shrink it.
+        let mixed =
+            (0..20).fold(l, |l, i| l.after(if i % 2 == 0 { FirstRound::InTime } else { FirstRound::Decided }, l.0));
+        assert!(mixed.0 > l.0, "{mixed:?}");
     }
 }
