@@ -7,6 +7,7 @@
 //! Latency is measured from a transaction's *scheduled* send time (so queueing inside the
 //! generator counts against the system, not in its favour) to the moment its proof was in hand.
 
+use crate::cpu;
 use crate::http::Api;
 use crate::records;
 use crate::stats::{self, Summary};
@@ -52,6 +53,8 @@ pub struct LoadCfg {
     pub run: u64,
     /// Seconds to wait after the offered load for accepted transactions to commit.
     pub drain: f64,
+    /// The nodes' process ids, whose CPU time within the window is measured.
+    pub pids: Vec<u32>,
 }
 
 /// What a run measured.
@@ -85,6 +88,9 @@ pub struct LoadResult {
     pub proof_latency_ms: Summary,
     /// Sampled proofs that were checked offline and verified.
     pub proofs_verified: u64,
+    /// CPU the nodes and this generator used within the window, per transaction committed in it,
+    /// and how busy the machine was (absent where `/proc` cannot be read).
+    pub cpu: Option<cpu::CpuUse>,
 }
 
 fn clerk_key(run: u64, c: usize) -> SecretKey {
@@ -301,6 +307,19 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
         })
     };
 
+    // CPU times at the throughput window's two ends.
+    let cpu_sampler = {
+        let pids = cfg.pids.clone();
+        let (from, to) = (t0 + Duration::from_secs_f64(cfg.warmup), t0 + Duration::from_secs_f64(cfg.secs));
+        std::thread::spawn(move || {
+            let ticks = cpu::ticks_per_s();
+            std::thread::sleep(from.saturating_duration_since(Instant::now()));
+            let a = cpu::sample(&pids, ticks);
+            std::thread::sleep(to.saturating_duration_since(Instant::now()));
+            (a, cpu::sample(&pids, ticks))
+        })
+    };
+
     let retried = Arc::new(AtomicU64::new(0));
     let errors: Arc<Mutex<BTreeMap<String, u64>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let deadline = t0 + Duration::from_secs_f64(cfg.secs + cfg.drain);
@@ -377,6 +396,7 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
     let blocks = blocks.lock().map_err(|_| anyhow!("poisoned"))?.clone();
     let in_window: Vec<&(u64, usize)> = blocks.iter().filter(|(t, _)| *t > window_start && *t <= window_end).collect();
     let in_window_txs: usize = in_window.iter().map(|(_, n)| n).sum();
+    let (cpu_from, cpu_to) = cpu_sampler.join().map_err(|_| anyhow!("the CPU sampler panicked"))?;
     let sched = |k: usize| k as f64 / cfg.rate * 1e3;
     let commit_latency: Vec<f64> = (0..total)
         .filter_map(|k| {
@@ -407,5 +427,6 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
         commit_latency_ms: stats::summarize(commit_latency),
         proof_latency_ms: stats::summarize(proof_latency),
         proofs_verified: verified.load(Ordering::Relaxed),
+        cpu: cpu::between(&cpu_from, &cpu_to, in_window_txs),
     })
 }

@@ -17,6 +17,7 @@
 //! ```
 
 mod anchor_path;
+mod cpu;
 mod disk;
 mod http;
 mod limits;
@@ -178,6 +179,23 @@ fn print<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The process ids of nodes 1 to `n` of the network in `net` (`node-N/pid`, written by
+/// `scripts/localnet`).
+fn node_pids(net: &std::path::Path, n: usize) -> anyhow::Result<Vec<u32>> {
+    (1..=n)
+        .map(|i| {
+            let pid_file = net.join(format!("node-{i}/pid"));
+            std::fs::read_to_string(&pid_file)
+                .with_context(|| {
+                    format!("cannot read {}; is the network up (scripts/localnet up)?", pid_file.display())
+                })?
+                .trim()
+                .parse::<u32>()
+                .with_context(|| format!("{} holds no pid", pid_file.display()))
+        })
+        .collect()
+}
+
 fn urls(net: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(net.join("urls"))
         .with_context(|| format!("cannot read {}/urls; start the network with scripts/localnet up", net.display()))?;
@@ -213,21 +231,16 @@ fn exec(cli: Cli) -> anyhow::Result<()> {
                 sample: sample.unwrap_or_else(|| ((rate / 20.0) as usize).max(1)),
                 run,
                 drain,
+                pids: node_pids(&net, all.len())?,
             };
             print(&load::run(&cfg)?)
         }
         Command::Storage { home } => print(&storage::run(&home)?),
         Command::Rss { net } => {
             let mut out = Vec::new();
-            for i in 1..=urls(&net)?.len() {
-                let pid_file = net.join(format!("node-{i}/pid"));
-                let pid: u32 = std::fs::read_to_string(&pid_file)
-                    .with_context(|| format!("cannot read {}", pid_file.display()))?
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("{} holds no pid", pid_file.display()))?;
+            for (i, pid) in node_pids(&net, urls(&net)?.len())?.into_iter().enumerate() {
                 let (peak, now) = disk::rss(pid)?;
-                out.push(serde_json::json!({ "node": i, "peak_rss_bytes": peak, "rss_bytes": now }));
+                out.push(serde_json::json!({ "node": i + 1, "peak_rss_bytes": peak, "rss_bytes": now }));
             }
             print(&out)
         }

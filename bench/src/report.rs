@@ -109,6 +109,13 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     put("verify_2t_per_s", f(&limits, "verify_2t_per_s"));
     put("verify_batch_2t_per_s", f(&limits, "verify_batch_2t_per_s"));
     put("fsync_ms_p50", f(&limits, "fsync_ms.p50"));
+    // CPU per committed anchor at saturation, all nodes and the generator, and the rate at which it
+    // would fill every core of this machine: what bounds throughput once the cores are busy.
+    let cpu_us = f(&sat, "cpu.nodes_us_per_tx") + f(&sat, "cpu.generator_us_per_tx");
+    let cpu_bound = f(&sat, "cpu.cores") * 1e6 / cpu_us;
+    put("cpu_us_per_anchor", cpu_us);
+    put("cpu_busy_share", f(&sat, "cpu.busy_share"));
+    put("cpu_bound_anchors_per_s", cpu_bound);
     s.insert("quick".into(), machine["quick"].clone());
 
     let targets = [
@@ -119,7 +126,16 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
             unit: "/s",
             op: ">=",
             target: 0.5 * ceiling,
-            versus: format!("{} of the verification ceiling ({} /s)", pct(anchors / ceiling), num(ceiling)),
+            versus: format!(
+                "{} of the verification ceiling ({} /s); {} µs of CPU per anchor (nodes {}, generator {}) with the cores {} busy: {} /s would fill them",
+                pct(anchors / ceiling),
+                num(ceiling),
+                num(cpu_us),
+                num(f(&sat, "cpu.nodes_us_per_tx")),
+                num(f(&sat, "cpu.generator_us_per_tx")),
+                pct(f(&sat, "cpu.busy_share")),
+                num(cpu_bound)
+            ),
         },
         Target {
             key: "latency_p99_ms",
@@ -252,13 +268,13 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     );
     let _ = writeln!(
         w,
-        "| run | offered /s | clients | committed /s | blocks | txs/block | commit latency p50 / p99 / max ms | proof latency p50 / p99 / max ms | retried (429/503) | proofs checked |"
+        "| run | offered /s | clients | committed /s | blocks | txs/block | commit latency p50 / p99 / max ms | proof latency p50 / p99 / max ms | retried (429/503) | proofs checked | CPU µs per anchor: nodes / generator | cores busy |"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (label, r) in [("saturation", &sat), ("half load", &half), ("1 of 4 stopped", &down)] {
         let _ = writeln!(
             w,
-            "| {label} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} |",
+            "| {label} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {} / {} | {} |",
             num(f(r, "offered_per_s")),
             r["clients"],
             num(f(r, "committed_per_s")),
@@ -272,6 +288,9 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
             num(f(r, "proof_latency_ms.max")),
             r["retried"],
             r["proofs_verified"],
+            num(f(r, "cpu.nodes_us_per_tx")),
+            num(f(r, "cpu.generator_us_per_tx")),
+            pct(f(r, "cpu.busy_share")),
         );
     }
     let _ = writeln!(
