@@ -334,7 +334,8 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
             w,
             "| {} | {} | {} MB | {} / {} | {} | {} / {} |",
             num(f(r, "entries")),
-            num(f(r, "fill_s")),
+            // 0 s: a log filled by an earlier run was reused.
+            if f(r, "fill_s") == 0.0 { "reused".to_string() } else { num(f(r, "fill_s")) },
             num(f(r, "log_bytes_on_disk") / 1e6),
             num(f(r, "gen_us.p50")),
             num(f(r, "gen_us.p99")),
