@@ -112,7 +112,7 @@ struct Gate {
 /// Records a request's line when the answer is ready, or, if the request is dropped first (the
 /// client went away), records it as cancelled.
 struct Pending {
-    slot: Option<tokio::sync::mpsc::OwnedPermit<AccessLine>>,
+    slot: Option<access::Slot>,
     access: AccessLine,
 }
 

@@ -410,6 +410,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     let mut app_task = tokio::spawn(app.run(channels));
     let (access, mut access_failed) = crate::access::open(&home.access_log())?;
     let access_seq = access.clone();
+    let access_flush = access.clone();
     let api = crate::api::serve(shared.clone(), access, cfg.api.clone()).await?;
     let mut api_task = tokio::spawn(api);
     let mut metrics_task = tokio::spawn(crate::metrics::serve(cfg.metrics.listen));
@@ -444,6 +445,12 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     shared.set_ready(false);
     peers_task.abort();
     api_task.abort();
+    // Every request answered so far has its line on disk before the node exits.
+    match tokio::time::timeout(Duration::from_secs(5), access_flush.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "cannot flush the access log"),
+        Err(_) => warn!("the access log did not flush within 5 s"),
+    }
     metrics_task.abort();
     app_task.abort();
     // Every vote is in the write-ahead log before it is sent and every block is synced before it is
