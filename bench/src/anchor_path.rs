@@ -111,7 +111,7 @@ pub fn run(dir: &Path, txs: usize, block_txs: usize) -> anyhow::Result<AnchorPat
             .collect();
         let c = Commit { height, round: 0, block: block_hash, signatures };
         let t = Instant::now();
-        tip = store.commit(ws, &built.block, &c)?;
+        tip = store.commit(&ws, &built.block, &c)?;
         commit += t.elapsed();
         blocks += 1;
     }

@@ -21,8 +21,9 @@
 //! A request takes a slot in a bounded queue before it is served (none free: 503 with
 //! `Retry-After`), and its line is queued when the answer is ready. One writer thread appends lines
 //! in batches and syncs each batch to disk, at most once every [`SYNC_INTERVAL`]: answers never
-//! wait for their lines, so a sync per line bought nothing but a disk flush per request (4 % of the
-//! machine's CPU under load in the benchmark). A write that fails stops the node. On a graceful
+//! wait for their lines, so a sync per line bought nothing but a disk flush per request (the
+//! writer's kernel time was 4 % of the machine's CPU in a perf profile of the benchmark network
+//! at saturation, docs/BENCHMARKS.md). A write that fails stops the node. On a graceful
 //! stop the node asks for a [`AccessLog::flush`] once its API is down, so every answered request's
 //! line is on disk before it exits. A line torn by a crash is cut off at the next start, and a
 //! line recording the cut is appended.

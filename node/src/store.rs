@@ -396,7 +396,7 @@ impl Store {
 
     /// Commits a decided block atomically and durably: its effects in `ws`, the block, its commit
     /// and the new tip in one synced write batch. Returns only once the data is on disk.
-    pub fn commit(&self, ws: WriteSet<'_>, block: &Block, commit: &Commit) -> Result<Tip, DbError> {
+    pub fn commit(&self, ws: &WriteSet<'_>, block: &Block, commit: &Commit) -> Result<Tip, DbError> {
         let height = block.header.height;
         let tip = Tip::after(&block.header);
         let mut batch = WriteBatch::default();

@@ -607,11 +607,10 @@ impl App {
             }
         };
         let started = Instant::now();
-        let entries = ws.entries().clone();
-        let new_tip = self.shared.store.commit(ws, &block, &commit).context("committing a decided block")?;
+        let new_tip = self.shared.store.commit(&ws, &block, &commit).context("committing a decided block")?;
         let written = started.elapsed();
         let ids: Vec<Hash32> = block.txs.iter().map(|t| t.id()).collect();
-        self.shared.committed(new_tip, &ids, &entries);
+        self.shared.committed(new_tip, &ids, ws.entries());
         self.seen.retain(|h, _| *h > height);
         self.prepared.clear();
         self.proposers.insert(height, Address(block.header.proposer));
