@@ -36,11 +36,8 @@ impl Answer {
 impl Api {
     /// A client of the node at `url`.
     pub fn new(url: &str) -> Api {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        // The node's own agent: each step bounded, no thread started per request.
+        let agent = sabt_node::forward::agent(Duration::from_secs(30));
         Api { base: url.trim_end_matches('/').to_string(), agent }
     }
 

@@ -61,12 +61,29 @@ impl Forwarder {
     }
 }
 
-fn run(rx: Receiver<Arc<str>>, peer: String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// An HTTP agent for requests between machines that must not hang: statuses are answers, not
+/// errors, and each step of a request (connecting, sending the request and its body, receiving
+/// the answer's head and its body) has at most `step`.
+///
+/// Steps, not one timeout for the whole request: with a whole-request (or a name-resolution)
+/// timeout, ureq resolves the host on a thread of its own for every request, pooled connection
+/// or not, so a busy agent started and ended a thread per request (2,673 in 4 s in the load
+/// generator, docs/BENCHMARKS.md). Without one it resolves in place, which for an IP address costs
+/// nothing; a host name is then bounded by the system resolver's own timeouts.
+pub fn agent(step: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
+        .timeout_connect(Some(step))
+        .timeout_send_request(Some(step))
+        .timeout_send_body(Some(step))
+        .timeout_recv_response(Some(step))
+        .timeout_recv_body(Some(step))
         .build()
-        .into();
+        .into()
+}
+
+fn run(rx: Receiver<Arc<str>>, peer: String) {
+    let agent = agent(Duration::from_secs(5));
     let mut last_warning: Option<Instant> = None;
     loop {
         let first = match rx.recv() {
@@ -174,6 +191,33 @@ mod tests {
             body: TxBody::AnchorBatch(BatchAnchor { root: Hash32([1; 32]), size: 1, kind: RecordKind::Other }),
         }
         .sign(&key)
+    }
+
+    #[test]
+    fn the_agent_bounds_every_step_and_resolves_in_place() {
+        let t = agent(Duration::from_secs(3)).config().timeouts();
+        // A whole-request or resolve timeout would put every request's name resolution on a
+        // thread of its own.
+        assert_eq!((t.global, t.per_call, t.resolve), (None, None, None));
+        for step in [t.connect, t.send_request, t.send_body, t.recv_response, t.recv_body] {
+            assert_eq!(step, Some(Duration::from_secs(3)));
+        }
+    }
+
+    #[test]
+    fn a_peer_that_never_answers_is_given_up_on() {
+        // Accepts the connection and reads, never answers (as a paused process does).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/txs/batch", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(30));
+            drop(held);
+        });
+        let started = Instant::now();
+        let r = agent(Duration::from_millis(300)).post(&url).send_json(serde_json::json!({ "txs": [] }));
+        assert!(r.is_err(), "a silent peer answered: {r:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "gave up only after {:?}", started.elapsed());
     }
 
     #[test]
