@@ -55,8 +55,13 @@ pub struct PublicKey(VerifyingKey);
 
 impl PublicKey {
     /// Parses 32 bytes, refusing those that are not a point on the curve.
+    ///
+    /// Decompressing the point is most of the cost of decoding a transaction (a square root in the
+    /// field, several microseconds), and the same few signer keys come back in every block, so
+    /// keys that decompressed are remembered in [`decompressed`]: the answer is the same, only
+    /// sooner.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, SignError> {
-        VerifyingKey::from_bytes(bytes).map(PublicKey).map_err(|e| SignError::BadPublicKey(e.to_string()))
+        decompressed::get(bytes).map(PublicKey).map_err(|e| SignError::BadPublicKey(e.to_string()))
     }
 
     /// The 32 bytes.
@@ -127,6 +132,43 @@ impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes = crate::text::deserialize_fixed::<D, 32>(d)?;
         PublicKey::from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A memo of decompressed public keys.
+///
+/// A direct-mapped table of [`SLOTS`](decompressed::SLOTS) entries, each under its own lock,
+/// indexed by the key's first two bytes (a point's `y` coordinate, uniformly spread). An entry is
+/// used only when its 32 bytes equal the bytes asked for, and only keys that decompressed are
+/// stored, so [`PublicKey::from_bytes`] accepts and refuses exactly what
+/// [`VerifyingKey::from_bytes`] does: the memo changes when the work is done, never its result.
+/// It holds no clock, randomness or I/O; two keys that share a slot evict each other, which costs
+/// only a decompression.
+pub mod decompressed {
+    use ed25519_dalek::{SignatureError, VerifyingKey};
+    use std::sync::Mutex;
+
+    /// Entries in the table.
+    pub const SLOTS: usize = 1024;
+
+    static TABLE: [Mutex<Option<VerifyingKey>>; SLOTS] = [const { Mutex::new(None) }; SLOTS];
+
+    /// The slot `bytes` is kept in.
+    pub fn slot(bytes: &[u8; 32]) -> usize {
+        usize::from(u16::from_le_bytes([bytes[0], bytes[1]])) % SLOTS
+    }
+
+    /// `VerifyingKey::from_bytes(bytes)`, from the table when it holds exactly these bytes.
+    pub fn get(bytes: &[u8; 32]) -> Result<VerifyingKey, SignatureError> {
+        let entry = &TABLE[slot(bytes)];
+        if let Some(key) = *entry.lock().unwrap_or_else(|p| p.into_inner())
+            && key.as_bytes() == bytes
+        {
+            return Ok(key);
+        }
+        let key = VerifyingKey::from_bytes(bytes)?;
+        *entry.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
+        Ok(key)
     }
 }
 
@@ -227,6 +269,61 @@ mod tests {
             "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
         );
         k.public().verify_raw(b"", &sig).unwrap();
+    }
+
+    #[test]
+    fn remembered_keys_decode_as_before() {
+        // Two keys that share a slot, decoded in turn: each comes back as itself, whichever the
+        // slot held, and agrees with a fresh decompression.
+        let keys: Vec<[u8; 32]> = (0u16..4000)
+            .map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..2].copy_from_slice(&i.to_le_bytes());
+                SecretKey::from_seed(&seed).public().to_bytes()
+            })
+            .collect();
+        let (a, b) = keys
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| {
+                keys[i + 1..].iter().find(|b| decompressed::slot(a) == decompressed::slot(b)).map(|b| (*a, *b))
+            })
+            .unwrap();
+        for _ in 0..3 {
+            for k in [a, b] {
+                let decoded = PublicKey::from_bytes(&k).unwrap();
+                assert_eq!(decoded.to_bytes(), k);
+                assert_eq!(decoded.0, VerifyingKey::from_bytes(&k).unwrap());
+            }
+        }
+        // A signature still verifies under a key that came from the table.
+        let s = SecretKey::from_seed(&[9; 32]);
+        let sig = s.sign(TX, b"m");
+        for _ in 0..2 {
+            PublicKey::from_bytes(&s.public().to_bytes()).unwrap().verify(TX, b"m", &sig).unwrap();
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_no_point_are_refused_every_time() {
+        // y = 2 is not the y coordinate of any curve point (x^2 = (y^2 - 1) / (d y^2 + 1) is not a
+        // square); the refusal is not remembered as a key, and a valid key in the same slot does
+        // not make it decode.
+        let mut bad = [0u8; 32];
+        bad[0] = 2;
+        assert!(VerifyingKey::from_bytes(&bad).is_err());
+        let neighbour = (0u16..20000)
+            .map(|i| {
+                let mut seed = [1u8; 32];
+                seed[..2].copy_from_slice(&i.to_le_bytes());
+                SecretKey::from_seed(&seed).public().to_bytes()
+            })
+            .find(|k| decompressed::slot(k) == decompressed::slot(&bad))
+            .unwrap();
+        PublicKey::from_bytes(&neighbour).unwrap();
+        for _ in 0..2 {
+            assert!(matches!(PublicKey::from_bytes(&bad), Err(SignError::BadPublicKey(_))));
+        }
     }
 
     #[test]
