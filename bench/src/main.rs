@@ -16,6 +16,11 @@
 //! sabt-bench get     FILE KEY.PATH                         one number from a saved result
 //! ```
 
+/// The same allocator as the node's daemon, so that the anchor path measured in this process
+/// allocates as a node does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod anchor_path;
 mod cpu;
 mod disk;
