@@ -110,8 +110,9 @@ pub fn run(dir: &Path, txs: usize, block_txs: usize) -> anyhow::Result<AnchorPat
             })
             .collect();
         let c = Commit { height, round: 0, block: block_hash, signatures };
+        let ids: Vec<_> = built.block.txs.iter().map(|t| t.id()).collect();
         let t = Instant::now();
-        tip = store.commit(&ws, &built.block, &c)?;
+        tip = store.commit(&ws, &built.block, &ids, &c)?;
         commit += t.elapsed();
         blocks += 1;
     }

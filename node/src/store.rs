@@ -395,8 +395,16 @@ impl Store {
     }
 
     /// Commits a decided block atomically and durably: its effects in `ws`, the block, its commit
-    /// and the new tip in one synced write batch. Returns only once the data is on disk.
-    pub fn commit(&self, ws: &WriteSet<'_>, block: &Block, commit: &Commit) -> Result<Tip, DbError> {
+    /// and the new tip in one synced write batch. Returns only once the data is on disk. `ids` are
+    /// the ids of the block's transactions, in order (the caller has them already).
+    pub fn commit(&self, ws: &WriteSet<'_>, block: &Block, ids: &[Hash32], commit: &Commit) -> Result<Tip, DbError> {
+        if ids.len() != block.txs.len() {
+            return Err(DbError::Inconsistent(format!(
+                "{} transaction ids given for a block of {} transactions",
+                ids.len(),
+                block.txs.len()
+            )));
+        }
         let height = block.header.height;
         let tip = Tip::after(&block.header);
         let mut batch = WriteBatch::default();
@@ -413,11 +421,11 @@ impl Store {
         for (i, v) in &o.entries {
             batch.put_cf(self.cf("entries")?, be(*i), v);
         }
-        for (pos, tx) in block.txs.iter().enumerate() {
+        for (pos, id) in ids.iter().enumerate() {
             let mut loc = [0u8; 12];
             loc[..8].copy_from_slice(&be(height));
             loc[8..].copy_from_slice(&u32::try_from(pos).unwrap_or(u32::MAX).to_be_bytes());
-            batch.put_cf(self.cf("txs")?, tx.id().as_bytes(), loc);
+            batch.put_cf(self.cf("txs")?, id.as_bytes(), loc);
         }
         batch.put_cf(self.cf("blocks")?, be(height), codec::encode(block));
         batch.put_cf(self.cf("commits")?, be(height), codec::encode(commit));

@@ -606,10 +606,10 @@ impl App {
                 (ws, false)
             }
         };
-        let started = Instant::now();
-        let new_tip = self.shared.store.commit(&ws, &block, &commit).context("committing a decided block")?;
-        let written = started.elapsed();
         let ids: Vec<Hash32> = block.txs.iter().map(|t| t.id()).collect();
+        let started = Instant::now();
+        let new_tip = self.shared.store.commit(&ws, &block, &ids, &commit).context("committing a decided block")?;
+        let written = started.elapsed();
         self.shared.committed(new_tip, &ids, ws.entries());
         self.seen.retain(|h, _| *h > height);
         self.prepared.clear();
