@@ -7,6 +7,8 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+#[macro_use]
+mod out;
 mod api;
 mod cmd;
 mod exit;
@@ -64,6 +66,8 @@ fn main() -> ExitCode {
         Command::Parcel(args) => cmd::parcel::exec(*args),
     };
     match outcome {
+        // Output lost on the way (a full disk under a redirect) fails a command that did its work.
+        Ok(code) if code == exit::OK && out::failed() => ExitCode::from(exit::USAGE),
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");

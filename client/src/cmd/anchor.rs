@@ -333,9 +333,9 @@ impl Ctx<'_> {
                 "index": index,
                 "proof": doc.proof.display().to_string(),
             });
-            self.bar.suspend(|| println!("{line}"));
+            self.bar.suspend(|| outln!("{line}"));
         } else if self.bar.is_hidden() {
-            println!("{status:<9} {}  sha256:{}", doc.path.display(), doc.record.fingerprint.sha256);
+            outln!("{status:<9} {}  sha256:{}", doc.path.display(), doc.record.fingerprint.sha256);
         }
     }
 }

@@ -114,11 +114,11 @@ fn consistency_proof(node: &Node, old: u64, new: u64) -> anyhow::Result<Vec<Hash
 
 fn report(f: &Finding, json: bool) -> u8 {
     if json {
-        println!("{}", json!({"consistent": false, "height": f.height, "finding": f.what, "evidence": f.evidence}));
+        outln!("{}", json!({"consistent": false, "height": f.height, "finding": f.what, "evidence": f.evidence}));
     } else {
         match f.height {
-            Some(h) => println!("INCONSISTENT at height {h}: {}\n  evidence: {}", f.what, f.evidence),
-            None => println!("INCONSISTENT: {}\n  evidence: {}", f.what, f.evidence),
+            Some(h) => outln!("INCONSISTENT at height {h}: {}\n  evidence: {}", f.what, f.evidence),
+            None => outln!("INCONSISTENT: {}\n  evidence: {}", f.what, f.evidence),
         }
     }
     exit::INVALID
@@ -174,13 +174,13 @@ fn audit_chain(node: &Node, genesis: &Genesis, json: bool) -> anyhow::Result<u8>
         tip = Tip::after(&block.header);
     }
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"consistent": true, "height": tip.height, "block_hash": tip.block_hash.to_hex(),
                    "log_size": tip.log_size, "log_root": tip.log_root.to_hex(), "state_root": tip.state_root.to_hex()})
         );
     } else {
-        println!(
+        outln!(
             "CONSISTENT: {} blocks re-executed from genesis {}\n  tip        {} (height {})\n  log        size {} root {}\n  state root {}",
             tip.height,
             genesis.hash(),
@@ -240,9 +240,12 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             };
             match extends(&node, &old_v, &new_v)? {
                 Ok(()) => {
-                    println!(
+                    outln!(
                         "CONSISTENT: size {} root {} extends size {} root {}",
-                        new_v.checkpoint.size, new_v.checkpoint.root, old_v.checkpoint.size, old_v.checkpoint.root
+                        new_v.checkpoint.size,
+                        new_v.checkpoint.root,
+                        old_v.checkpoint.size,
+                        old_v.checkpoint.root
                     );
                     Ok(exit::OK)
                 }
@@ -268,7 +271,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 let tmp = state.with_extension("tmp");
                 std::fs::write(&tmp, &note).with_context(|| format!("cannot write {}", tmp.display()))?;
                 std::fs::rename(&tmp, &state).with_context(|| format!("cannot write {}", state.display()))?;
-                println!("ok: trusted checkpoint now size {} root {}", new_v.checkpoint.size, new_v.checkpoint.root);
+                outln!("ok: trusted checkpoint now size {} root {}", new_v.checkpoint.size, new_v.checkpoint.root);
                 if once {
                     return Ok(exit::OK);
                 }

@@ -24,20 +24,20 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
     }
     let b = Node::new(&args.node)?.get(&format!("/v1/blocks/{}", args.height))?;
     if args.json {
-        println!("{b}");
+        outln!("{b}");
     } else {
         let h = &b["header"];
-        println!("height     {}", b["height"]);
-        println!("hash       {}", b["hash"].as_str().unwrap_or("?"));
-        println!("time       {}", crate::time::format_utc_ms(h["time_ms"].as_u64().unwrap_or(0)));
-        println!("previous   {}", h["prev_hash"].as_str().unwrap_or("?"));
-        println!("txs        {}", h["tx_count"]);
-        println!("log        size {} root {}", h["log_size"], h["log_root"].as_str().unwrap_or("?"));
-        println!("state root {}", h["state_root"].as_str().unwrap_or("?"));
+        outln!("height     {}", b["height"]);
+        outln!("hash       {}", b["hash"].as_str().unwrap_or("?"));
+        outln!("time       {}", crate::time::format_utc_ms(h["time_ms"].as_u64().unwrap_or(0)));
+        outln!("previous   {}", h["prev_hash"].as_str().unwrap_or("?"));
+        outln!("txs        {}", h["tx_count"]);
+        outln!("log        size {} root {}", h["log_size"], h["log_root"].as_str().unwrap_or("?"));
+        outln!("state root {}", h["state_root"].as_str().unwrap_or("?"));
         if let Some(sigs) = b["commit"]["signatures"].as_array() {
-            println!("commit     round {}, {} precommits", b["commit"]["round"], sigs.len());
+            outln!("commit     round {}, {} precommits", b["commit"]["round"], sigs.len());
         }
-        print!("{}", b["checkpoint"].as_str().unwrap_or(""));
+        out!("{}", b["checkpoint"].as_str().unwrap_or(""));
     }
     Ok(exit::OK)
 }

@@ -28,9 +28,9 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 "sha256": fp.sha256.to_hex(),
                 "blake3": fp.blake3.to_hex(),
             });
-            println!("{line}");
+            outln!("{line}");
         } else {
-            println!("sha256:{}  blake3:{}  {}", fp.sha256, fp.blake3, path.display());
+            outln!("sha256:{}  blake3:{}  {}", fp.sha256, fp.blake3, path.display());
         }
     }
     Ok(exit::OK)

@@ -106,7 +106,7 @@ fn submit_admin(node: &str, key: &KeyArgs, body: TxBody) -> anyhow::Result<u8> {
     let nonce = submit::next_nonce(&node, &admin)?;
     let s = submit::submit(&node, &chain, &admin, nonce, body)?;
     let height = submit::wait_committed(&node, &s.id, Duration::from_secs(60))?;
-    println!("committed at height {height} (transaction {})", s.id);
+    outln!("committed at height {height} (transaction {})", s.id);
     Ok(exit::OK)
 }
 
@@ -117,12 +117,12 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             let seed = random_seed()?;
             let pass = PassphraseSource { file: passphrase_file }.get(&out.display().to_string(), true)?;
             keystore::write_keystore(&out, &seed, pass)?;
-            println!("{}", SecretKey::from_seed(&seed).public());
+            outln!("{}", SecretKey::from_seed(&seed).public());
             eprintln!("wrote {}; give the public key above to your agency's admin to authorise it", out.display());
             Ok(exit::OK)
         }
         KeyCommand::Show(k) => {
-            println!("{}", k.load()?.public());
+            outln!("{}", k.load()?.public());
             Ok(exit::OK)
         }
         KeyCommand::Authorize { key, node, clerk, kinds, expires } => {

@@ -406,12 +406,12 @@ fn send(node: &Node, genesis: &sabt_core::genesis::Genesis, signing: &Signing, o
     let s = submit::submit(node, &genesis.chain_id, &key, nonce, TxBody::Land(op))?;
     let height = submit::wait_committed(node, &s.id, Duration::from_secs(signing.wait))?;
     if signing.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"operation": name, "cadastral_number": cadastral, "tx": s.id.to_hex(), "height": height})
         );
     } else {
-        println!("{name} {cadastral}: committed at height {height} (transaction {})", s.id);
+        outln!("{name} {cadastral}: committed at height {height} (transaction {})", s.id);
     }
     Ok(exit::OK)
 }
@@ -528,7 +528,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 .context("the parcel's version")?;
             let message = land::transfer_consent_bytes(&chain, &cadastral, version, &right.build()?);
             let sig = key.load()?.sign(sabt_core::sign::LAND_CONSENT, &message);
-            println!("{}", hex::encode(sig.0));
+            outln!("{}", hex::encode(sig.0));
             Ok(exit::OK)
         }
         ParcelCommand::Retire { cadastral, source, signing } => {
@@ -545,26 +545,26 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 write_atomic(out, &p.to_json())?;
             }
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
-                println!("parcel     {}", v["cadastral_number"].as_str().unwrap_or_default());
-                println!(
+                outln!("parcel     {}", v["cadastral_number"].as_str().unwrap_or_default());
+                outln!(
                     "category   {}  use: {}",
                     v["category"].as_str().unwrap_or_default(),
                     v["permitted_use"].as_str().unwrap_or_default()
                 );
-                println!("area       {:.2} m²", v["area_m2"].as_f64().unwrap_or_default());
-                println!(
+                outln!("area       {:.2} m²", v["area_m2"].as_f64().unwrap_or_default());
+                outln!(
                     "right      {}  holders: {}",
                     v["right"]["kind"].as_str().unwrap_or_default(),
                     v["right"]["holders"].as_array().map_or(0, Vec::len)
                 );
-                println!("version    {} (entry {}, height {})", v["version"], v["index"], v["height"]);
+                outln!("version    {} (entry {}, height {})", v["version"], v["index"], v["height"]);
                 if !v["retired_height"].is_null() {
-                    println!("RETIRED    at height {}", v["retired_height"]);
+                    outln!("RETIRED    at height {}", v["retired_height"]);
                 }
                 if let Some(out) = &proof_out {
-                    println!("proof      {}", out.display());
+                    outln!("proof      {}", out.display());
                 }
             }
             Ok(exit::OK)
@@ -573,14 +573,14 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             let node = Node::new(&node)?;
             let v = node.get(&format!("/v1/parcels/at?lon={lon}&lat={lat}"))?;
             if json {
-                println!("{v}");
+                outln!("{v}");
             } else {
                 let parcels = v["parcels"].as_array().cloned().unwrap_or_default();
                 if parcels.is_empty() {
-                    println!("no registered parcel at {lon}, {lat} (height {})", v["height"]);
+                    outln!("no registered parcel at {lon}, {lat} (height {})", v["height"]);
                 }
                 for p in parcels {
-                    println!(
+                    outln!(
                         "{}  ({}, version {})",
                         p["cadastral_number"].as_str().unwrap_or_default(),
                         p["where"].as_str().unwrap_or_default(),
@@ -622,7 +622,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                     write_atomic(&p, &text)?;
                     eprintln!("{} parcels written to {}", fc["features"].as_array().map_or(0, Vec::len), p.display());
                 }
-                None => print!("{text}"),
+                None => out!("{text}"),
             }
             Ok(exit::OK)
         }
@@ -630,11 +630,11 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             let node = Node::new(&node)?;
             let h = node.get(&format!("/v1/parcels/{cadastral}/history"))?;
             if json {
-                println!("{h}");
+                outln!("{h}");
             } else {
                 for e in h["entries"].as_array().cloned().unwrap_or_default() {
                     let version = e["version"].as_u64().map(|v| format!("v{v}")).unwrap_or_else(|| "-".into());
-                    println!(
+                    outln!(
                         "{:<4} {:<17} entry {:<6} height {:<6} {}",
                         version,
                         e["operation"].as_str().unwrap_or_default(),
@@ -658,18 +658,18 @@ pub(crate) fn verify_file(proof: &std::path::Path, genesis: &std::path::Path, js
     match ParcelProof::from_json(&text).and_then(|p| status::verify_parcel(&p, &g).map(|v| (p, v))) {
         Ok((p, (height, _, state))) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"valid": true, "cadastral_number": p.cadastral, "height": height, "state": state})
                 );
             } else {
-                println!("VALID: at height {height}, parcel {}", p.cadastral);
+                outln!("VALID: at height {height}, parcel {}", p.cadastral);
                 match state {
-                    None => println!("  is not registered"),
+                    None => outln!("  is not registered"),
                     Some(s) if s.retired_height.is_some() => {
-                        println!("  is RETIRED (since height {})", s.retired_height.unwrap_or_default())
+                        outln!("  is RETIRED (since height {})", s.retired_height.unwrap_or_default())
                     }
-                    Some(s) => println!(
+                    Some(s) => outln!(
                         "  version {}, {:?} right, {} holder(s), {} restriction(s), {:.2} m²",
                         s.version,
                         s.right.kind,
@@ -683,9 +683,9 @@ pub(crate) fn verify_file(proof: &std::path::Path, genesis: &std::path::Path, js
         }
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({"valid": false, "error": e.code(), "message": e.to_string()}));
+                outln!("{}", serde_json::json!({"valid": false, "error": e.code(), "message": e.to_string()}));
             } else {
-                println!("INVALID ({}): {e}", e.code());
+                outln!("INVALID ({}): {e}", e.code());
             }
             Ok(exit::INVALID)
         }

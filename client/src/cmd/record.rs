@@ -193,7 +193,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             let status_out = status_path(&proof);
             write_atomic(&status_out, &sp.to_json())?;
             if conn.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "superseded": old.fingerprint.sha256.to_hex(),
@@ -205,8 +205,8 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                     })
                 );
             } else {
-                println!("anchored  {}  sha256:{}  entry {index}", file.display(), record.fingerprint.sha256);
-                println!("proof     {}", new_proof.display());
+                outln!("anchored  {}  sha256:{}  entry {index}", file.display(), record.fingerprint.sha256);
+                outln!("proof     {}", new_proof.display());
                 report(&v, Some(&status_out), false);
             }
             Ok(exit::OK)
@@ -231,7 +231,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                     write_atomic(&path, &sp.to_json())?;
                     report(&v, Some(&path), conn.json);
                 }
-                None => print!("{}", sp.to_json()),
+                None => out!("{}", sp.to_json()),
             }
             Ok(exit::OK)
         }
@@ -332,12 +332,12 @@ fn report(v: &StatusVerified, written: Option<&Path>, json: bool) {
         let mut out = status_json(v);
         out["sha256"] = v.sha256.to_hex().into();
         out["status_proof"] = written.map(|p| p.display().to_string()).into();
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!("record    sha256:{}", v.sha256);
-        println!("status    {} (proven at height {})", describe(v.status.as_ref()), v.height);
+        outln!("record    sha256:{}", v.sha256);
+        outln!("status    {} (proven at height {})", describe(v.status.as_ref()), v.height);
         if let Some(p) = written {
-            println!("written   {}", p.display());
+            outln!("written   {}", p.display());
         }
     }
 }

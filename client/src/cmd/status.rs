@@ -19,23 +19,23 @@ pub struct Args {
 pub fn exec(args: Args) -> anyhow::Result<u8> {
     let s = Node::new(&args.node)?.get("/v1/status")?;
     if args.json {
-        println!("{s}");
+        outln!("{s}");
     } else {
-        println!(
+        outln!(
             "chain      {} (genesis {})",
             s["chain_id"].as_str().unwrap_or("?"),
             s["genesis_hash"].as_str().unwrap_or("?")
         );
-        println!("node       {}", s["node"].as_str().unwrap_or("?"));
-        println!("height     {}", s["height"]);
-        println!("block      {}", s["block_hash"].as_str().unwrap_or("?"));
-        println!("log size   {}", s["log_size"]);
-        println!("log root   {}", s["log_root"].as_str().unwrap_or("?"));
-        println!("mempool    {}", s["mempool_size"]);
+        outln!("node       {}", s["node"].as_str().unwrap_or("?"));
+        outln!("height     {}", s["height"]);
+        outln!("block      {}", s["block_hash"].as_str().unwrap_or("?"));
+        outln!("log size   {}", s["log_size"]);
+        outln!("log root   {}", s["log_root"].as_str().unwrap_or("?"));
+        outln!("mempool    {}", s["mempool_size"]);
         if let Some(vs) = s["validators"].as_array() {
-            println!("validators {}", vs.len());
+            outln!("validators {}", vs.len());
             for v in vs {
-                println!("  {:<24} power {}", v["name"].as_str().unwrap_or("?"), v["power"]);
+                outln!("  {:<24} power {}", v["name"].as_str().unwrap_or("?"), v["power"]);
             }
         }
     }

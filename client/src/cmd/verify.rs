@@ -89,9 +89,9 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 Err(e) => {
                     if args.json {
                         let out = serde_json::json!({"valid": false, "error": e.code(), "message": e.to_string()});
-                        println!("{out}");
+                        outln!("{out}");
                     } else {
-                        println!("INVALID status proof ({}): {e}", e.code());
+                        outln!("INVALID status proof ({}): {e}", e.code());
                     }
                     return Ok(exit::INVALID);
                 }
@@ -120,13 +120,13 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                     "status": st.as_ref().map(record::status_json),
                     "current": st.as_ref().map(|s| s.status.is_none()),
                 });
-                println!("{out}");
+                outln!("{out}");
             } else {
                 let r = &v.record;
-                println!("VALID");
-                println!("  document   sha256:{}", r.fingerprint.sha256);
-                println!("             blake3:{}", r.fingerprint.blake3);
-                println!(
+                outln!("VALID");
+                outln!("  document   sha256:{}", r.fingerprint.sha256);
+                outln!("             blake3:{}", r.fingerprint.blake3);
+                outln!(
                     "  record     {} · {} / fund {} / inventory {} / file {}{}",
                     r.kind.as_str(),
                     r.reference.repository,
@@ -135,13 +135,13 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                     r.reference.file,
                     r.reference.sheets.as_ref().map(|s| format!(" / sheets {s}")).unwrap_or_default()
                 );
-                println!("  title      {}", r.title);
-                println!("  anchored   entry {} at height {}, {} (consensus time)", v.index, v.height, time);
+                outln!("  title      {}", r.title);
+                outln!("  anchored   entry {} at height {}, {} (consensus time)", v.index, v.height, time);
                 if let Some((i, n)) = v.batch_index {
-                    println!("  batch      document {} of {}", i + 1, n);
+                    outln!("  batch      document {} of {}", i + 1, n);
                 }
-                println!("  chain      {} (genesis {})", genesis.chain_id, genesis.hash());
-                println!(
+                outln!("  chain      {} (genesis {})", genesis.chain_id, genesis.hash());
+                outln!(
                     "  checkpoint size {} signed by {} ({} of {} voting power)",
                     v.checkpoint.checkpoint.size,
                     v.checkpoint.signers.join(", "),
@@ -150,14 +150,14 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 );
                 match &st {
                     Some(s) => {
-                        println!("  status     {} (proven at height {})", record::describe(s.status.as_ref()), s.height)
+                        outln!("  status     {} (proven at height {})", record::describe(s.status.as_ref()), s.height)
                     }
-                    None => println!("  status     not checked (pass --status from `sabt record status`)"),
+                    None => outln!("  status     not checked (pass --status from `sabt record status`)"),
                 }
             }
             if not_current && args.require_current {
                 if !args.json {
-                    println!("NOT CURRENT: the record was withdrawn or superseded (--require-current)");
+                    outln!("NOT CURRENT: the record was withdrawn or superseded (--require-current)");
                 }
                 return Ok(exit::INVALID);
             }
@@ -180,8 +180,8 @@ fn check_status(text: &str, genesis: &Genesis, v: &bundle::Verified) -> Result<S
 fn report_invalid(e: &VerifyError, proof: &Path, json: bool) {
     if json {
         let out = serde_json::json!({"valid": false, "error": e.code(), "message": e.to_string(), "proof": proof.display().to_string()});
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!("INVALID ({}): {e}", e.code());
+        outln!("INVALID ({}): {e}", e.code());
     }
 }
