@@ -82,6 +82,11 @@ pub struct LoadResult {
     pub blocks_in_window: usize,
     /// Mean transactions per block within the window.
     pub mean_block_txs: f64,
+    /// Transactions of this run committed per second after the offered load ended, while the
+    /// network worked off what it had admitted: blocks without admissions (no API requests,
+    /// signature checks or forwarding), so what consensus, execution and the synced writes alone
+    /// sustain. Absent when fewer than two blocks with this run's transactions came after the end.
+    pub drain_committed_per_s: Option<f64>,
     /// Scheduled send → block seen committed, milliseconds, every committed transaction.
     pub commit_latency_ms: Summary,
     /// Scheduled send → proof in hand, milliseconds, sampled transactions.
@@ -191,6 +196,20 @@ fn prepare(cfg: &LoadCfg, chain_id: &str, keys: &[SecretKey], nonces: &[u64], to
         out.append(&mut b);
         out
     })
+}
+
+/// This run's transactions committed per second in the blocks seen after `end` (nanoseconds since
+/// the start, as `blocks` holds them: when each block was seen, and how many of this run's
+/// transactions it held), from `end` to the last of them; `None` unless at least two such blocks
+/// hold some.
+fn drain_rate(blocks: &[(u64, usize)], end: u64) -> Option<f64> {
+    let after: Vec<&(u64, usize)> = blocks.iter().filter(|(t, n)| *t > end && *n > 0).collect();
+    match after.last() {
+        Some((last, _)) if after.len() >= 2 => {
+            Some(after.iter().map(|(_, n)| n).sum::<usize>() as f64 / ((last - end) as f64 / 1e9))
+        }
+        _ => None,
+    }
 }
 
 /// Nanoseconds since `t0`, never 0 (0 marks "not yet").
@@ -396,6 +415,7 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
     let blocks = blocks.lock().map_err(|_| anyhow!("poisoned"))?.clone();
     let in_window: Vec<&(u64, usize)> = blocks.iter().filter(|(t, _)| *t > window_start && *t <= window_end).collect();
     let in_window_txs: usize = in_window.iter().map(|(_, n)| n).sum();
+    let drain_committed_per_s = drain_rate(&blocks, window_end);
     let (cpu_from, cpu_to) = cpu_sampler.join().map_err(|_| anyhow!("the CPU sampler panicked"))?;
     let sched = |k: usize| k as f64 / cfg.rate * 1e3;
     let commit_latency: Vec<f64> = (0..total)
@@ -424,9 +444,28 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
         committed_per_s: in_window_txs as f64 / window_s,
         blocks_in_window: in_window.len(),
         mean_block_txs: if in_window.is_empty() { 0.0 } else { in_window_txs as f64 / in_window.len() as f64 },
+        drain_committed_per_s,
         commit_latency_ms: stats::summarize(commit_latency),
         proof_latency_ms: stats::summarize(proof_latency),
         proofs_verified: verified.load(Ordering::Relaxed),
         cpu: cpu::between(&cpu_from, &cpu_to, in_window_txs),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drain_rate;
+
+    #[test]
+    fn the_drain_counts_only_blocks_after_the_load_with_this_runs_transactions() {
+        let s = 1_000_000_000u64;
+        // Before the end (10 s), at it, an empty block after it, then 300 transactions in the
+        // 1.5 s that followed.
+        let blocks = [(9 * s, 500), (10 * s, 400), (10 * s + s / 2, 100), (11 * s, 0), (11 * s + s / 2, 200)];
+        let rate = drain_rate(&blocks, 10 * s).unwrap();
+        assert!((rate - 200.0).abs() < 1e-9, "{rate}");
+        // One block after the end says nothing about a rate.
+        assert_eq!(drain_rate(&blocks[..3], 10 * s), None);
+        assert_eq!(drain_rate(&[], 10 * s), None);
+    }
 }

@@ -116,6 +116,7 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     put("cpu_us_per_anchor", cpu_us);
     put("cpu_busy_share", f(&sat, "cpu.busy_share"));
     put("cpu_bound_anchors_per_s", cpu_bound);
+    put("anchors_drain_per_s", f(&sat, "drain_committed_per_s"));
     s.insert("quick".into(), machine["quick"].clone());
 
     let targets = [
@@ -268,13 +269,13 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     );
     let _ = writeln!(
         w,
-        "| run | offered /s | clients | committed /s | blocks | txs/block | commit latency p50 / p99 / max ms | proof latency p50 / p99 / max ms | retried (429/503) | proofs checked | CPU µs per anchor: nodes / generator | cores busy |"
+        "| run | offered /s | clients | committed /s | blocks | txs/block | commit latency p50 / p99 / max ms | proof latency p50 / p99 / max ms | retried (429/503) | proofs checked | CPU µs per anchor: nodes / generator | cores busy | committed /s after the load, no admissions |"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (label, r) in [("saturation", &sat), ("half load", &half), ("1 of 4 stopped", &down)] {
         let _ = writeln!(
             w,
-            "| {label} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {} / {} | {} |",
+            "| {label} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {} / {} | {} | {} |",
             num(f(r, "offered_per_s")),
             r["clients"],
             num(f(r, "committed_per_s")),
@@ -291,6 +292,7 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
             num(f(r, "cpu.nodes_us_per_tx")),
             num(f(r, "cpu.generator_us_per_tx")),
             pct(f(r, "cpu.busy_share")),
+            num(f(r, "drain_committed_per_s")),
         );
     }
     let _ = writeln!(
