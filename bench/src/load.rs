@@ -91,11 +91,26 @@ pub struct LoadResult {
     pub commit_latency_ms: Summary,
     /// Scheduled send → proof in hand, milliseconds, sampled transactions.
     pub proof_latency_ms: Summary,
+    /// Where the commit latency goes, milliseconds, every committed transaction: scheduled time
+    /// → request sent (the generator's own lag), sent → accepted (the node's answer, retries
+    /// included), accepted → block seen committed.
+    pub latency_parts_ms: LatencyParts,
     /// Sampled proofs that were checked offline and verified.
     pub proofs_verified: u64,
     /// CPU the nodes and this generator used within the window, per transaction committed in it,
     /// and how busy the machine was (absent where `/proc` cannot be read).
     pub cpu: Option<cpu::CpuUse>,
+}
+
+/// The commit latency in three consecutive parts.
+#[derive(Debug, Serialize)]
+pub struct LatencyParts {
+    /// Scheduled send → first request sent.
+    pub send_lag: Summary,
+    /// First request sent → 202 from the node.
+    pub admit: Summary,
+    /// 202 → block seen committed.
+    pub block_wait: Summary,
 }
 
 fn clerk_key(run: u64, c: usize) -> SecretKey {
@@ -234,7 +249,9 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
     let index: HashMap<Hash32, usize> = txs.iter().enumerate().map(|(k, p)| (p.id, k)).collect();
     let committed_at: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let proof_at: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
-    let accepted_flags: Arc<Vec<AtomicBool>> = Arc::new((0..total).map(|_| AtomicBool::new(false)).collect());
+    // When each transaction was first sent and when it was accepted (nanoseconds since t0; 0: not).
+    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let acked_at: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let verified = Arc::new(AtomicU64::new(0));
     let blocks: Arc<Mutex<Vec<(u64, usize)>>> = Arc::new(Mutex::new(Vec::new()));
@@ -345,8 +362,8 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
     let clients: Vec<_> = (0..cfg.clients)
         .map(|c| {
             let api = Api::new(&cfg.urls[c % cfg.urls.len()]);
-            let (txs, accepted_flags, retried, errors) =
-                (txs.clone(), accepted_flags.clone(), retried.clone(), errors.clone());
+            let (txs, sent_at, acked_at, retried, errors) =
+                (txs.clone(), sent_at.clone(), acked_at.clone(), retried.clone(), errors.clone());
             let (rate, clients) = (cfg.rate, cfg.clients);
             std::thread::spawn(move || {
                 let mut k = c;
@@ -356,13 +373,14 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
                     if at > now {
                         std::thread::sleep(at - now);
                     }
+                    sent_at[k].store(since(t0), Ordering::Relaxed);
                     loop {
                         if Instant::now() > deadline {
                             break 'next;
                         }
                         match api.post("/v1/txs", &txs[k].body) {
                             Ok(a) if a.status == 202 => {
-                                accepted_flags[k].store(true, Ordering::Relaxed);
+                                acked_at[k].store(since(t0), Ordering::Relaxed);
                                 break;
                             }
                             Ok(a) if a.status == 429 || a.status == 503 => {
@@ -396,7 +414,7 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
     }
     let offered_end = t0 + Duration::from_secs_f64(cfg.secs);
     // Let accepted transactions commit.
-    let accepted: u64 = accepted_flags.iter().filter(|a| a.load(Ordering::Relaxed)).count() as u64;
+    let accepted: u64 = acked_at.iter().filter(|a| a.load(Ordering::Relaxed) != 0).count() as u64;
     while Instant::now() < deadline {
         let committed = committed_at.iter().filter(|c| c.load(Ordering::Relaxed) != 0).count() as u64;
         if committed >= accepted {
@@ -431,6 +449,20 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
         })
         .collect();
     let committed = commit_latency.len() as u64;
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let (mut send_lag, mut admit, mut block_wait) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..total {
+        let (sent, acked, done) = (
+            sent_at[k].load(Ordering::Relaxed),
+            acked_at[k].load(Ordering::Relaxed),
+            committed_at[k].load(Ordering::Relaxed),
+        );
+        if sent != 0 && acked != 0 && done != 0 {
+            send_lag.push(ms(sent) - sched(k));
+            admit.push(ms(acked.saturating_sub(sent)));
+            block_wait.push(ms(done.saturating_sub(acked)));
+        }
+    }
     let errors = errors.lock().map_err(|_| anyhow!("poisoned"))?.clone();
     Ok(LoadResult {
         offered_per_s: cfg.rate,
@@ -447,6 +479,11 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
         drain_committed_per_s,
         commit_latency_ms: stats::summarize(commit_latency),
         proof_latency_ms: stats::summarize(proof_latency),
+        latency_parts_ms: LatencyParts {
+            send_lag: stats::summarize(send_lag),
+            admit: stats::summarize(admit),
+            block_wait: stats::summarize(block_wait),
+        },
         proofs_verified: verified.load(Ordering::Relaxed),
         cpu: cpu::between(&cpu_from, &cpu_to, in_window_txs),
     })

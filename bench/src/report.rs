@@ -297,6 +297,22 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     }
     let _ = writeln!(
         w,
+        "\nWhere each committed transaction's latency went, p50 / p99 ms: the generator's lag before sending it, the node's answer (retries included), then the wait for its block.\n"
+    );
+    let _ = writeln!(w, "| run | send lag | admission answer | block wait |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    for (label, r) in [("saturation", &sat), ("half load", &half), ("1 of 4 stopped", &down)] {
+        let part = |k: &str| {
+            format!(
+                "{} / {}",
+                num(f(r, &format!("latency_parts_ms.{k}.p50"))),
+                num(f(r, &format!("latency_parts_ms.{k}.p99")))
+            )
+        };
+        let _ = writeln!(w, "| {label} | {} | {} | {} |", part("send_lag"), part("admit"), part("block_wait"));
+    }
+    let _ = writeln!(
+        w,
         "\nBatch anchoring (`sabt anchor --dir`, 1 KiB files, hashing, batch transactions, commit and one proof file each): {} documents in {} s, **{} documents/s**.",
         batch["documents"],
         num(f(&batch, "seconds")),
