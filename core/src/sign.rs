@@ -56,10 +56,9 @@ pub struct PublicKey(VerifyingKey);
 impl PublicKey {
     /// Parses 32 bytes, refusing those that are not a point on the curve.
     ///
-    /// Decompressing the point is most of the cost of decoding a transaction (a square root in the
-    /// field, several microseconds), and the same few signer keys come back in every block, so
-    /// keys that decompressed are remembered in [`decompressed`]: the answer is the same, only
-    /// sooner.
+    /// Decompressing the point costs a square root in the field, and the same few signer keys come
+    /// back in every block, so keys that decompressed are remembered in [`decompressed`]: the
+    /// answer is the same, only sooner.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, SignError> {
         decompressed::get(bytes).map(PublicKey).map_err(|e| SignError::BadPublicKey(e.to_string()))
     }

@@ -405,6 +405,7 @@ impl Store {
                 block.txs.len()
             )));
         }
+        debug_assert!(block.txs.iter().zip(ids).all(|(tx, id)| tx.id() == *id), "ids of another block's transactions");
         let height = block.header.height;
         let tip = Tip::after(&block.header);
         let mut batch = WriteBatch::default();
