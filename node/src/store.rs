@@ -80,6 +80,12 @@ pub enum DbError {
 pub struct Store {
     db: DB,
     upper: UpperLog,
+    /// The keys (height, round) of the own proposals stored and not yet deleted: each commit
+    /// deletes those at or below its height one by one. A range deletion per commit, as before,
+    /// left a range tombstone per height in the column family's memtable, and every read of an
+    /// own proposal fragmented all of them again: the proposer's read grew with the heights
+    /// since the last flush, 20 ms after 3,000 heights (docs/BENCHMARKS.md).
+    proposals: std::sync::Mutex<std::collections::BTreeSet<(u64, u32)>>,
 }
 
 /// The log's nodes at level [`UPPER_LEVEL`] and above, all of them, as stored: `levels[l][i]` is
@@ -227,9 +233,10 @@ impl Store {
             ColumnFamilyDescriptor::new(*n, o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        let store = Store { db, upper: UpperLog::default() };
+        let store = Store { db, upper: UpperLog::default(), proposals: Default::default() };
         store.check_layout(path)?;
         store.load_upper_levels()?;
+        store.load_own_proposal_keys()?;
         Ok(store)
     }
 
@@ -277,6 +284,23 @@ impl Store {
         self.upper.check_extends(read.iter().map(|(id, h)| (id, h)))?;
         self.upper.extend(read.iter().map(|(id, h)| (id, h)))?;
         Ok(())
+    }
+
+    /// Reads the keys of the own proposals still stored (those of heights not committed when the
+    /// node stopped: a few at most).
+    fn load_own_proposal_keys(&self) -> Result<(), DbError> {
+        let mut keys = self.own_proposal_keys();
+        for item in self.db.iterator_cf(self.cf("proposals")?, rocksdb::IteratorMode::Start) {
+            let (k, _) = item?;
+            let key = <[u8; 12]>::try_from(&*k)
+                .map_err(|_| DbError::Inconsistent(format!("{} is not the key of a proposal", hex::encode(&k))))?;
+            keys.insert(proposal_of_key(key));
+        }
+        Ok(())
+    }
+
+    fn own_proposal_keys(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<(u64, u32)>> {
+        self.proposals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -379,6 +403,7 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.put_cf_opt(self.cf("proposals")?, proposal_key(height, round), block, &wo)?;
+        self.own_proposal_keys().insert((height, round));
         Ok(())
     }
 
@@ -431,13 +456,20 @@ impl Store {
         batch.put_cf(self.cf("blocks")?, be(height), codec::encode(block));
         batch.put_cf(self.cf("commits")?, be(height), codec::encode(commit));
         batch.put_cf(self.cf("meta")?, b"tip", codec::encode_body(&tip));
-        // Own proposals below the new tip are no longer needed.
-        batch.delete_range_cf(self.cf("proposals")?, proposal_key(0, 0), proposal_key(height + 1, 0));
+        // Own proposals up to the new tip are no longer needed.
+        let mut proposals = self.own_proposal_keys();
+        let done: Vec<(u64, u32)> = proposals.range(..=(height, u32::MAX)).copied().collect();
+        for (h, r) in &done {
+            batch.delete_cf(self.cf("proposals")?, proposal_key(*h, *r));
+        }
         self.upper.check_extends(o.log.nodes())?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
         self.upper.extend(o.log.nodes())?;
+        for k in &done {
+            proposals.remove(k);
+        }
         Ok(tip)
     }
 
@@ -558,6 +590,13 @@ fn proposal_key(height: u64, round: u32) -> [u8; 12] {
     k[..8].copy_from_slice(&be(height));
     k[8..].copy_from_slice(&round.to_be_bytes());
     k
+}
+
+fn proposal_of_key(k: [u8; 12]) -> (u64, u32) {
+    let (mut h, mut r) = ([0u8; 8], [0u8; 4]);
+    h.copy_from_slice(&k[..8]);
+    r.copy_from_slice(&k[8..]);
+    (u64::from_be_bytes(h), u32::from_be_bytes(r))
 }
 
 /// An overlay of one block's writes (held in a [`MemoryLedger`]) over the store: reads see the
@@ -800,5 +839,56 @@ mod tests {
             store.import_log_leaves(0, &[leaf(0)]).unwrap();
         }
         Store::open(&dir.path().join("new")).unwrap();
+    }
+
+    #[test]
+    fn own_proposals_are_deleted_by_the_commit_of_their_height_one_by_one_across_reopening() {
+        use sabt_core::devnet::Devnet;
+        use sabt_core::registry::Registry;
+        let dev = Devnet::new("sabt-test", 1, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
+        let registry = Registry::new(&dev.genesis).unwrap();
+        let proposer = dev.admin_key(0).public();
+        let dir = tempfile::tempdir().unwrap();
+        let commit_next = |store: &Store, tip: &Tip| -> Tip {
+            let mut ws = store.write_set();
+            let built = registry.build_block(&mut ws, tip, tip.time_ms + 1_000, proposer, std::iter::empty()).unwrap();
+            let c = Commit {
+                height: built.block.header.height,
+                round: 0,
+                block: built.block.hash(),
+                signatures: Vec::new(),
+            };
+            store.commit(&ws, &built.block, &[], &c).unwrap()
+        };
+        let mut tip = Tip::genesis(&dev.genesis);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for h in 1..=30u64 {
+                store.put_own_proposal(h, 0, b"round 0").unwrap();
+                store.put_own_proposal(h, 2, b"round 2").unwrap();
+                store.put_own_proposal(h + 1, 0, b"the next height's").unwrap();
+                tip = commit_next(&store, &tip);
+                assert_eq!(tip.height, h);
+                assert_eq!(store.own_proposal(h, 0).unwrap(), None, "height {h}");
+                assert_eq!(store.own_proposal(h, 2).unwrap(), None, "height {h}");
+                assert_eq!(store.own_proposal(h + 1, 0).unwrap().as_deref(), Some(&b"the next height's"[..]));
+            }
+            // Point deletions, two a height (a range tombstone per commit, which this count
+            // leaves out, made every read of a proposal slower than the one before).
+            let deletes = store
+                .db
+                .property_int_value_cf(store.cf("proposals").unwrap(), "rocksdb.num-deletes-active-mem-table")
+                .unwrap();
+            assert_eq!(deletes, Some(60));
+            store.put_own_proposal(31, 1, b"before a restart").unwrap();
+        }
+        // Reopened, the store still knows which proposals it holds and deletes them at their commit.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.own_proposal(31, 1).unwrap().as_deref(), Some(&b"before a restart"[..]));
+        let tip = commit_next(&store, &tip);
+        assert_eq!(tip.height, 31);
+        assert_eq!(store.own_proposal(31, 0).unwrap(), None);
+        assert_eq!(store.own_proposal(31, 1).unwrap(), None);
+        assert!(store.db.iterator_cf(store.cf("proposals").unwrap(), rocksdb::IteratorMode::Start).next().is_none());
     }
 }
