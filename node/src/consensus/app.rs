@@ -380,7 +380,9 @@ impl App {
             Some(bytes) => (codec::decode::<Block>(&bytes).context("stored own proposal")?, bytes),
             None => {
                 let started = Instant::now();
-                let candidates = self.shared.mempool_candidates(self.proposal_capacity());
+                let capacity = self.proposal_capacity();
+                let candidates = self.shared.mempool_candidates(capacity);
+                let offered = candidates.len();
                 let time_ms = now_ms().max(tip.time_ms + 1);
                 let mut ws = self.shared.store.write_set();
                 let cache = self.shared.verified_among(&candidates);
@@ -410,6 +412,16 @@ impl App {
                 }
                 let refused: Vec<Hash32> = built.refused.iter().map(|(id, _)| *id).collect();
                 self.shared.refused(&refused);
+                info!(
+                    %height,
+                    %round,
+                    txs = block.txs.len(),
+                    capacity,
+                    offered,
+                    refused = refused.len(),
+                    build_ms = started.elapsed().as_millis(),
+                    "built a proposal"
+                );
                 let bytes = codec::encode(&block);
                 self.shared.store.put_own_proposal(height.0, r, &bytes)?;
                 (block, bytes)
