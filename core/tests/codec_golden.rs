@@ -97,7 +97,7 @@ fn genesis() -> Genesis {
 
 /// Compares `bytes` with the fixture `name`, or writes it when blessing.
 fn golden(name: &str, bytes: &[u8]) {
-    let path = format!("{}/tests/fixtures/golden/{name}.hex", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/golden/{name}.hex", manifest_dir());
     let text = hex::encode(bytes) + "\n";
     if std::env::var_os("SABT_BLESS").is_some() {
         std::fs::write(&path, &text).unwrap();
@@ -454,4 +454,10 @@ proptest! {
             prop_assert_eq!(codec::encode(&d), bytes);
         }
     }
+}
+
+/// The package's directory, as cargo gives it to the running test (a test binary reused from a
+/// shared target directory may have been built in another checkout).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
 }

@@ -12,7 +12,7 @@ use sabt_core::sign::SecretKey;
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/{name}", manifest_dir());
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -125,4 +125,10 @@ fn go_sumdb_note_known_answer() {
     for bad in v["bad_verifier_keys"].as_array().unwrap() {
         assert!(NoteKey::parse_verifier(bad.as_str().unwrap()).is_err(), "{bad}");
     }
+}
+
+/// The package's directory, as cargo gives it to the running test (a test binary reused from a
+/// shared target directory may have been built in another checkout).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
 }
