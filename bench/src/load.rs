@@ -5,7 +5,9 @@
 //! sampled transaction as soon as its block is seen and checks it offline against the genesis.
 //!
 //! Latency is measured from a transaction's *scheduled* send time (so queueing inside the
-//! generator counts against the system, not in its favour) to the moment its proof was in hand.
+//! generator counts against the system, not in its favour) to the moment its proof was in hand,
+//! for the transactions scheduled after the warm-up, the same window the throughput counts; the
+//! whole run's commit latency is reported too.
 
 use crate::cpu;
 use crate::http::Api;
@@ -18,7 +20,7 @@ use sabt_core::codec;
 use sabt_core::entry::RecordKind;
 use sabt_core::genesis::Genesis;
 use sabt_core::hash::Hash32;
-use sabt_core::sign::SecretKey;
+use sabt_core::sign::{PublicKey, SecretKey};
 use sabt_core::tx::{SignedTx, Transaction, TxBody};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -55,6 +57,9 @@ pub struct LoadCfg {
     pub drain: f64,
     /// The nodes' process ids, whose CPU time within the window is measured.
     pub pids: Vec<u32>,
+    /// Where to write the run's trace, if anywhere: a line per block the watcher saw and a line
+    /// per scheduled transaction ([`write_trace`]).
+    pub trace: Option<PathBuf>,
 }
 
 /// What a run measured.
@@ -87,11 +92,16 @@ pub struct LoadResult {
     /// signature checks or forwarding), so what consensus, execution and the synced writes alone
     /// sustain. Absent when fewer than two blocks with this run's transactions came after the end.
     pub drain_committed_per_s: Option<f64>,
-    /// Scheduled send → block seen committed, milliseconds, every committed transaction.
+    /// Scheduled send → block seen committed, milliseconds, every committed transaction
+    /// scheduled after the warm-up.
     pub commit_latency_ms: Summary,
-    /// Scheduled send → proof in hand, milliseconds, sampled transactions.
+    /// The same over the whole run, warm-up included.
+    pub commit_latency_all_ms: Summary,
+    /// Scheduled send → proof in hand, milliseconds, sampled transactions scheduled after the
+    /// warm-up.
     pub proof_latency_ms: Summary,
-    /// Where the commit latency goes, milliseconds, every committed transaction: scheduled time
+    /// Where the commit latency goes, milliseconds, every committed transaction scheduled after
+    /// the warm-up: scheduled time
     /// → request sent (the generator's own lag), sent → accepted (the node's answer, retries
     /// included), accepted → block seen committed.
     pub latency_parts_ms: LatencyParts,
@@ -228,6 +238,13 @@ fn drain_rate(blocks: &[(u64, usize)], end: u64) -> Option<f64> {
 }
 
 /// Nanoseconds since `t0`, never 0 (0 marks "not yet").
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 fn since(t0: Instant) -> u64 {
     u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
 }
@@ -255,6 +272,17 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
     let stop = Arc::new(AtomicBool::new(false));
     let verified = Arc::new(AtomicU64::new(0));
     let blocks: Arc<Mutex<Vec<(u64, usize)>>> = Arc::new(Mutex::new(Vec::new()));
+    // For the trace: each seen block's height, proposer, consensus time and when it was seen, and
+    // the height each transaction committed at.
+    let seen_blocks: Arc<Mutex<Vec<Value>>> = Arc::new(Mutex::new(Vec::new()));
+    let height_of: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let proposers: BTreeMap<PublicKey, usize> = genesis
+        .agencies
+        .iter()
+        .filter_map(|a| a.validator.as_ref())
+        .enumerate()
+        .map(|(i, v)| (v.consensus_key, i + 1))
+        .collect();
 
     // Start from an idle network: what an earlier run left waiting would count against this one.
     let idle_by = Instant::now() + Duration::from_secs_f64(cfg.drain.max(10.0) * 2.0);
@@ -267,11 +295,18 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
     }
     let start_height = watch.get("/v1/status")?["height"].as_u64().context("status without height")?;
     let t0 = Instant::now() + Duration::from_millis(200);
+    let t0_unix_ms = unix_ms() + 200;
     let (sample_tx, sample_rx) = mpsc::sync_channel::<usize>(4096);
 
     let watcher = {
-        let (api, stop, committed_at, blocks) =
-            (Api::new(&cfg.watch), stop.clone(), committed_at.clone(), blocks.clone());
+        let (api, stop, committed_at, blocks, seen_blocks, height_of) = (
+            Api::new(&cfg.watch),
+            stop.clone(),
+            committed_at.clone(),
+            blocks.clone(),
+            seen_blocks.clone(),
+            height_of.clone(),
+        );
         let sample = cfg.sample.max(1);
         std::thread::spawn(move || -> anyhow::Result<()> {
             let mut next = start_height + 1;
@@ -286,6 +321,7 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
                     for tx in &block.txs {
                         if let Some(&k) = index.get(&tx.id()) {
                             committed_at[k].store(seen, Ordering::Relaxed);
+                            height_of[k].store(next, Ordering::Relaxed);
                             ours += 1;
                             if k % sample == 0 {
                                 let _ = sample_tx.try_send(k);
@@ -294,6 +330,16 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
                     }
                     if let Ok(mut b) = blocks.lock() {
                         b.push((seen, ours));
+                    }
+                    if let Ok(mut b) = seen_blocks.lock() {
+                        b.push(json!({
+                            "block": next,
+                            "proposer": proposers.get(&block.header.proposer).copied().unwrap_or(0),
+                            "time_ms": block.header.time_ms as i64 - t0_unix_ms as i64,
+                            "seen_ms": seen as f64 / 1e6,
+                            "txs": block.txs.len(),
+                            "ours": ours,
+                        }));
                     }
                     next += 1;
                 }
@@ -436,19 +482,24 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
     let drain_committed_per_s = drain_rate(&blocks, window_end);
     let (cpu_from, cpu_to) = cpu_sampler.join().map_err(|_| anyhow!("the CPU sampler panicked"))?;
     let sched = |k: usize| k as f64 / cfg.rate * 1e3;
-    let commit_latency: Vec<f64> = (0..total)
-        .filter_map(|k| {
-            let c = committed_at[k].load(Ordering::Relaxed);
-            (c != 0).then(|| c as f64 / 1e6 - sched(k))
-        })
-        .collect();
-    let proof_latency: Vec<f64> = (0..total)
-        .filter_map(|k| {
-            let p = proof_at[k].load(Ordering::Relaxed);
-            (p != 0).then(|| p as f64 / 1e6 - sched(k))
-        })
-        .collect();
-    let committed = commit_latency.len() as u64;
+    // Latency counts the transactions scheduled within the window, as throughput counts the
+    // blocks in it: the first seconds add the generator's start (128 threads' first allocations
+    // and connections) and a first block of what queued meanwhile. The whole run's commit
+    // latency is reported beside it.
+    let warm_ms = cfg.warmup * 1e3;
+    let latency_of = |at: &[AtomicU64], from_ms: f64| -> Vec<f64> {
+        (0..total)
+            .filter(|&k| sched(k) >= from_ms)
+            .filter_map(|k| {
+                let t = at[k].load(Ordering::Relaxed);
+                (t != 0).then(|| t as f64 / 1e6 - sched(k))
+            })
+            .collect()
+    };
+    let commit_latency_all = latency_of(&committed_at, 0.0);
+    let commit_latency = latency_of(&committed_at, warm_ms);
+    let proof_latency = latency_of(&proof_at, warm_ms);
+    let committed = commit_latency_all.len() as u64;
     let ms = |ns: u64| ns as f64 / 1e6;
     let (mut send_lag, mut admit, mut block_wait) = (Vec::new(), Vec::new(), Vec::new());
     for k in 0..total {
@@ -457,11 +508,29 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
             acked_at[k].load(Ordering::Relaxed),
             committed_at[k].load(Ordering::Relaxed),
         );
-        if sent != 0 && acked != 0 && done != 0 {
+        if sent != 0 && acked != 0 && done != 0 && sched(k) >= warm_ms {
             send_lag.push(ms(sent) - sched(k));
             admit.push(ms(acked.saturating_sub(sent)));
             block_wait.push(ms(done.saturating_sub(acked)));
         }
+    }
+    if let Some(path) = &cfg.trace {
+        let blocks = seen_blocks.lock().map_err(|_| anyhow!("poisoned"))?;
+        let ms_or_null = |ns: u64| if ns == 0 { Value::Null } else { json!(ms(ns)) };
+        let txs = (0..total).map(|k| {
+            json!({
+                "tx": k,
+                "node": (k % cfg.clients) % cfg.urls.len() + 1,
+                "scheduled_ms": sched(k),
+                "sent_ms": ms_or_null(sent_at[k].load(Ordering::Relaxed)),
+                "accepted_ms": ms_or_null(acked_at[k].load(Ordering::Relaxed)),
+                "seen_ms": ms_or_null(committed_at[k].load(Ordering::Relaxed)),
+                "block": height_of[k].load(Ordering::Relaxed),
+            })
+        });
+        let start =
+            json!({ "t0_unix_ms": t0_unix_ms, "rate": cfg.rate, "clients": cfg.clients, "nodes": cfg.urls.len() });
+        write_trace(path, std::iter::once(start).chain(blocks.iter().cloned()).chain(txs))?;
     }
     let errors = errors.lock().map_err(|_| anyhow!("poisoned"))?.clone();
     Ok(LoadResult {
@@ -478,6 +547,7 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
         mean_block_txs: if in_window.is_empty() { 0.0 } else { in_window_txs as f64 / in_window.len() as f64 },
         drain_committed_per_s,
         commit_latency_ms: stats::summarize(commit_latency),
+        commit_latency_all_ms: stats::summarize(commit_latency_all),
         proof_latency_ms: stats::summarize(proof_latency),
         latency_parts_ms: LatencyParts {
             send_lag: stats::summarize(send_lag),
@@ -487,6 +557,22 @@ pub fn run(cfg: &LoadCfg) -> anyhow::Result<LoadResult> {
         proofs_verified: verified.load(Ordering::Relaxed),
         cpu: cpu::between(&cpu_from, &cpu_to, in_window_txs),
     })
+}
+
+/// Writes a run's trace as JSON lines: first the load's start (`t0_unix_ms`, from which the other
+/// times count) and its settings, then one per block the watcher saw (`block`, `proposer`
+/// as the validator's number in the genesis, `time_ms` its consensus time and `seen_ms` when the
+/// watcher had it, both from the load's start, `txs`, and `ours` from this run), then one per
+/// scheduled transaction (`tx`, the `node` it was sent to, `scheduled_ms`, `sent_ms`,
+/// `accepted_ms`, `seen_ms`, and the `block` it committed in, 0 if none).
+fn write_trace(path: &PathBuf, lines: impl Iterator<Item = Value>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    out.flush().with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

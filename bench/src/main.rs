@@ -124,6 +124,9 @@ enum Command {
         /// Seconds to wait for accepted transactions to commit after the load.
         #[arg(long, default_value_t = 30.0)]
         drain: f64,
+        /// Also write each block and each transaction's times to this file (JSON lines).
+        #[arg(long)]
+        trace: Option<PathBuf>,
     },
     /// Compacts a stopped node's store and measures bytes on disk per anchored fingerprint.
     Storage {
@@ -213,7 +216,7 @@ fn exec(cli: Cli) -> anyhow::Result<()> {
         Command::Merkle { leaves, proofs } => print(&merkle::run(leaves, proofs)?),
         Command::Proofs { dir, entries, samples } => print(&proofs::run(&dir, entries, samples)?),
         Command::AnchorPath { dir, txs, block } => print(&anchor_path::run(&dir, txs, block)?),
-        Command::Load { net, nodes, rate, secs, warmup, clients, sample, run, drain } => {
+        Command::Load { net, nodes, rate, secs, warmup, clients, sample, run, drain, trace } => {
             let all = urls(&net)?;
             let pick = if nodes.is_empty() { (1..=all.len()).collect() } else { nodes };
             let targets = pick
@@ -237,6 +240,7 @@ fn exec(cli: Cli) -> anyhow::Result<()> {
                 run,
                 drain,
                 pids: node_pids(&net, all.len())?,
+                trace,
             };
             print(&load::run(&cfg)?)
         }
