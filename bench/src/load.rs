@@ -237,7 +237,7 @@ fn drain_rate(blocks: &[(u64, usize)], end: u64) -> Option<f64> {
     }
 }
 
-/// Nanoseconds since `t0`, never 0 (0 marks "not yet").
+/// Milliseconds since the Unix epoch, as block headers count consensus time.
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -245,6 +245,7 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds since `t0`, never 0 (0 marks "not yet").
 fn since(t0: Instant) -> u64 {
     u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
 }
