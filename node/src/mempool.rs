@@ -110,9 +110,7 @@ impl Mempool {
             return Err(AdmitError::Duplicate(id));
         }
         let size = codec::encode(&stx).len();
-        if self.queue.len() >= self.capacity || self.bytes + size > self.max_bytes {
-            return Err(AdmitError::Full { count: self.queue.len(), bytes: self.bytes });
-        }
+        self.check_room(size)?;
         match self.next_nonce.get(&stx.tx.signer) {
             // The signer has pending transactions: this one must follow the last.
             Some(&next) if stx.tx.nonce != next => {
@@ -132,6 +130,16 @@ impl Mempool {
         self.bytes += size;
         self.queue.push_back((id, stx, size));
         Ok(id)
+    }
+
+    /// Whether a transaction of `size` encoded bytes would find room. The node asks before it
+    /// verifies a submission's signature: a full pool then refuses at the cost of a lookup, not
+    /// of a verification, which is what an overloaded node most needs to spare.
+    pub fn check_room(&self, size: usize) -> Result<(), AdmitError> {
+        if self.queue.len() >= self.capacity || self.bytes + size > self.max_bytes {
+            return Err(AdmitError::Full { count: self.queue.len(), bytes: self.bytes });
+        }
+        Ok(())
     }
 
     /// Up to `max` waiting transactions, oldest first, for a proposal.
@@ -272,6 +280,11 @@ mod tests {
         pool.admit(&registry, &ledger, (1, 2), tx(1, 2)).unwrap();
         pool.admit(&registry, &ledger, (1, 2), tx(2, 3)).unwrap();
         assert!(matches!(pool.admit(&registry, &ledger, (1, 2), tx(3, 4)), Err(AdmitError::Full { .. })));
+        // Full by count: no room for anything, whatever its size; with room, by bytes.
+        assert!(matches!(pool.check_room(1), Err(AdmitError::Full { count: 3, .. })));
+        let roomy = Mempool::new(10, 1_000);
+        roomy.check_room(1_000).unwrap();
+        assert!(matches!(roomy.check_room(1_001), Err(AdmitError::Full { count: 0, bytes: 0 })));
         // Commit the first one: it leaves, the others stay in order.
         let tip = Tip::genesis(&dev.genesis);
         let first = pool.candidates(1);

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use anyhow::{Context as _, anyhow, bail};
 use malachitebft_signing::Signer as _;
+use sabt_core::codec;
 use sabt_core::genesis::Genesis;
 use sabt_core::hash::Hash32;
 use sabt_core::registry::{Registry, Tip};
@@ -132,7 +133,10 @@ impl Shared {
         if let Ok(Some(loc)) = self.store.tx_location(&id) {
             return Err(AdmitError::Committed(id, loc.height));
         }
-        // Signature and shape first, outside the pool's lock, so that API threads verify in parallel.
+        // A full pool refuses before the signature is verified: under overload the refusals (and
+        // the forwarded copies other nodes keep sending) would otherwise cost a verification each.
+        self.mempool().check_room(codec::encode(&stx).len())?;
+        // Signature and shape next, outside the pool's lock, so that API threads verify in parallel.
         self.registry.check_stateless(&stx)?;
         self.verified.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         let tip = self.tip();
