@@ -7,14 +7,18 @@
 //! the others keep receiving. When a peer's queue is full the transaction is not forwarded to that
 //! peer and waits for another node's turn to propose. A worker sends queued transactions in batches
 //! to its peer's `POST /v1/txs/batch`, marked as forwarded so that peers do not forward them again.
-//! Peers check every transaction themselves: forwarding carries no trust.
+//! Peers check every transaction themselves: forwarding carries no trust. A worker reads its
+//! peer's answer to each batch and logs, every 30 s, how many of the forwarded transactions the
+//! peer refused, by code: one refused for any reason but `committed` reaches a block only when
+//! this node (or another that has it) proposes.
 
 use sabt_core::codec;
 use sabt_core::tx::SignedTx;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Header that marks a forwarded submission.
 pub const FORWARDED_HEADER: &str = "x-sabt-forwarded";
@@ -82,9 +86,27 @@ pub fn agent(step: Duration) -> ureq::Agent {
         .into()
 }
 
+/// How often a worker reports what its peer refused of the transactions it forwarded.
+const REPORT_EVERY: Duration = Duration::from_secs(30);
+
+/// Adds the refusals in a peer's answer to a forwarded batch (`{"results": [...]}`, one entry per
+/// transaction, with a `code` where it was refused) to `refused`, by code; returns how many
+/// answers it read.
+fn tally(answer: &[u8], refused: &mut BTreeMap<String, u64>) -> usize {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(answer) else { return 0 };
+    let results = v["results"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for code in results.iter().filter_map(|r| r["code"].as_str()) {
+        *refused.entry(code.to_string()).or_default() += 1;
+    }
+    results.len()
+}
+
 fn run(rx: Receiver<Arc<str>>, peer: String) {
     let agent = agent(Duration::from_secs(5));
     let mut last_warning: Option<Instant> = None;
+    // What the peer answered since the last report: a transaction it refuses (other than one it
+    // has committed already) waits for this node's own turn to propose.
+    let (mut answered, mut refused, mut last_report) = (0u64, BTreeMap::new(), Instant::now());
     loop {
         let first = match rx.recv() {
             Ok(t) => t,
@@ -107,10 +129,13 @@ fn run(rx: Receiver<Arc<str>>, peer: String) {
             .post(format!("{peer}/v1/txs/batch"))
             .header(FORWARDED_HEADER, "1")
             .send_json(&body)
-            .and_then(|mut resp| resp.body_mut().read_to_vec().map(|_| resp.status()));
+            .and_then(|mut resp| resp.body_mut().read_to_vec().map(|body| (resp.status(), body)));
         let problem = match r {
-            Ok(status) if status.is_success() => None,
-            Ok(status) => Some(format!("the peer answered {status}")),
+            Ok((status, body)) if status.is_success() => {
+                answered += tally(&body, &mut refused) as u64;
+                None
+            }
+            Ok((status, _)) => Some(format!("the peer answered {status}")),
             Err(e) => Some(e.to_string()),
         };
         if let Some(problem) = problem {
@@ -120,6 +145,13 @@ fn run(rx: Receiver<Arc<str>>, peer: String) {
                 warn!(peer = %peer, error = %problem, "cannot forward transactions to a peer");
                 last_warning = Some(Instant::now());
             }
+        }
+        if last_report.elapsed() >= REPORT_EVERY {
+            if !refused.is_empty() {
+                info!(peer = %peer, answered, ?refused, "forwarded transactions the peer refused, by code");
+            }
+            (answered, last_report) = (0, Instant::now());
+            refused.clear();
         }
     }
 }
@@ -218,6 +250,21 @@ mod tests {
         let r = agent(Duration::from_millis(300)).post(&url).send_json(serde_json::json!({ "txs": [] }));
         assert!(r.is_err(), "a silent peer answered: {r:?}");
         assert!(started.elapsed() < Duration::from_secs(10), "gave up only after {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_peers_refusals_are_counted_by_code() {
+        let mut refused = BTreeMap::new();
+        let answer = br#"{"results":[{"id":"ab","status":"pending"},{"code":"nonce_gap","message":"m"},
+            {"code":"committed","message":"m"},{"code":"nonce_gap","message":"m"}]}"#;
+        assert_eq!(tally(answer, &mut refused), 4);
+        assert_eq!(tally(br#"{"results":[{"code":"mempool_full"}]}"#, &mut refused), 1);
+        let got: Vec<(&str, u64)> = refused.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(got, [("committed", 1), ("mempool_full", 1), ("nonce_gap", 2)]);
+        // An answer that is not a batch's counts nothing.
+        assert_eq!(tally(b"not json", &mut refused), 0);
+        assert_eq!(tally(br#"{"error":"x"}"#, &mut refused), 0);
+        assert_eq!(refused.values().sum::<u64>(), 4);
     }
 
     #[test]
