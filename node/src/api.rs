@@ -504,7 +504,7 @@ fn decode_tx(text: &str) -> Result<SignedTx, ApiError> {
 /// Admits one transaction and, if a client sent it (not a peer), forwards it to the other validators.
 fn admit(s: &Shared, stx: SignedTx, forwarded: bool) -> Result<Hash32, ApiError> {
     let copy = (!forwarded && s.forwarder.is_some()).then(|| stx.clone());
-    match s.submit(stx) {
+    match s.submit(stx, forwarded) {
         Ok(id) => {
             if let (Some(f), Some(t)) = (&s.forwarder, copy) {
                 f.push(&t);

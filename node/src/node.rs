@@ -127,8 +127,9 @@ impl Shared {
         self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
     }
 
-    /// Admits a submitted transaction.
-    pub fn submit(&self, stx: SignedTx) -> Result<Hash32, AdmitError> {
+    /// Admits a submitted transaction; one that another validator `forwarded` is held if its
+    /// nonce is ahead of its signer's next ([`Mempool::admit_forwarded`]).
+    pub fn submit(&self, stx: SignedTx, forwarded: bool) -> Result<Hash32, AdmitError> {
         let id = stx.id();
         if let Ok(Some(loc)) = self.store.tx_location(&id) {
             return Err(AdmitError::Committed(id, loc.height));
@@ -142,7 +143,12 @@ impl Shared {
         let tip = self.tip();
         let ws = self.store.write_set();
         let mut pool = self.mempool();
-        let r = pool.admit_checked(&self.registry, &ws, (tip.height + 1, tip.time_ms), stx);
+        let next = (tip.height + 1, tip.time_ms);
+        let r = if forwarded {
+            pool.admit_forwarded(&self.registry, &ws, next, stx)
+        } else {
+            pool.admit_checked(&self.registry, &ws, next, stx)
+        };
         self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
         r
     }
