@@ -267,11 +267,6 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
         "\n### The network under load (4 validators, one machine, genesis block interval {} ms)\n",
         machine["block_interval_ms"]
     );
-    let _ = writeln!(
-        w,
-        "| run | offered /s | clients | committed /s | blocks | txs/block | commit latency p50 / p99 / max ms | the same, warm-up included | proof latency p50 / p99 / max ms | retried (429/503) | proofs checked | CPU µs per anchor: nodes / generator | cores busy | committed /s after the load, no admissions |"
-    );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     // Every saturation attempt, the one that committed most marked as the saturation run.
     let attempts: Vec<(String, Value)> = (1..=3)
         .filter_map(|n| load(dir, &format!("load-saturation-{n}")).ok().map(|r| (n, r)))
@@ -286,7 +281,12 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     }
     runs.push(("half load".into(), &half));
     runs.push(("1 of 4 stopped".into(), &down));
-    for (label, r) in runs {
+    let _ = writeln!(
+        w,
+        "| run | offered /s | clients | committed /s | blocks | txs/block | commit latency p50 / p99 / max ms | the same, warm-up included | proof latency p50 / p99 / max ms | retried (429/503) | proofs checked | CPU µs per anchor: nodes / generator | cores busy | committed /s after the load, no admissions |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (label, r) in &runs {
         let _ = writeln!(
             w,
             "| {label} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} / {} / {} | {} | {} | {} / {} | {} | {} |",
@@ -318,21 +318,7 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     );
     let _ = writeln!(w, "| run | send lag | admission answer | block wait |");
     let _ = writeln!(w, "|---|---|---|---|");
-    // Every saturation attempt, the one that committed most marked as the saturation run.
-    let attempts: Vec<(String, Value)> = (1..=3)
-        .filter_map(|n| load(dir, &format!("load-saturation-{n}")).ok().map(|r| (n, r)))
-        .map(|(n, r)| {
-            let chosen = r == sat;
-            (format!("saturation, attempt {n}{}", if chosen { " (the saturation run)" } else { "" }), r)
-        })
-        .collect();
-    let mut runs: Vec<(String, &Value)> = attempts.iter().map(|(l, r)| (l.clone(), r)).collect();
-    if runs.is_empty() {
-        runs.push(("saturation".into(), &sat));
-    }
-    runs.push(("half load".into(), &half));
-    runs.push(("1 of 4 stopped".into(), &down));
-    for (label, r) in runs {
+    for (label, r) in &runs {
         let part = |k: &str| {
             format!(
                 "{} / {}",

@@ -112,36 +112,10 @@ impl Mempool {
         &mut self,
         registry: &Registry,
         ledger: &L,
-        (height, time_ms): (u64, u64),
+        next_block: (u64, u64),
         stx: SignedTx,
     ) -> Result<Hash32, AdmitError> {
-        let id = stx.id();
-        if self.ids.contains(&id) {
-            return Err(AdmitError::Duplicate(id));
-        }
-        let size = codec::encode(&stx).len();
-        self.check_room(size)?;
-        match self.next_nonce.get(&stx.tx.signer) {
-            // The signer has pending transactions: this one must follow the last.
-            Some(&next) if stx.tx.nonce != next => {
-                let e = if stx.tx.nonce < next {
-                    TxError::NonceUsed { signer: stx.tx.signer.to_hex(), expected: next, got: stx.tx.nonce }
-                } else {
-                    TxError::NonceGap { signer: stx.tx.signer.to_hex(), expected: next, got: stx.tx.nonce }
-                };
-                return Err(e.into());
-            }
-            Some(_) => {}
-            None => registry.check_nonce(ledger, &stx)?,
-        }
-        registry.check_authority(ledger, &stx, height, time_ms)?;
-        let (signer, nonce) = (stx.tx.signer, stx.tx.nonce);
-        self.next_nonce.insert(signer, nonce + 1);
-        self.ids.insert(id);
-        self.bytes += size;
-        self.queue.push_back((id, stx, size));
-        self.promote(&signer, nonce + 1);
-        Ok(id)
+        self.admit_as(registry, ledger, next_block, stx, false)
     }
 
     /// [`Mempool::admit_checked`] for a transaction another validator forwarded: one whose nonce
@@ -156,32 +130,63 @@ impl Mempool {
         &mut self,
         registry: &Registry,
         ledger: &L,
-        (height, time_ms): (u64, u64),
+        next_block: (u64, u64),
         stx: SignedTx,
     ) -> Result<Hash32, AdmitError> {
-        match self.admit_checked(registry, ledger, (height, time_ms), stx.clone()) {
-            Err(AdmitError::Rejected(TxError::NonceGap { .. })) => {}
-            other => return other,
-        }
+        self.admit_as(registry, ledger, next_block, stx, true)
+    }
+
+    /// Admission; with `hold_gaps`, a transaction whose nonce is ahead is held rather than refused.
+    fn admit_as<L: Ledger + ?Sized>(
+        &mut self,
+        registry: &Registry,
+        ledger: &L,
+        (height, time_ms): (u64, u64),
+        stx: SignedTx,
+        hold_gaps: bool,
+    ) -> Result<Hash32, AdmitError> {
         let id = stx.id();
-        let signer = stx.tx.signer;
+        if self.ids.contains(&id) {
+            return Err(AdmitError::Duplicate(id));
+        }
+        let size = codec::encode(&stx).len();
+        self.check_room(size)?;
+        let (signer, nonce) = (stx.tx.signer, stx.tx.nonce);
+        // After the signer's pending transactions if it has any, else after its committed nonce.
+        let follows = match self.next_nonce.get(&signer) {
+            Some(&next) if nonce < next => {
+                Err(TxError::NonceUsed { signer: signer.to_hex(), expected: next, got: nonce })
+            }
+            Some(&next) if nonce > next => {
+                Err(TxError::NonceGap { signer: signer.to_hex(), expected: next, got: nonce })
+            }
+            Some(_) => Ok(()),
+            None => registry.check_nonce(ledger, &stx),
+        };
         let held_now = self.held.get(&signer).map_or(0, BTreeMap::len);
-        if held_now >= HELD_PER_SIGNER {
-            let expected = self.next_nonce.get(&signer).copied().unwrap_or_default();
-            return Err(TxError::NonceGap { signer: signer.to_hex(), expected, got: stx.tx.nonce }.into());
+        match follows {
+            Ok(()) => {}
+            Err(TxError::NonceGap { .. }) if hold_gaps && held_now < HELD_PER_SIGNER => {
+                registry.check_authority(ledger, &stx, height, time_ms)?;
+                if let Some((old, _, old_size)) = self.held.entry(signer).or_default().insert(nonce, (id, stx, size)) {
+                    // Another transaction with the same nonce: the later one replaces it.
+                    self.ids.remove(&old);
+                    self.bytes -= old_size;
+                    self.held_count -= 1;
+                }
+                self.ids.insert(id);
+                self.bytes += size;
+                self.held_count += 1;
+                return Ok(id);
+            }
+            Err(e) => return Err(e.into()),
         }
         registry.check_authority(ledger, &stx, height, time_ms)?;
-        let size = codec::encode(&stx).len();
-        let nonce = stx.tx.nonce;
-        if let Some((old, _, old_size)) = self.held.entry(signer).or_default().insert(nonce, (id, stx, size)) {
-            // Another transaction with the same nonce: the later one replaces it.
-            self.ids.remove(&old);
-            self.bytes -= old_size;
-            self.held_count -= 1;
-        }
+        self.next_nonce.insert(signer, nonce + 1);
         self.ids.insert(id);
         self.bytes += size;
-        self.held_count += 1;
+        self.queue.push_back((id, stx, size));
+        self.promote(&signer, nonce + 1);
         Ok(id)
     }
 
