@@ -29,6 +29,12 @@
 //! reads at most `UPPER_LEVEL` nodes from the database, whatever the log's size, instead of one per
 //! level (27 at 10^8 entries). They are a 512th of the log's nodes: 32 bytes for every 16 entries
 //! of memory, 6 MiB at 10^8 entries.
+//!
+//! The state map's nodes at depth [`UPPER_DEPTH`] and above are held in memory too ([`UpperSmt`]):
+//! every block rewrites the top of the tree, and a block's keys share only its first few levels,
+//! so without them each key's update read some 13 nodes from the database at 3·10^5 keys (a fifth
+//! of a node's CPU under load, mostly searching the memtable: docs/BENCHMARKS.md). With them it
+//! reads the few below. They are at most 2^17 nodes, about 15 MiB, whatever the state's size.
 
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions,
@@ -55,11 +61,18 @@ pub const TILE_HEIGHT: u8 = 5;
 // The levels held in memory are whole tile levels, read back with one scan from their first key.
 const _: () = assert!(UPPER_LEVEL.is_multiple_of(TILE_HEIGHT));
 
+/// The deepest level of the state map whose nodes are held in memory as well as on disk.
+pub const UPPER_DEPTH: u16 = 16;
+
 /// The version of the store's key layout, recorded in `meta` when a store is created. A store
 /// written with another layout is refused rather than misread.
 pub const LAYOUT: u32 = 2;
 
 const CFS: [&str; 9] = ["blocks", "commits", "log", "entries", "smt", "state", "txs", "proposals", "meta"];
+
+/// The column families whose memtables carry a bloom filter over their keys (2 % of the
+/// memtable's size, about 16 bits a key).
+const MEMTABLE_FILTERED: [&str; 3] = ["smt", "state", "txs"];
 
 /// A store error. Any error while writing is fatal to the node.
 #[derive(Debug, Error)]
@@ -80,6 +93,7 @@ pub enum DbError {
 pub struct Store {
     db: DB,
     upper: UpperLog,
+    upper_smt: UpperSmt,
     /// The keys (height, round) of the own proposals stored and not yet deleted: each commit
     /// deletes those at or below its height one by one. A range deletion per commit, as before,
     /// left a range tombstone per height in the column family's memtable, and every read of an
@@ -153,6 +167,30 @@ impl UpperLog {
             }
         }
         Ok(())
+    }
+}
+
+/// The state map's nodes at depth [`UPPER_DEPTH`] and above, all of them, as stored. Nodes are
+/// only ever added or replaced (keys are never removed), so the map is updated by each commit
+/// with the block's nodes at these depths, under the same lock as the commit's write: a reader
+/// sees memory and disk before the block or after it, never one of each.
+#[derive(Debug, Default)]
+struct UpperSmt {
+    nodes: RwLock<std::collections::HashMap<NodePos, SmtNode>>,
+}
+
+impl UpperSmt {
+    fn poisoned() -> StoreError {
+        StoreError::Backend("the in-memory state-map levels were left half-updated by a panic".into())
+    }
+
+    /// The node, if `pos` is at a depth held here: `Some(None)` if nothing is stored there.
+    fn get(&self, pos: NodePos) -> Result<Option<Option<SmtNode>>, StoreError> {
+        if pos.depth > UPPER_DEPTH {
+            return Ok(None);
+        }
+        let nodes = self.nodes.read().map_err(|_| Self::poisoned())?;
+        Ok(Some(nodes.get(&pos).copied()))
     }
 }
 
@@ -231,12 +269,22 @@ impl Store {
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             o.set_block_based_table_factory(&table);
             o.set_optimize_filters_for_hits(*n == "log");
+            if MEMTABLE_FILTERED.contains(n) {
+                // Most lookups here miss the memtable (a new document's digest, a new
+                // transaction's id, a state node last written blocks ago): a bloom filter over
+                // the memtable's keys spares them the skip-list search, which was the largest
+                // single cost of a node under load.
+                o.set_memtable_whole_key_filtering(true);
+                o.set_memtable_prefix_bloom_ratio(0.02);
+            }
             ColumnFamilyDescriptor::new(*n, o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        let store = Store { db, upper: UpperLog::default(), proposals: Default::default() };
+        let store =
+            Store { db, upper: UpperLog::default(), upper_smt: UpperSmt::default(), proposals: Default::default() };
         store.check_layout(path)?;
         store.load_upper_levels()?;
+        store.load_upper_smt()?;
         store.load_own_proposal_keys()?;
         Ok(store)
     }
@@ -284,6 +332,23 @@ impl Store {
         }
         self.upper.check_extends(read.iter().map(|(id, h)| (id, h)))?;
         self.upper.extend(read.iter().map(|(id, h)| (id, h)))?;
+        Ok(())
+    }
+
+    /// Reads the state map's nodes at depth [`UPPER_DEPTH`] and above into memory: one scan from
+    /// the first key, since keys sort by depth.
+    fn load_upper_smt(&self) -> Result<(), DbError> {
+        let mut held = std::collections::HashMap::new();
+        for item in self.db.iterator_cf(self.cf("smt")?, rocksdb::IteratorMode::Start) {
+            let (k, v) = item?;
+            let pos = smt_pos_of_key(&k)
+                .ok_or_else(|| DbError::Inconsistent(format!("{} is not the key of a state node", hex::encode(&k))))?;
+            if pos.depth > UPPER_DEPTH {
+                break;
+            }
+            held.insert(pos, smt_node(pos, &v)?);
+        }
+        *self.upper_smt.nodes.write().map_err(|_| UpperSmt::poisoned())? = held;
         Ok(())
     }
 
@@ -466,7 +531,10 @@ impl Store {
         self.upper.check_extends(o.log.nodes())?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
+        let mut upper_smt = self.upper_smt.nodes.write().map_err(|_| UpperSmt::poisoned())?;
         self.db.write_opt(batch, &wo)?;
+        upper_smt.extend(o.smt.nodes().filter(|(pos, _)| pos.depth <= UPPER_DEPTH).map(|(p, n)| (*p, *n)));
+        drop(upper_smt);
         self.upper.extend(o.log.nodes())?;
         for k in &done {
             proposals.remove(k);
@@ -672,17 +740,31 @@ impl NodeSink for WriteSet<'_> {
     }
 }
 
+/// A state node's position from its storage key.
+fn smt_pos_of_key(k: &[u8]) -> Option<NodePos> {
+    let k: &[u8; 34] = k.try_into().ok()?;
+    let depth = u16::from_be_bytes([k[0], k[1]]);
+    let mut prefix = [0u8; 32];
+    prefix.copy_from_slice(&k[2..]);
+    (depth <= 256).then_some(NodePos { depth, prefix: Hash32(prefix) })
+}
+
+fn smt_node(pos: NodePos, v: &[u8]) -> Result<SmtNode, StoreError> {
+    codec::decode_body("state node", v, 128)
+        .map_err(|e| StoreError::Damaged(format!("state node at depth {}: {e}", pos.depth)))
+}
+
 impl SmtStore for WriteSet<'_> {
+    /// The overlay first, then the levels held in memory (which know every stored node of
+    /// theirs), then the database.
     fn get(&self, pos: NodePos) -> Result<Option<SmtNode>, StoreError> {
         if let Some(n) = SmtStore::get(&self.overlay, pos)? {
             return Ok(Some(n));
         }
-        match self.store.get("smt", &pos.to_bytes())? {
-            None => Ok(None),
-            Some(v) => codec::decode_body("state node", &v, 128)
-                .map(Some)
-                .map_err(|e| StoreError::Damaged(format!("state node at depth {}: {e}", pos.depth))),
+        if let Some(held) = self.store.upper_smt.get(pos)? {
+            return Ok(held);
         }
+        self.store.get("smt", &pos.to_bytes())?.map(|v| smt_node(pos, &v)).transpose()
     }
 }
 
@@ -721,6 +803,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
     use super::*;
     use sabt_core::merkle::{LogHasher, MemoryTree};
+    use std::collections::BTreeMap;
 
     fn leaf(i: u64) -> Hash32 {
         Blake3::hash_leaf(&i.to_be_bytes())
@@ -840,6 +923,98 @@ mod tests {
             store.import_log_leaves(0, &[leaf(0)]).unwrap();
         }
         Store::open(&dir.path().join("new")).unwrap();
+    }
+
+    /// Keys for the state map: hashes of `i`, and for every third one a second key that shares
+    /// its first 20 bits, so that the tree has nodes below [`UPPER_DEPTH`] as well as above.
+    fn state_keys(from: u32, to: u32) -> Vec<Hash32> {
+        let mut keys = Vec::new();
+        for i in from..to {
+            let k = Blake3::hash_leaf(&i.to_be_bytes());
+            keys.push(k);
+            if i % 3 == 0 {
+                let mut twin = Blake3::hash_leaf(&(u32::MAX - i).to_be_bytes());
+                twin.0[..2].copy_from_slice(&k.0[..2]);
+                twin.0[2] = (k.0[2] & 0xf0) | (!k.0[2] & 0x0f);
+                keys.push(twin);
+            }
+        }
+        keys
+    }
+
+    /// Every state node stored at `UPPER_DEPTH` or above, read from the database itself.
+    fn stored_upper_smt(store: &Store) -> std::collections::HashMap<NodePos, SmtNode> {
+        let cf = store.cf("smt").unwrap();
+        store
+            .db
+            .iterator_cf(cf, rocksdb::IteratorMode::Start)
+            .map(|item| {
+                let (k, v) = item.unwrap();
+                let pos = smt_pos_of_key(&k).unwrap();
+                (pos, smt_node(pos, &v).unwrap())
+            })
+            .take_while(|(pos, _)| pos.depth <= UPPER_DEPTH)
+            .collect()
+    }
+
+    #[test]
+    fn the_upper_state_levels_held_in_memory_follow_every_commit_and_are_read_back_on_reopening() {
+        use sabt_core::devnet::Devnet;
+        use sabt_core::registry::Registry;
+        let dev = Devnet::new("sabt-test", 1, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
+        let registry = Registry::new(&dev.genesis).unwrap();
+        let proposer = dev.admin_key(0).public();
+        let dir = tempfile::tempdir().unwrap();
+        // The same keys and values in a tree held only in memory.
+        let mut reference = smt::MemorySmt::default();
+        let mut tip = Tip::genesis(&dev.genesis);
+        let mut all_keys = Vec::new();
+        let commit_with = |store: &Store, tip: &Tip, reference: &mut smt::MemorySmt, keys: &[Hash32]| -> Tip {
+            let mut ws = store.write_set();
+            let built = registry.build_block(&mut ws, tip, tip.time_ms + 1_000, proposer, std::iter::empty()).unwrap();
+            let updates: BTreeMap<Hash32, Hash32> =
+                keys.iter().map(|k| (*k, smt::value_hash(&tip.height.to_be_bytes()))).collect();
+            let root = smt::insert_batch(&mut ws, &updates).unwrap();
+            assert_eq!(smt::insert_batch(reference, &updates).unwrap(), root);
+            let c =
+                Commit { height: built.block.header.height, round: 0, block: built.block.hash(), signatures: vec![] };
+            store.commit(&ws, &built.block, &[], &c).unwrap()
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for b in 0..6u32 {
+                // New keys, and some earlier ones given new values.
+                let mut keys = state_keys(b * 400, (b + 1) * 400);
+                keys.extend(all_keys.iter().step_by(7).copied());
+                all_keys.extend(state_keys(b * 400, (b + 1) * 400));
+                tip = commit_with(&store, &tip, &mut reference, &keys);
+                assert_eq!(*store.upper_smt.nodes.read().unwrap(), stored_upper_smt(&store), "after block {b}");
+            }
+            assert!(reference.nodes().any(|(pos, _)| pos.depth > UPPER_DEPTH + 2), "nodes below the held levels");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let held = store.upper_smt.nodes.read().unwrap().clone();
+        assert_eq!(held, stored_upper_smt(&store));
+        let expected: std::collections::HashMap<NodePos, SmtNode> =
+            reference.nodes().filter(|(pos, _)| pos.depth <= UPPER_DEPTH).map(|(p, n)| (*p, *n)).collect();
+        assert_eq!(held, expected);
+        // Reads through a write set agree with the reference, above and below the held levels.
+        let ws = store.write_set();
+        assert_eq!(smt::root(&ws).unwrap(), smt::root(&reference).unwrap());
+        for k in all_keys.iter().step_by(97).chain(state_keys(9_000, 9_010).iter()) {
+            assert_eq!(smt::prove(&ws, k).unwrap(), smt::prove(&reference, k).unwrap());
+        }
+        // A position held in memory is answered from memory: nothing stored there reads as absent
+        // without a database lookup, and a node held there is what the database has.
+        let deep = reference.nodes().find(|(pos, _)| pos.depth > UPPER_DEPTH).map(|(p, _)| *p).unwrap();
+        assert_eq!(store.upper_smt.get(deep).unwrap(), None, "not held: read from the database");
+        assert_eq!(store.upper_smt.get(NodePos::ROOT).unwrap(), Some(reference.nodes().next().map(|(_, n)| *n)));
+        drop(ws);
+        // And blocks after reopening keep it in step.
+        let tip = commit_with(&store, &tip, &mut reference, &state_keys(20_000, 20_300));
+        assert_eq!(tip.height, 7);
+        assert_eq!(*store.upper_smt.nodes.read().unwrap(), stored_upper_smt(&store));
+        assert_eq!(smt::root(&store.write_set()).unwrap(), smt::root(&reference).unwrap());
     }
 
     #[test]
