@@ -16,7 +16,7 @@ use sabt_core::codec;
 use sabt_core::tx::SignedTx;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -101,6 +101,26 @@ fn tally(answer: &[u8], refused: &mut BTreeMap<String, u64>) -> usize {
     results.len()
 }
 
+/// How long a batch gathers transactions before it is sent, unless it fills first. Each batch is
+/// a request to the peer, with a fixed cost on both sides: at 200 transactions a second admitted
+/// per node, a 10 ms window (woken by every transaction) sent a peer a batch of three or four,
+/// 58 times a second; this window halves that (docs/BENCHMARKS.md). A forwarded transaction
+/// waits at most this long, against a block interval of hundreds of milliseconds.
+const WINDOW: Duration = Duration::from_millis(25);
+
+/// Moves queued transactions into `batch` until it holds [`BATCH`] or the queue is empty; false
+/// once the sending side is gone.
+fn drain(rx: &Receiver<Arc<str>>, batch: &mut Vec<Arc<str>>) -> bool {
+    while batch.len() < BATCH {
+        match rx.try_recv() {
+            Ok(t) => batch.push(t),
+            Err(TryRecvError::Empty) => return true,
+            Err(TryRecvError::Disconnected) => return false,
+        }
+    }
+    true
+}
+
 fn run(rx: Receiver<Arc<str>>, peer: String) {
     let agent = agent(Duration::from_secs(5));
     let mut last_warning: Option<Instant> = None;
@@ -113,13 +133,12 @@ fn run(rx: Receiver<Arc<str>>, peer: String) {
             Err(_) => return,
         };
         let mut batch = vec![first];
-        let deadline = Instant::now() + Duration::from_millis(10);
-        while batch.len() < BATCH {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(t) => batch.push(t),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
+        // What is queued already goes at once; otherwise the batch gathers for one window, with
+        // this thread asleep rather than woken by every transaction pushed.
+        let open = drain(&rx, &mut batch);
+        if open && batch.len() < BATCH {
+            std::thread::sleep(WINDOW);
+            drain(&rx, &mut batch);
         }
         let body = serde_json::json!({ "txs": batch.iter().map(|t| &**t).collect::<Vec<&str>>() });
         // The answer is read to its end: ureq returns a connection to its pool only then, and a
