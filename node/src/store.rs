@@ -925,6 +925,14 @@ mod tests {
         Store::open(&dir.path().join("new")).unwrap();
     }
 
+    /// A four-validator devnet, its registry, and the key that proposes the tests' blocks.
+    fn test_chain() -> (sabt_core::devnet::Devnet, sabt_core::registry::Registry, sabt_core::sign::PublicKey) {
+        let dev = sabt_core::devnet::Devnet::new("sabt-test", 1, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
+        let registry = sabt_core::registry::Registry::new(&dev.genesis).unwrap();
+        let proposer = dev.admin_key(0).public();
+        (dev, registry, proposer)
+    }
+
     /// Keys for the state map: hashes of `i`, and for every third one a second key that shares
     /// its first 20 bits, so that the tree has nodes below [`UPPER_DEPTH`] as well as above.
     fn state_keys(from: u32, to: u32) -> Vec<Hash32> {
@@ -959,11 +967,7 @@ mod tests {
 
     #[test]
     fn the_upper_state_levels_held_in_memory_follow_every_commit_and_are_read_back_on_reopening() {
-        use sabt_core::devnet::Devnet;
-        use sabt_core::registry::Registry;
-        let dev = Devnet::new("sabt-test", 1, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
-        let registry = Registry::new(&dev.genesis).unwrap();
-        let proposer = dev.admin_key(0).public();
+        let (dev, registry, proposer) = test_chain();
         let dir = tempfile::tempdir().unwrap();
         // The same keys and values in a tree held only in memory.
         let mut reference = smt::MemorySmt::default();
@@ -1019,11 +1023,7 @@ mod tests {
 
     #[test]
     fn own_proposals_are_deleted_by_the_commit_of_their_height_one_by_one_across_reopening() {
-        use sabt_core::devnet::Devnet;
-        use sabt_core::registry::Registry;
-        let dev = Devnet::new("sabt-test", 1, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
-        let registry = Registry::new(&dev.genesis).unwrap();
-        let proposer = dev.admin_key(0).public();
+        let (dev, registry, proposer) = test_chain();
         let dir = tempfile::tempdir().unwrap();
         let commit_next = |store: &Store, tip: &Tip| -> Tip {
             let mut ws = store.write_set();
