@@ -32,7 +32,8 @@
 //!
 //! The state map's nodes at depth [`UPPER_DEPTH`] and above are held in memory too ([`UpperSmt`]):
 //! every block rewrites the top of the tree, and a block's keys share only its first few levels,
-//! so without them each key's update read some 13 nodes from the database at 3·10^5 keys (a fifth
+//! so without them each key's update read the nodes of its path below those from the database
+//! (about 12 at 3·10^5 keys in blocks of 200, by the tree's expected depth; a fifth
 //! of a node's CPU under load, mostly searching the memtable: docs/BENCHMARKS.md). With them it
 //! reads the few below. They are at most 2^17 nodes, about 15 MiB, whatever the state's size.
 
