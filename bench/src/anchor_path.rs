@@ -10,7 +10,7 @@ use crate::stats;
 use anyhow::ensure;
 use sabt_core::block::{Commit, CommitSig, VoteKind, VoteMsg};
 use sabt_core::devnet::Devnet;
-use sabt_core::registry::{Registry, Tip};
+use sabt_core::registry::{NoCache, Registry, Tip};
 use sabt_core::sign::SecretKey;
 use sabt_core::tx::{SignedTx, Transaction, TxBody};
 use sabt_node::store::Store;
@@ -81,16 +81,16 @@ pub fn run(dir: &Path, txs: usize, block_txs: usize) -> anyhow::Result<AnchorPat
         let time_ms = tip.time_ms.max(dev.genesis.genesis_time_ms) + 1000;
         let t = Instant::now();
         let mut ws = store.write_set();
-        let built = registry.build_block(&mut ws, &tip, time_ms, proposer, chunk.iter().cloned())?;
+        let built = registry.build_block(&mut ws, &tip, time_ms, proposer, chunk.iter().cloned(), &NoCache)?;
         build += t.elapsed();
         ensure!(built.block.txs.len() == chunk.len(), "the proposer left {} transactions out", built.refused.len());
         // Another validator executes the proposal: once verifying every signature, once with them cached.
         let t = Instant::now();
-        registry.execute_block(&mut store.write_set(), &tip, &built.block)?;
+        registry.execute_block(&mut store.write_set(), &tip, &built.block, &NoCache)?;
         exec += t.elapsed();
         let cache: BTreeSet<_> = chunk.iter().map(SignedTx::id).collect();
         let t = Instant::now();
-        registry.execute_block_cached(&mut store.write_set(), &tip, &built.block, &cache)?;
+        registry.execute_block(&mut store.write_set(), &tip, &built.block, &cache)?;
         exec_cached += t.elapsed();
         let block_hash = built.block.hash();
         let height = built.block.header.height;

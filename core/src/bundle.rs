@@ -216,6 +216,18 @@ pub struct Verified {
     pub batch_index: Option<(u64, u64)>,
 }
 
+impl Verified {
+    /// The record proven: its document, anchoring entry and leaf in the entry's batch (0 for a
+    /// record anchored singly). A status proof about it must name the same.
+    pub fn record_id(&self) -> crate::registry::RecordId {
+        crate::registry::RecordId {
+            sha256: self.record.fingerprint.sha256,
+            entry: self.index,
+            leaf: self.batch_index.map_or(0, |(leaf, _)| leaf),
+        }
+    }
+}
+
 /// Why a bundle does not prove the document.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum VerifyError {
@@ -316,6 +328,21 @@ impl VerifyError {
 }
 
 impl ProofBundle {
+    /// The record this bundle proves: its document, anchoring entry and leaf in the entry's batch
+    /// (0 for a record anchored singly). Its status proofs name the same.
+    pub fn record_id(&self) -> crate::registry::RecordId {
+        crate::registry::RecordId {
+            sha256: self.record.fingerprint.sha256,
+            entry: self.entry.index,
+            leaf: self.batch.as_ref().map_or(0, |b| b.index),
+        }
+    }
+
+    /// The reference a withdrawal or supersession of this bundle's record gives.
+    pub fn record_ref(&self) -> crate::entry::RecordRef {
+        crate::entry::RecordRef { entry: self.entry.index, record: self.record.clone(), batch: self.batch.clone() }
+    }
+
     /// Parses a bundle file, bounded in size.
     pub fn from_json(text: &str) -> Result<Self, VerifyError> {
         use crate::text::VersionedJsonError as E;
@@ -373,7 +400,7 @@ pub fn verify(bundle: &ProofBundle, genesis: &Genesis, claim: &DocumentClaim) ->
     }
 
     // 2. Record → entry.
-    let entry: LogEntry = codec::decode(&bundle.entry.encoded).map_err(VerifyError::BadEntry)?;
+    let entry = LogEntry::decode_any_version(&bundle.entry.encoded).map_err(VerifyError::BadEntry)?;
     let batch_index = match (&entry.body, &bundle.batch) {
         (EntryBody::Record(r) | EntryBody::Supersede { record: r, .. }, None) => {
             if *r != bundle.record {

@@ -292,15 +292,21 @@ pub struct StatusChange {
     pub target: Fingerprint,
     /// The log index of the entry that anchored it (the record itself, or its batch).
     pub target_index: u64,
+    /// Its leaf index in that entry's batch; 0 for a record anchored singly.
+    pub target_leaf: u64,
     /// Why (no personal data).
     pub reason: String,
 }
 
-/// A reference to an anchored record, as a transaction gives it: the record itself and, when it was
-/// anchored in a batch, its inclusion path in the batch tree (the proof file has both).
+/// A reference to an anchored record, as a transaction gives it: the entry that anchored it, the
+/// record itself and, when it was anchored in a batch, its inclusion path in the batch tree (the
+/// proof file has all three). A record is the anchoring that made it: the same document anchored by
+/// two agencies is two records, told apart by `entry`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordRef {
+    /// Log index of the entry that anchored the record (the record, a supersession, or its batch).
+    pub entry: u64,
     /// The anchored record, exactly as anchored.
     pub record: ArchiveRecord,
     /// Its position in its batch, if it was batched.
@@ -329,15 +335,85 @@ pub struct LogEntry {
 
 impl Canonical for LogEntry {
     const NAME: &'static str = "log entry";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const MAX_LEN: usize = 256 * 1024;
 }
 
 impl LogEntry {
+    /// Decodes an entry of any layout this software reads: the current one, or version 1, so that
+    /// proof files issued under version 1 verify for ever. A version-1 status change names no leaf
+    /// (version 1 kept status by document): it reads as leaf 0.
+    pub fn decode_any_version(bytes: &[u8]) -> Result<LogEntry, crate::codec::CodecError> {
+        match bytes.first() {
+            Some(&v1::LogEntry::VERSION) => crate::codec::decode::<v1::LogEntry>(bytes).map(LogEntry::from),
+            _ => crate::codec::decode(bytes),
+        }
+    }
+
     /// The entry's leaf hash in the log: `BLAKE3(0x00 ‖ encode(entry))`.
     pub fn leaf_hash(&self) -> Hash32 {
         use crate::merkle::LogHasher as _;
         crate::merkle::Blake3::hash_leaf(&crate::codec::encode(self))
+    }
+}
+
+/// Version 1 of the log entry's layout: read, never written.
+mod v1 {
+    use super::{ArchiveRecord, BatchAnchor, Fingerprint, Hash32, KeyGrant, PublicKey};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct LogEntry {
+        pub height: u64,
+        pub time_ms: u64,
+        pub tx: Hash32,
+        pub signer: PublicKey,
+        pub body: EntryBody,
+    }
+
+    impl crate::codec::Canonical for LogEntry {
+        const NAME: &'static str = "log entry (version 1)";
+        const VERSION: u8 = 1;
+        const MAX_LEN: usize = 256 * 1024;
+    }
+
+    /// The bodies a version-1 proof file can carry; a land entry (variant 6) does not decode.
+    #[derive(Serialize, Deserialize)]
+    #[allow(clippy::large_enum_variant)]
+    pub(super) enum EntryBody {
+        Record(ArchiveRecord),
+        Batch(BatchAnchor),
+        Grant(KeyGrant),
+        Revoke { key: PublicKey, agency: String },
+        Withdraw(StatusChange),
+        Supersede { change: StatusChange, record: ArchiveRecord },
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct StatusChange {
+        pub target: Fingerprint,
+        pub target_index: u64,
+        pub reason: String,
+    }
+}
+
+impl From<v1::LogEntry> for LogEntry {
+    fn from(e: v1::LogEntry) -> Self {
+        let change = |c: v1::StatusChange| StatusChange {
+            target: c.target,
+            target_index: c.target_index,
+            target_leaf: 0,
+            reason: c.reason,
+        };
+        let body = match e.body {
+            v1::EntryBody::Record(r) => EntryBody::Record(r),
+            v1::EntryBody::Batch(b) => EntryBody::Batch(b),
+            v1::EntryBody::Grant(g) => EntryBody::Grant(g),
+            v1::EntryBody::Revoke { key, agency } => EntryBody::Revoke { key, agency },
+            v1::EntryBody::Withdraw(c) => EntryBody::Withdraw(change(c)),
+            v1::EntryBody::Supersede { change: c, record } => EntryBody::Supersede { change: change(c), record },
+        };
+        LogEntry { height: e.height, time_ms: e.time_ms, tx: e.tx, signer: e.signer, body }
     }
 }
 

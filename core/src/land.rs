@@ -10,7 +10,7 @@
 //! to the parcel's history; nothing is overwritten.
 //!
 //! The rules that need the state (overlap with live parcels, arrests, consents, authority) are in
-//! [`crate::registry`].
+//! [`crate::registry::land`].
 
 use crate::entry::check_date;
 use crate::fingerprint::Fingerprint;
@@ -123,7 +123,9 @@ pub struct Restriction {
     pub kind: RestrictionKind,
     /// The beneficiary (mortgagee, or the court), as a [`party_hash`].
     pub beneficiary: Hash32,
-    /// For a mortgage: the key whose signature consents to a transfer.
+    /// The key whose signature releases the restriction (required): the mortgagee's for a
+    /// mortgage, which also consents to transfers; for an arrest, the key of the authority that
+    /// imposed it.
     pub consent_key: Option<PublicKey>,
     /// From: `YYYY-MM-DD`.
     pub start: String,
@@ -266,7 +268,8 @@ pub enum LandOp {
         /// The restriction.
         restriction: Restriction,
     },
-    /// A restriction is released.
+    /// A restriction is released, with the signature of its consent key over
+    /// [`release_consent_bytes`].
     Release {
         /// The parcel.
         cadastral: String,
@@ -274,6 +277,8 @@ pub enum LandOp {
         restriction: Fingerprint,
         /// The releasing document.
         source: Fingerprint,
+        /// The restriction's consent key's signature over the release.
+        consent: Signature,
     },
     /// The parcel is split: it is retired and the children, which cover it without overlapping
     /// each other, are registered with its right.
@@ -367,6 +372,24 @@ pub fn consent_verifies(key: &PublicKey, message: &[u8], signature: &Signature) 
     key.verify(sign::LAND_CONSENT, message, signature).is_ok()
 }
 
+/// What a restriction's consent key signs to release it (in the `sabt/land-release/v1` context):
+/// the chain, the parcel, its current version, the restriction's source document and the releasing
+/// document.
+pub fn release_consent_bytes(
+    chain_id: &str,
+    cadastral: &str,
+    version: u32,
+    restriction: &Fingerprint,
+    source: &Fingerprint,
+) -> Vec<u8> {
+    crate::codec::encode_body(&(chain_id, cadastral, version, restriction, source))
+}
+
+/// Verifies a release signed by a restriction's consent key.
+pub fn release_verifies(key: &PublicKey, message: &[u8], signature: &Signature) -> bool {
+    key.verify(sign::LAND_RELEASE, message, signature).is_ok()
+}
+
 /// Why a land operation is refused before any state is consulted.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum LandError {
@@ -394,6 +417,12 @@ pub enum LandError {
         /// Sum denominator.
         den: u128,
     },
+    /// The shares' sum cannot be computed exactly in 128 bits: their denominators are too large
+    /// and too different. Reduce each share's fraction.
+    #[error(
+        "holders' shares cannot be summed exactly: reduce their fractions (denominators too large and too different)"
+    )]
+    ShareOverflow,
 }
 
 fn field(field: &'static str, reason: impl Into<String>) -> LandError {
@@ -437,9 +466,10 @@ impl Right {
             if d == 0 || n == 0 || n > d {
                 return Err(field("right.holders.share", format!("{n}/{d} is not a share in (0, 1]")));
             }
-            // num/den + n/d, reduced at each step so it stays small.
+            // num/den + n/d, reduced at each step; past 128 bits it is refused, never wrapped.
             let (n, d) = (u128::from(n), u128::from(d));
-            let (sn, sd) = (num * d + n * den, den * d);
+            let sum = num.checked_mul(d).zip(n.checked_mul(den)).and_then(|(a, b)| a.checked_add(b));
+            let (sn, sd) = sum.zip(den.checked_mul(d)).ok_or(LandError::ShareOverflow)?;
             let g = gcd(sn, sd);
             (num, den) = (sn / g, sd / g);
         }
@@ -496,12 +526,14 @@ impl LandOp {
             LandOp::Encumber { restriction, .. } => {
                 check_day("restriction.start", &restriction.start)?;
                 match (restriction.kind, restriction.consent_key) {
-                    (RestrictionKind::Mortgage, None) => {
-                        Err(field("restriction.consent_key", "a mortgage names the key that consents to transfers"))
-                    }
-                    (RestrictionKind::Arrest, Some(_)) => {
-                        Err(field("restriction.consent_key", "an arrest has no consent key: it blocks transfers"))
-                    }
+                    (RestrictionKind::Mortgage, None) => Err(field(
+                        "restriction.consent_key",
+                        "a mortgage names the mortgagee's key, which consents to transfers and signs the release",
+                    )),
+                    (RestrictionKind::Arrest, None) => Err(field(
+                        "restriction.consent_key",
+                        "an arrest names the key of the authority that imposed it, which signs its release",
+                    )),
                     _ => Ok(()),
                 }
             }

@@ -26,6 +26,7 @@
 //! - [`status`]: status proofs: whether a record is current, withdrawn or superseded at a block.
 //! - [`bundle`]: the proof file a clerk receives and an auditor verifies offline.
 //! - [`devnet`]: a whole chain in one process, for the demo, examples and tests.
+//! - [`sim`]: a seeded, deterministic generator of adversarial registry traffic, for simulation tests.
 
 #![forbid(unsafe_code)]
 
@@ -44,6 +45,7 @@ pub mod land;
 pub mod merkle;
 pub mod registry;
 pub mod sign;
+pub mod sim;
 pub mod smt;
 pub mod status;
 mod text;

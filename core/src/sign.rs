@@ -37,6 +37,8 @@ pub const VALIDATOR_SET: SigContext = SigContext("sabt/validator-set/v1");
 pub const VALIDATOR_PROOF: SigContext = SigContext("sabt/validator-proof/v1");
 /// A mortgagee's consent to the transfer of a mortgaged parcel.
 pub const LAND_CONSENT: SigContext = SigContext("sabt/land-consent/v1");
+/// The release of a restriction on a parcel, signed by the restriction's consent key.
+pub const LAND_RELEASE: SigContext = SigContext("sabt/land-release/v1");
 
 /// Why a key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -1,22 +1,26 @@
 //! Status proofs: whether an anchored record is still current, withdrawn or superseded, at a
 //! block a quorum of validators committed, checked offline trusting only the genesis.
 //!
-//! A proof file (`*.sabt-status.json`) holds a block header, its commit certificate and a state-map
-//! proof for the record's status key ([`crate::registry::status_key`] of its SHA-256 digest)
-//! against the header's state root. It proves, in layers:
+//! A record is the anchoring that made it ([`RecordId`]: the document's SHA-256 digest, its anchoring
+//! entry, its leaf in that entry's batch). A proof file (`*.sabt-status.json`) holds a block header,
+//! its commit certificate and a state-map proof for the record's status key
+//! ([`crate::registry::schema::StatusOf`]) against the header's state root. It proves, in layers:
 //! 1. **Header → genesis**: validators holding more than 2/3 of the genesis set's power precommitted
 //!    the header's hash at its height ([`crate::block::verify_commit`]).
 //! 2. **Status → header**: the state map under the header's state root holds the given status for
 //!    the key (presence), or nothing (absence: the record is current).
 //!
-//! Paired with the record's proof bundle, whose entry must be inside the header's log, it answers
-//! "was this record withdrawn or superseded since it was anchored?" at that block.
+//! Paired with the record's proof bundle, whose entry and leaf must be the status proof's own and
+//! whose entry must be inside the header's log ([`check_applies`]), it answers "was this record
+//! withdrawn or superseded since it was anchored?" at that block. Version 1 keyed the status by
+//! the digest alone, so one agency's withdrawal could read as another's; it is no longer read.
 
 use crate::block::{BlockHeader, Commit, CommitError, verify_commit};
 use crate::codec;
 use crate::genesis::Genesis;
 use crate::hash::Hash32;
-use crate::registry::{RecordStatus, status_key};
+use crate::registry::schema::{Slot as _, StatusOf};
+use crate::registry::{RecordId, RecordStatus};
 use crate::smt::{self, SmtProof, SmtProofError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -24,7 +28,9 @@ use thiserror::Error;
 /// The `format` field of every status proof.
 pub const STATUS_FORMAT: &str = "sabt-status";
 /// The status proof version this software writes and reads.
-pub const STATUS_VERSION: u32 = 1;
+pub const STATUS_VERSION: u32 = 2;
+/// The parcel proof version this software writes and reads.
+pub const PARCEL_VERSION: u32 = 1;
 /// The largest status proof file accepted.
 pub const MAX_STATUS_LEN: usize = 256 * 1024;
 
@@ -40,8 +46,8 @@ pub struct StatusProof {
     pub chain_id: String,
     /// Hash of the genesis the chain started from.
     pub genesis_hash: Hash32,
-    /// SHA-256 digest of the document.
-    pub sha256: Hash32,
+    /// The record: the document's SHA-256 digest and the anchoring that made it a record.
+    pub record: RecordId,
     /// The record's status at the header's block; absent while the record is current.
     pub status: Option<RecordStatus>,
     /// State-map proof for the status key against the header's state root.
@@ -55,8 +61,8 @@ pub struct StatusProof {
 /// What a valid status proof proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusVerified {
-    /// SHA-256 digest of the document.
-    pub sha256: Hash32,
+    /// The record.
+    pub record: RecordId,
     /// The status: `None` while current.
     pub status: Option<RecordStatus>,
     /// Height of the block it is proven at.
@@ -108,13 +114,17 @@ pub enum StatusError {
         /// The header's height.
         height: u64,
     },
-    /// The status proof is for another document.
-    #[error("status proof is for sha256:{found}, the record is sha256:{expected}")]
-    OtherDocument {
-        /// The record's digest.
-        expected: Hash32,
+    /// The status proof is for another record: another document, or the same document anchored by
+    /// another entry.
+    #[error(
+        "status proof is for sha256:{} anchored at entry {} leaf {}, the record is sha256:{} at entry {} leaf {}",
+        found.sha256, found.entry, found.leaf, expected.sha256, expected.entry, expected.leaf
+    )]
+    OtherRecord {
+        /// The record.
+        expected: RecordId,
         /// The proof's.
-        found: Hash32,
+        found: RecordId,
     },
     /// The status proof is from before the record was anchored.
     #[error("status proof is at log size {log_size}, before the record's entry {index}; fetch a newer one")]
@@ -139,7 +149,7 @@ impl StatusError {
             StatusError::Commit(_) => "bad_commit",
             StatusError::StateProof(_) => "bad_state_proof",
             StatusError::StatusMismatch { .. } => "status_mismatch",
-            StatusError::OtherDocument { .. } => "other_document",
+            StatusError::OtherRecord { .. } => "other_record",
             StatusError::Predates { .. } => "status_predates_record",
         }
     }
@@ -174,9 +184,9 @@ pub fn verify(proof: &StatusProof, genesis: &Genesis) -> Result<StatusVerified, 
     }
     let h = &proof.header;
     let given = proof.status.as_ref().map(|s| smt::value_hash(&codec::encode_body(s)));
-    check_value_at_block(genesis, h, &proof.commit, &status_key(&proof.sha256), given, &proof.state_proof)?;
+    check_value_at_block(genesis, h, &proof.commit, &StatusOf::key(&proof.record), given, &proof.state_proof)?;
     Ok(StatusVerified {
-        sha256: proof.sha256,
+        record: proof.record,
         status: proof.status.clone(),
         height: h.height,
         time_ms: h.time_ms,
@@ -218,7 +228,7 @@ pub const PARCEL_FORMAT: &str = "sabt-parcel";
 pub struct ParcelProof {
     /// Always [`PARCEL_FORMAT`].
     pub format: String,
-    /// [`STATUS_VERSION`].
+    /// [`PARCEL_VERSION`].
     pub version: u32,
     /// The chain id.
     pub chain_id: String,
@@ -240,7 +250,7 @@ impl ParcelProof {
     /// Parses a parcel proof file, bounded in size.
     pub fn from_json(text: &str) -> Result<Self, StatusError> {
         use crate::text::VersionedJsonError as E;
-        crate::text::parse_versioned_json(text, 4 * MAX_STATUS_LEN, PARCEL_FORMAT, STATUS_VERSION).map_err(
+        crate::text::parse_versioned_json(text, 4 * MAX_STATUS_LEN, PARCEL_FORMAT, PARCEL_VERSION).map_err(
             |e| match e {
                 E::Malformed(m) => StatusError::Malformed(m),
                 E::Unsupported { format, version } => StatusError::UnsupportedVersion { format, version },
@@ -259,7 +269,7 @@ pub fn verify_parcel(
     proof: &ParcelProof,
     genesis: &Genesis,
 ) -> Result<(u64, u64, Option<crate::land::ParcelState>), StatusError> {
-    if proof.format != PARCEL_FORMAT || proof.version != STATUS_VERSION {
+    if proof.format != PARCEL_FORMAT || proof.version != PARCEL_VERSION {
         return Err(StatusError::UnsupportedVersion { format: proof.format.clone(), version: proof.version });
     }
     if proof.chain_id != genesis.chain_id || proof.genesis_hash != genesis.hash() {
@@ -274,19 +284,19 @@ pub fn verify_parcel(
         return Err(StatusError::Malformed(format!("the state is of parcel {}", st.parcel.cadastral)));
     }
     let given = proof.state.as_ref().map(|s| smt::value_hash(&codec::encode_body(s)));
-    let key = crate::registry::parcel_key(&proof.cadastral);
+    let key = crate::registry::schema::ParcelOf::key(&proof.cadastral);
     check_value_at_block(genesis, &proof.header, &proof.commit, &key, given, &proof.state_proof)?;
     Ok((proof.header.height, proof.header.time_ms, proof.state.clone()))
 }
 
-/// Checks that a verified status is about the record whose entry is at log index `index` with
-/// SHA-256 `sha256`, and was taken after that entry was committed.
-pub fn check_applies(v: &StatusVerified, sha256: &Hash32, index: u64) -> Result<(), StatusError> {
-    if v.sha256 != *sha256 {
-        return Err(StatusError::OtherDocument { expected: *sha256, found: v.sha256 });
+/// Checks that a verified status is about `record` (its document, its anchoring entry and its leaf
+/// in that entry's batch), and was taken after that entry was committed.
+pub fn check_applies(v: &StatusVerified, record: &RecordId) -> Result<(), StatusError> {
+    if v.record != *record {
+        return Err(StatusError::OtherRecord { expected: *record, found: v.record });
     }
-    if v.log_size <= index {
-        return Err(StatusError::Predates { log_size: v.log_size, index });
+    if v.log_size <= record.entry {
+        return Err(StatusError::Predates { log_size: v.log_size, index: record.entry });
     }
     Ok(())
 }

@@ -72,7 +72,7 @@ pub struct Transaction {
 
 impl Canonical for Transaction {
     const NAME: &'static str = "transaction";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const MAX_LEN: usize = 256 * 1024;
 }
 
@@ -100,7 +100,7 @@ pub struct SignedTx {
 
 impl Canonical for SignedTx {
     const NAME: &'static str = "signed transaction";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const MAX_LEN: usize = 256 * 1024 + 128;
 }
 

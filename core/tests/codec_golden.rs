@@ -19,6 +19,7 @@ use sabt_core::entry::{
 use sabt_core::fingerprint::Fingerprint;
 use sabt_core::genesis::{Agency, AgencyRole, GENESIS_FORMAT, Genesis, Params, ValidatorInfo};
 use sabt_core::hash::{self, Hash32};
+use sabt_core::registry::schema::Slot as _;
 use sabt_core::registry::{self, RecordState, RecordStatus};
 use sabt_core::sign::{self, SecretKey};
 use sabt_core::smt::{self, MemorySmt};
@@ -255,14 +256,16 @@ fn a_stored_blocks_header_is_read_without_its_transactions() {
 fn golden_state_map() {
     let mut t = MemorySmt::default();
     for i in 0u32..5 {
-        smt::insert(&mut t, &registry::state_key(1, &i.to_be_bytes()), smt::value_hash(&i.to_le_bytes())).unwrap();
+        smt::insert(&mut t, &registry::schema::state_key(1, &i.to_be_bytes()), smt::value_hash(&i.to_le_bytes()))
+            .unwrap();
     }
     golden("state_root_5", smt::root(&t).unwrap().as_bytes());
-    golden("state_key_nonce", registry::nonce_key(&key(10).public()).as_bytes());
+    golden("state_key_nonce", registry::schema::NonceOf::key(&key(10).public()).as_bytes());
 }
 
 fn record_ref() -> RecordRef {
     RecordRef {
+        entry: 3,
         record: record(),
         batch: Some(BatchProof { index: 2, size: 5, path: vec![Hash32([0x11; 32]), Hash32([0x22; 32])] }),
     }
@@ -285,14 +288,15 @@ fn golden_status_changes() {
         signer: key(3).public(),
         nonce: 10,
         body: TxBody::Supersede {
-            target: RecordRef { record: record(), batch: None },
+            target: RecordRef { entry: 4, record: record(), batch: None },
             record: new.clone(),
             reason: "corrected copy".into(),
         },
     }
     .sign(&key(3));
     round_trip("signed_tx_supersede", &supersede);
-    let change = StatusChange { target: record().fingerprint, target_index: 4, reason: "corrected copy".into() };
+    let change =
+        StatusChange { target: record().fingerprint, target_index: 4, target_leaf: 0, reason: "corrected copy".into() };
     let entry = LogEntry {
         height: 8,
         time_ms: 1_795_424_402_000,
@@ -312,7 +316,8 @@ fn golden_status_changes() {
         superseded_by: Some(new.fingerprint),
     };
     golden("state_value_record_status", &codec::encode_body(&status));
-    golden("state_key_status", registry::status_key(&record().fingerprint.sha256).as_bytes());
+    let id = registry::RecordId { sha256: record().fingerprint.sha256, entry: 3, leaf: 2 };
+    golden("state_key_status", registry::schema::StatusOf::key(&id).as_bytes());
 }
 
 #[test]
@@ -352,8 +357,23 @@ fn golden_land() {
     let state =
         ParcelState { parcel, right, restrictions: vec![], version: 1, index: 12, height: 9, retired_height: None };
     golden("state_value_parcel", &codec::encode_body(&state));
-    golden("state_key_parcel", registry::parcel_key("01:02:0003").as_bytes());
-    golden("state_key_cell", registry::cell_key((1000, 8520)).as_bytes());
+    golden("state_key_parcel", registry::schema::ParcelOf::key("01:02:0003").as_bytes());
+    golden("state_key_cell", registry::schema::CellMembers::key(&(1000, 8520)).as_bytes());
+    // A release, signed by the restriction's consent key over the release bytes.
+    let (restriction, source) =
+        (Fingerprint::of_bytes(b"golden mortgage deed"), Fingerprint::of_bytes(b"golden repaid"));
+    let message = land::release_consent_bytes("sabt-golden", "01:02:0003", 4, &restriction, &source);
+    golden("land_release_message", &message);
+    let consent = key(12).sign(sabt_core::sign::LAND_RELEASE, &message);
+    golden("land_release_signature", &consent.0);
+    let release = Transaction {
+        chain_id: "sabt-golden".into(),
+        signer: key(3).public(),
+        nonce: 12,
+        body: TxBody::Land(LandOp::Release { cadastral: "01:02:0003".into(), restriction, source, consent }),
+    }
+    .sign(&key(3));
+    round_trip("signed_tx_land_release", &release);
 }
 
 #[test]
@@ -363,8 +383,12 @@ fn version_byte_and_trailing_bytes() {
     bytes.push(0);
     assert!(matches!(codec::decode::<LogEntry>(&bytes), Err(CodecError::TrailingBytes { count: 1, .. })));
     bytes.pop();
-    bytes[0] = 2;
-    assert!(matches!(codec::decode::<LogEntry>(&bytes), Err(CodecError::UnsupportedVersion { found: 2, .. })));
+    bytes[0] = 3;
+    assert!(matches!(codec::decode::<LogEntry>(&bytes), Err(CodecError::UnsupportedVersion { found: 3, .. })));
+    assert!(matches!(LogEntry::decode_any_version(&bytes), Err(CodecError::UnsupportedVersion { found: 3, .. })));
+    // A version-1 entry of a record reads as the same entry.
+    bytes[0] = 1;
+    assert_eq!(LogEntry::decode_any_version(&bytes).unwrap(), entry_record());
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -409,12 +433,22 @@ fn arb_entry() -> impl Strategy<Value = LogEntry> {
             size,
             kind: RecordKind::ALL[k]
         })),
-        (hash32(), hash32(), any::<u64>(), text()).prop_map(|(sha256, blake3, target_index, reason)| {
-            EntryBody::Withdraw(StatusChange { target: Fingerprint { sha256, blake3 }, target_index, reason })
-        }),
-        (arb_record(), arb_record(), any::<u64>(), text()).prop_map(|(old, record, target_index, reason)| {
-            EntryBody::Supersede { change: StatusChange { target: old.fingerprint, target_index, reason }, record }
-        }),
+        (hash32(), hash32(), any::<u64>(), any::<u64>(), text()).prop_map(
+            |(sha256, blake3, target_index, target_leaf, reason)| {
+                EntryBody::Withdraw(StatusChange {
+                    target: Fingerprint { sha256, blake3 },
+                    target_index,
+                    target_leaf,
+                    reason,
+                })
+            }
+        ),
+        (arb_record(), arb_record(), any::<u64>(), any::<u64>(), text()).prop_map(
+            |(old, record, target_index, target_leaf, reason)| EntryBody::Supersede {
+                change: StatusChange { target: old.fingerprint, target_index, target_leaf, reason },
+                record,
+            }
+        ),
     ];
     (any::<u64>(), any::<u64>(), hash32(), any::<u8>(), body).prop_map(|(height, time_ms, tx, seed, body)| LogEntry {
         height,

@@ -13,7 +13,8 @@ use sabt_core::hash::Hash32;
 use sabt_core::land::{
     self, Holding, LandCategory, LandOp, Parcel, Restriction, RestrictionKind, Right, RightKind, Share,
 };
-use sabt_core::registry::{self, BlockError, MemoryLedger, Registry, Tip};
+use sabt_core::registry::schema::{ParcelOf, Slot as _, StructureOf};
+use sabt_core::registry::{BlockError, MemoryLedger, NoCache, Registry, Tip};
 use sabt_core::sign::{self, SecretKey};
 use sabt_core::smt;
 use sabt_core::tx::{SignedTx, Transaction, TxBody};
@@ -74,7 +75,7 @@ impl Chain {
         let stx = self.tx(key, body);
         let mut scratch = self.ledger.clone();
         let time = self.tip.time_ms + 1000;
-        match self.registry.execute(&mut scratch, &self.tip, self.tip.height + 1, time, &[stx]) {
+        match self.registry.execute(&mut scratch, &self.tip, (self.tip.height + 1, time), &[stx], &NoCache) {
             Ok(ex) => {
                 self.ledger = scratch;
                 self.tip = Tip {
@@ -155,26 +156,40 @@ fn land_operations_follow_the_rules_and_keep_history() {
         })
     };
     assert_eq!(c.run(&clerk, transfer(&to_two, vec![])), "ok");
-    let arrest = Restriction {
+    // An arrest names the key of the authority that imposed it; only that key's signature over
+    // the release lifts it.
+    let court = SecretKey::from_seed(&[78; 32]);
+    let mut arrest = Restriction {
         kind: RestrictionKind::Arrest,
         beneficiary: party("court 3"),
         consent_key: None,
         start: "2026-03-01".into(),
         source: doc("court order"),
     };
-    assert_eq!(
-        c.run(&clerk, TxBody::Land(LandOp::Encumber { cadastral: "01:01:0001".into(), restriction: arrest })),
-        "ok"
-    );
+    let encumber =
+        |r: &Restriction| TxBody::Land(LandOp::Encumber { cadastral: "01:01:0001".into(), restriction: r.clone() });
+    assert_eq!(c.run(&clerk, encumber(&arrest)), "bad_land_field", "an arrest without the imposing key");
+    arrest.consent_key = Some(court.public());
+    assert_eq!(c.run(&clerk, encumber(&arrest)), "ok");
     let back = right(&[("TJ-1001", 1, 1)]);
     assert_eq!(c.run(&clerk, transfer(&back, vec![])), "arrested");
-    let release = TxBody::Land(LandOp::Release {
-        cadastral: "01:01:0001".into(),
-        restriction: doc("court order"),
-        source: doc("court release"),
-    });
-    assert_eq!(c.run(&clerk, release.clone()), "ok");
-    assert_eq!(c.run(&clerk, release), "no_such_restriction");
+    let release = |c: &Chain, signer: &SecretKey, restriction: &str, source: &str| {
+        let version = c.registry.parcel(&c.ledger, "01:01:0001").unwrap().unwrap().version;
+        let (restriction, source) = (doc(restriction), doc(source));
+        let message = land::release_consent_bytes("sabt-test", "01:01:0001", version, &restriction, &source);
+        let consent = signer.sign(sign::LAND_RELEASE, &message);
+        TxBody::Land(LandOp::Release { cadastral: "01:01:0001".into(), restriction, source, consent })
+    };
+    let by_clerk = release(&c, &clerk, "court order", "court release");
+    assert_eq!(c.run(&clerk, by_clerk), "consent_missing", "the registering clerk alone cannot lift an arrest");
+    let mut replayed = release(&c, &court, "court order", "court release");
+    if let TxBody::Land(LandOp::Release { source, .. }) = &mut replayed {
+        *source = doc("another document");
+    }
+    assert_eq!(c.run(&clerk, replayed), "consent_missing", "a signature over another release");
+    let by_court = release(&c, &court, "court order", "court release");
+    assert_eq!(c.run(&clerk, by_court.clone()), "ok");
+    assert_eq!(c.run(&clerk, by_court), "no_such_restriction");
 
     // A mortgage: a transfer needs the mortgagee's consent over this version and this right.
     let bank = SecretKey::from_seed(&[77; 32]);
@@ -198,10 +213,18 @@ fn land_operations_follow_the_rules_and_keep_history() {
         bank.sign(sign::LAND_CONSENT, &land::transfer_consent_bytes("sabt-test", "01:01:0001", version, &back));
     assert_eq!(c.run(&clerk, transfer(&back, vec![consent])), "ok");
 
-    // Boundary correction: re-checked against neighbours; shrinking frees the area for others.
+    // An encumbered parcel is neither re-drawn nor retired: its restrictions would escape.
     let correct = |g| {
         TxBody::Land(LandOp::CorrectBoundary { cadastral: "01:01:0001".into(), geometry: g, source: doc("survey") })
     };
+    assert_eq!(c.run(&clerk, correct(rect(0, 0, 100, 50))), "encumbered");
+    let retire_1 = TxBody::Land(LandOp::Retire { cadastral: "01:01:0001".into(), source: doc("retirement order") });
+    assert_eq!(c.run(&clerk, retire_1), "encumbered");
+    // The mortgagee releases the mortgage.
+    let by_bank = release(&c, &bank, "mortgage deed", "mortgage repaid");
+    assert_eq!(c.run(&clerk, by_bank), "ok");
+
+    // Boundary correction: re-checked against neighbours; shrinking frees the area for others.
     assert_eq!(c.run(&clerk, correct(rect(0, 0, 120, 100))), "overlap", "into 0002");
     assert_eq!(c.run(&clerk, correct(rect(0, 0, 100, 50))), "ok");
     assert_eq!(c.run(&clerk, register("01:01:0006", rect(0, 50, 100, 100))), "ok");
@@ -243,23 +266,24 @@ fn land_operations_follow_the_rules_and_keep_history() {
             (4, "release"),
             (5, "encumber"),
             (6, "transfer"),
-            (7, "correct_boundary")
+            (7, "release"),
+            (8, "correct_boundary")
         ]
     );
 
     // Current state, proven from the state root: presence for 0001, and retirement for 0002.
     for cad in ["01:01:0001", "01:01:0002"] {
         let st = c.registry.parcel(&c.ledger, cad).unwrap().unwrap();
-        let proof = smt::prove(&c.ledger, &registry::parcel_key(cad)).unwrap();
-        let proven = proof.verify(&c.tip.state_root, &registry::parcel_key(cad)).unwrap();
+        let proof = smt::prove(&c.ledger, &ParcelOf::key(cad)).unwrap();
+        let proven = proof.verify(&c.tip.state_root, &ParcelOf::key(cad)).unwrap();
         assert_eq!(proven, Some(smt::value_hash(&codec::encode_body(&st))));
     }
     let st = c.registry.parcel(&c.ledger, "01:01:0001").unwrap().unwrap();
-    assert_eq!((st.version, st.right.clone(), st.restrictions.len()), (7, back, 1));
+    assert_eq!((st.version, st.right.clone(), st.restrictions.len()), (8, back, 0));
     assert!(c.registry.parcel(&c.ledger, "01:01:0002").unwrap().unwrap().retired_height.is_some());
     // An absent parcel is proven absent.
-    let proof = smt::prove(&c.ledger, &registry::parcel_key("01:01:9999")).unwrap();
-    assert_eq!(proof.verify(&c.tip.state_root, &registry::parcel_key("01:01:9999")).unwrap(), None);
+    let proof = smt::prove(&c.ledger, &ParcelOf::key("01:01:9999")).unwrap();
+    assert_eq!(proof.verify(&c.tip.state_root, &ParcelOf::key("01:01:9999")).unwrap(), None);
 }
 
 #[test]
@@ -270,6 +294,10 @@ fn rights_are_checked_exactly() {
     huge.validate().unwrap();
     let over = right(&[("a", 2, 3), ("b", 2, 3)]);
     assert!(matches!(over.validate(), Err(land::LandError::Shares { .. })));
+    // Three shares whose exact sum needs more than 128 bits are refused, never wrapped.
+    let (p1, p2, p3) = (u64::MAX - 58, u64::MAX - 82, u64::MAX - 94);
+    let wide = right(&[("a", 1, p1), ("b", 1, p2), ("c", 1, p3)]);
+    assert_eq!(wide.validate(), Err(land::LandError::ShareOverflow));
     let mut lease = right(&[("a", 1, 1)]);
     lease.kind = RightKind::Lease;
     assert!(lease.validate().unwrap_err().to_string().contains("end date"));
@@ -358,7 +386,7 @@ fn split_and_merge_round_trip() {
     let arrest = Restriction {
         kind: RestrictionKind::Arrest,
         beneficiary: party("court"),
-        consent_key: None,
+        consent_key: Some(SecretKey::from_seed(&[79; 32]).public()),
         start: "2026-05-01".into(),
         source: doc("order 5"),
     };
@@ -424,9 +452,51 @@ fn buildings_stand_on_their_parcels_and_roads_link_to_them() {
     assert_eq!(c.run(&admin, retire), "parcel_retired");
     // Structures are proven from the state root like parcels.
     let st = c.registry.structure(&c.ledger, "R:41").unwrap().unwrap();
-    let proof = smt::prove(&c.ledger, &registry::structure_key("R:41")).unwrap();
+    let proof = smt::prove(&c.ledger, &StructureOf::key("R:41")).unwrap();
     assert_eq!(
-        proof.verify(&c.tip.state_root, &registry::structure_key("R:41")).unwrap(),
+        proof.verify(&c.tip.state_root, &StructureOf::key("R:41")).unwrap(),
         Some(smt::value_hash(&codec::encode_body(&st)))
     );
+}
+
+/// The regression of a reported halt: three adjacent parcels, each within the grid-cell limit of
+/// one registration, merged into one polygon through their shared vertices whose bounding box
+/// exceeds it. The check let the merge through, applying it failed in every proposer, and each
+/// stopped as if its store were damaged. Now the check refuses it, and a proposer leaves it out.
+#[test]
+fn a_merge_beyond_the_limit_of_one_registration_is_refused_by_the_check() {
+    let (dev, mut c) = land_chain();
+    let admin = dev.admin_key(0);
+    let clerk = SecretKey::from_seed(&[43; 32]);
+    let grant = TxBody::AuthorizeKey { key: clerk.public(), kinds: vec![RecordKind::LandProperty], expires_ms: None };
+    assert_eq!(c.run(&admin, grant), "ok");
+    let km = 1_000;
+    for (i, x) in [0, 25 * km, 50 * km].into_iter().enumerate() {
+        assert_eq!(c.run(&admin, register(&format!("03:000{i}"), rect(x, 0, x + 25 * km, 50 * km))), "ok");
+    }
+    let p = |x: i64, y: i64| Point::new(500_000_000 + x * 1000, 4_260_000_000 + y * 1000);
+    let outline = [(0, 0), (25, 0), (50, 0), (75, 0), (75, 50), (50, 50), (25, 50), (0, 50), (0, 0)];
+    let merged = Polygon { exterior: outline.iter().map(|&(x, y)| p(x * km, y * km)).collect(), holes: vec![] };
+    let merge = TxBody::Land(LandOp::Merge {
+        parents: vec!["03:0000".into(), "03:0001".into(), "03:0002".into()],
+        parcel: parcel("03:0009", merged),
+        source: doc("merge act"),
+    });
+    assert_eq!(c.run(&admin, merge.clone()), "parcel_too_large");
+
+    // A proposer meeting it leaves it out and fills the block with what follows.
+    let merge_tx = c.tx(&admin, merge);
+    let next = c.tx(&clerk, register("03:0010", rect(100 * km, 0, 100 * km + 100, 100)));
+    let mut ws = c.ledger.clone();
+    let proposer = SecretKey::from_seed(&[1; 32]).public();
+    let built = c
+        .registry
+        .build_block(&mut ws, &c.tip, c.tip.time_ms + 1000, proposer, vec![merge_tx.clone(), next.clone()], &NoCache)
+        .unwrap();
+    assert_eq!(built.block.txs, vec![next]);
+    assert_eq!(built.refused.len(), 1);
+    assert_eq!((built.refused[0].0, built.refused[0].1.code()), (merge_tx.id(), "parcel_too_large"));
+    // Every other node executes that block to the same header.
+    let ex = c.registry.execute_block(&mut c.ledger.clone(), &c.tip, &built.block, &NoCache).unwrap();
+    assert_eq!(ex, built.executed);
 }

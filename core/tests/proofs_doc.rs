@@ -7,7 +7,7 @@
 
 use sabt_core::bundle::{self, DocumentClaim};
 use sabt_core::checkpoint::key_id;
-use sabt_core::codec::{self, encode_body};
+use sabt_core::codec::{self, Canonical as _, encode_body};
 use sabt_core::devnet::Devnet;
 use sabt_core::entry::{AccessClass, ArchiveRecord, EntryBody, LogEntry, RecordKind, ReferenceCode};
 use sabt_core::fingerprint::Fingerprint;
@@ -81,7 +81,7 @@ fn render() -> String {
 
     writeln!(o, "**Entry {index}**, field by field (concatenated, these are the entry's canonical encoding):\n\n| field | bytes (hex) |\n|---|---|").unwrap();
     let mut all = Vec::new();
-    row(&mut o, "version", &[1], &mut all);
+    row(&mut o, "version", &[LogEntry::VERSION], &mut all);
     row(&mut o, "height (varint)", &encode_body(&entry.height), &mut all);
     row(&mut o, "time_ms (varint)", &encode_body(&entry.time_ms), &mut all);
     row(&mut o, "tx", entry.tx.as_bytes(), &mut all);

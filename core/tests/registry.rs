@@ -13,10 +13,11 @@ use sabt_core::entry::{
 use sabt_core::fingerprint::Fingerprint;
 use sabt_core::hash::Hash32;
 use sabt_core::merkle::{Blake3, MemoryTree};
-use sabt_core::registry::{self, BlockError, MemoryLedger, RecordState, Registry, Tip, TxError};
+use sabt_core::registry::schema::{Slot as _, StatusOf};
+use sabt_core::registry::{BlockError, MemoryLedger, NoCache, RecordId, RecordState, Registry, Tip, TxError};
 use sabt_core::sign::SecretKey;
 use sabt_core::smt;
-use sabt_core::status::{self, StatusProof};
+use sabt_core::status::{self, StatusProof, StatusVerified};
 use sabt_core::tx::{SignedTx, Transaction, TxBody};
 
 fn setup() -> (Devnet, Registry, SecretKey) {
@@ -61,7 +62,7 @@ fn built_blocks_re_execute_identically_and_tampering_is_refused() {
         tx(&admin, 2, TxBody::Anchor(record(1))), // same document again: left out
     ];
     let mut built = MemoryLedger::default();
-    let b = registry.build_block(&mut built, &tip, 2_000, proposer, txs).unwrap();
+    let b = registry.build_block(&mut built, &tip, 2_000, proposer, txs, &NoCache).unwrap();
     let (block, ex, refused) = (b.block, b.executed, b.refused);
     assert_eq!(block.txs.len(), 2);
     assert_eq!(refused.len(), 2);
@@ -72,7 +73,7 @@ fn built_blocks_re_execute_identically_and_tampering_is_refused() {
 
     // Another node executes the block from the same state and agrees.
     let mut other = MemoryLedger::default();
-    let ex2 = registry.execute_block(&mut other, &tip, &block).unwrap();
+    let ex2 = registry.execute_block(&mut other, &tip, &block, &NoCache).unwrap();
     assert_eq!(ex2, ex);
 
     // Every header field that execution determines is checked.
@@ -92,14 +93,14 @@ fn built_blocks_re_execute_identically_and_tampering_is_refused() {
     for (name, f) in tampered {
         let mut bad = block.clone();
         f(&mut bad);
-        let err = registry.execute_block(&mut MemoryLedger::default(), &tip, &bad).unwrap_err();
+        let err = registry.execute_block(&mut MemoryLedger::default(), &tip, &bad, &NoCache).unwrap_err();
         assert!(matches!(err, BlockError::Header { field, .. } if field == name), "{name}: {err}");
     }
     // A transaction swapped for another (header unchanged) is refused by the transactions root.
     let mut bad = block.clone();
     bad.txs[1] =
         tx(&admin, 1, TxBody::AnchorBatch(BatchAnchor { root: Hash32([8; 32]), size: 10, kind: RecordKind::Notary }));
-    assert!(registry.execute_block(&mut MemoryLedger::default(), &tip, &bad).is_err());
+    assert!(registry.execute_block(&mut MemoryLedger::default(), &tip, &bad, &NoCache).is_err());
 }
 
 #[test]
@@ -135,7 +136,7 @@ fn invalid_transactions_make_a_block_invalid() {
         ),
     ];
     for (stx, code) in cases {
-        let err = registry.execute(&mut MemoryLedger::default(), &tip, 1, 2_000, &[stx]).unwrap_err();
+        let err = registry.execute(&mut MemoryLedger::default(), &tip, (1, 2_000), &[stx], &NoCache).unwrap_err();
         match err {
             BlockError::Tx { error, .. } => assert_eq!(error.code(), code),
             other => panic!("{code}: {other}"),
@@ -152,7 +153,7 @@ fn block(
     txs: Vec<SignedTx>,
 ) -> Result<Tip, BlockError> {
     let mut scratch = ledger.clone();
-    let ex = registry.execute(&mut scratch, tip, tip.height + 1, time_ms, &txs)?;
+    let ex = registry.execute(&mut scratch, tip, (tip.height + 1, time_ms), &txs, &NoCache)?;
     *ledger = scratch;
     Ok(Tip {
         height: tip.height + 1,
@@ -268,8 +269,8 @@ fn commit_for(header: &sabt_core::block::BlockHeader, seeds: &[u8]) -> sabt_core
     Commit { height: header.height, round: 0, block: header.hash(), signatures }
 }
 
-/// A status proof for `sha256` at the state in `ledger`, under a header with `tip`'s roots.
-fn status_proof(dev: &Devnet, registry: &Registry, ledger: &MemoryLedger, tip: &Tip, sha256: Hash32) -> StatusProof {
+/// A status proof for record `id` at the state in `ledger`, under a header with `tip`'s roots.
+fn status_proof(dev: &Devnet, registry: &Registry, ledger: &MemoryLedger, tip: &Tip, id: RecordId) -> StatusProof {
     let header = sabt_core::block::BlockHeader {
         chain_id: dev.genesis.chain_id.clone(),
         height: tip.height,
@@ -288,9 +289,9 @@ fn status_proof(dev: &Devnet, registry: &Registry, ledger: &MemoryLedger, tip: &
         version: status::STATUS_VERSION,
         chain_id: dev.genesis.chain_id.clone(),
         genesis_hash: dev.genesis.hash(),
-        sha256,
-        status: registry.record_status(ledger, &sha256).unwrap(),
-        state_proof: smt::prove(ledger, &registry::status_key(&sha256)).unwrap(),
+        record: id,
+        status: registry.record_status(ledger, &id).unwrap(),
+        state_proof: smt::prove(ledger, &StatusOf::key(&id)).unwrap(),
         commit: commit_for(&header, &[1, 2, 3]),
         header,
     }
@@ -319,23 +320,24 @@ fn records_are_withdrawn_and_superseded_by_their_agency_with_status_proofs() {
         vec![tx(&admin, 0, grant), tx(&clerk, 0, TxBody::Anchor(record(1))), tx(&clerk, 1, anchor_batch)],
     )
     .unwrap();
-    let single = RecordRef { record: record(1), batch: None };
+    let single = RecordRef { entry: 1, record: record(1), batch: None };
+    let single_id = RecordId { sha256: record(1).fingerprint.sha256, entry: 1, leaf: 0 };
     let path = tree.inclusion_proof(1, 3).unwrap();
-    let batched = RecordRef { record: batch[1].clone(), batch: Some(BatchProof { index: 1, size: 3, path }) };
+    let batched = RecordRef { entry: 2, record: batch[1].clone(), batch: Some(BatchProof { index: 1, size: 3, path }) };
+    let batched_id = RecordId { sha256: batch[1].fingerprint.sha256, entry: 2, leaf: 1 };
     let withdraw = |target: &RecordRef| TxBody::Withdraw { target: target.clone(), reason: "entered in error".into() };
 
     // Current before any change: the status proof shows absence, and verifies.
-    let p = status_proof(&dev, &registry, &l, &tip, record(1).fingerprint.sha256);
+    let p = status_proof(&dev, &registry, &l, &tip, single_id);
     let v = status::verify(&p, &dev.genesis).unwrap();
     assert_eq!(v.status, None);
-    status::check_applies(&v, &record(1).fingerprint.sha256, 1).unwrap();
-    assert_eq!(
-        status::check_applies(&v, &record(1).fingerprint.sha256, 3).unwrap_err().code(),
-        "status_predates_record"
-    );
+    status::check_applies(&v, &single_id).unwrap();
+    let later = RecordId { entry: 3, ..single_id };
+    assert_eq!(status::check_applies(&v, &later).unwrap_err().code(), "other_record");
 
-    // Refusals: another agency; a record not as anchored; a bad batch path; a kind outside the grant;
-    // an empty reason; superseding with itself.
+    // Refusals: another agency; a record not as anchored; an entry that anchors something else or
+    // does not exist; a bad batch path; a kind outside the grant; an empty reason; superseding
+    // with itself.
     let try_ = |signer: &SecretKey, nonce, body| {
         code(block(&registry, &mut l.clone(), &tip, 3_000, vec![tx(signer, nonce, body)]))
     };
@@ -343,7 +345,11 @@ fn records_are_withdrawn_and_superseded_by_their_agency_with_status_proofs() {
     let mut altered = single.clone();
     altered.record.title = "Changed".into();
     assert_eq!(try_(&clerk, 2, withdraw(&altered)), "not_anchored");
-    assert_eq!(try_(&clerk, 2, withdraw(&RecordRef { record: record(2), batch: None })), "not_anchored");
+    assert_eq!(try_(&clerk, 2, withdraw(&RecordRef { entry: 1, record: record(2), batch: None })), "not_anchored");
+    assert_eq!(try_(&clerk, 2, withdraw(&RecordRef { entry: 99, ..single.clone() })), "not_anchored");
+    assert_eq!(try_(&clerk, 2, withdraw(&RecordRef { entry: 0, ..single.clone() })), "not_anchored");
+    assert_eq!(try_(&clerk, 2, withdraw(&RecordRef { entry: 2, ..single.clone() })), "not_anchored");
+    assert_eq!(try_(&clerk, 2, withdraw(&RecordRef { entry: 1, ..batched.clone() })), "not_anchored");
     let mut bad_path = batched.clone();
     bad_path.batch.as_mut().unwrap().path[0].0[0] ^= 1;
     assert_eq!(try_(&clerk, 2, withdraw(&bad_path)), "not_anchored");
@@ -363,25 +369,28 @@ fn records_are_withdrawn_and_superseded_by_their_agency_with_status_proofs() {
     let try_ = |signer: &SecretKey, nonce, body| {
         code(block(&registry, &mut l.clone(), &tip, 4_000, vec![tx(signer, nonce, body)]))
     };
-    let st = registry.record_status(&l, &record(1).fingerprint.sha256).unwrap().unwrap();
+    let st = registry.record_status(&l, &single_id).unwrap().unwrap();
     assert_eq!((st.state, st.index, st.height, st.reason.as_str()), (RecordState::Withdrawn, 3, 2, "entered in error"));
-    let st = registry.record_status(&l, &batch[1].fingerprint.sha256).unwrap().unwrap();
+    let st = registry.record_status(&l, &batched_id).unwrap().unwrap();
     assert_eq!((st.state, st.index, st.superseded_by), (RecordState::Superseded, 4, Some(record(20).fingerprint)));
     // The other records of the batch are untouched; the new record is anchored.
-    assert_eq!(registry.record_status(&l, &batch[0].fingerprint.sha256).unwrap(), None);
+    let first_leaf = RecordId { sha256: batch[0].fingerprint.sha256, entry: 2, leaf: 0 };
+    assert_eq!(registry.record_status(&l, &first_leaf).unwrap(), None);
     assert_eq!(try_(&clerk, 4, TxBody::Anchor(record(20))), "already_anchored");
     let entry: LogEntry = codec::decode(&l.entries[&3]).unwrap();
-    assert!(
-        matches!(entry.body, EntryBody::Withdraw(ref c) if c.target_index == 1 && c.target == record(1).fingerprint)
-    );
+    assert!(matches!(entry.body, EntryBody::Withdraw(ref c)
+        if c.target_index == 1 && c.target_leaf == 0 && c.target == record(1).fingerprint));
+    let entry: LogEntry = codec::decode(&l.entries[&4]).unwrap();
+    assert!(matches!(entry.body, EntryBody::Supersede { ref change, .. }
+        if change.target_index == 2 && change.target_leaf == 1));
 
-    // Only once; and the superseding record can itself be withdrawn.
+    // Only once; and the superseding record (anchored by entry 4) can itself be withdrawn.
     assert_eq!(try_(&clerk, 4, withdraw(&single)), "not_current");
-    assert_eq!(try_(&clerk, 4, withdraw(&RecordRef { record: record(20), batch: None })), "ok");
+    assert_eq!(try_(&clerk, 4, withdraw(&RecordRef { entry: 4, record: record(20), batch: None })), "ok");
 
     // Status proofs: presence verifies; a changed status, a tampered proof, a weak or forged commit
     // and another genesis are each refused.
-    let p = status_proof(&dev, &registry, &l, &tip, record(1).fingerprint.sha256);
+    let p = status_proof(&dev, &registry, &l, &tip, single_id);
     let v = status::verify(&p, &dev.genesis).unwrap();
     assert_eq!(v.status.as_ref().map(|s| s.state), Some(RecordState::Withdrawn));
     let json = p.to_json();
@@ -392,6 +401,10 @@ fn records_are_withdrawn_and_superseded_by_their_agency_with_status_proofs() {
     let mut t = p.clone();
     t.status.as_mut().unwrap().reason = "other".into();
     assert_eq!(status::verify(&t, &dev.genesis).unwrap_err().code(), "status_mismatch");
+    // The proven key binds the record: the same proof relabelled for another anchoring fails.
+    let mut t = p.clone();
+    t.record.entry = 2;
+    assert_eq!(status::verify(&t, &dev.genesis).unwrap_err().code(), "bad_state_proof");
     let mut t = p.clone();
     t.state_proof.siblings[0].0[0] ^= 1;
     assert_eq!(status::verify(&t, &dev.genesis).unwrap_err().code(), "bad_state_proof");
@@ -407,9 +420,75 @@ fn records_are_withdrawn_and_superseded_by_their_agency_with_status_proofs() {
     assert_eq!(status::verify(&t, &dev.genesis).unwrap_err().code(), "duplicate_signer");
     let other = Devnet::new("sabt-other", 1_000, &[[1; 32], [2; 32], [3; 32], [4; 32]], [9; 32]);
     assert_eq!(status::verify(&p, &other.genesis).unwrap_err().code(), "wrong_genesis");
-    // A status proof for one document does not speak for another.
+    // A status proof for one record does not speak for another.
     let v = status::verify(&p, &dev.genesis).unwrap();
-    assert_eq!(status::check_applies(&v, &record(2).fingerprint.sha256, 1).unwrap_err().code(), "other_document");
+    let other_doc = RecordId { sha256: record(2).fingerprint.sha256, ..single_id };
+    assert_eq!(status::check_applies(&v, &other_doc).unwrap_err().code(), "other_record");
+    // Nor for one taken before the record's entry was committed.
+    let v = StatusVerified { log_size: 1, ..status::verify(&p, &dev.genesis).unwrap() };
+    assert_eq!(status::check_applies(&v, &single_id).unwrap_err().code(), "status_predates_record");
+}
+
+/// The regression of a reported defect: agency 2 anchored a copy of agency 1's document in a batch
+/// of its own, then withdrew "the record" by its batch proof, and agency 1's record read as
+/// withdrawn. A record is the entry that anchored it: agency 2 reaches only its own record.
+#[test]
+fn another_agency_reaches_only_the_record_it_anchored_itself() {
+    let (dev, registry, admin) = setup();
+    let other_admin = dev.admin_key(2);
+    let mut l = MemoryLedger::default();
+    let tip = Tip::genesis(&dev.genesis);
+    // Agency 1 anchors p1 singly (entry 0); agency 2 anchors a batch holding a copy of it (entry 1).
+    let copy_batch = [record(1), record(2)];
+    let mut tree = MemoryTree::<Blake3>::new();
+    for r in &copy_batch {
+        tree.push(&codec::encode(r));
+    }
+    let anchor_batch = TxBody::AnchorBatch(BatchAnchor { root: tree.root(), size: 2, kind: RecordKind::CivilStatus });
+    let tip = block(
+        &registry,
+        &mut l,
+        &tip,
+        2_000,
+        vec![tx(&admin, 0, TxBody::Anchor(record(1))), tx(&other_admin, 0, anchor_batch)],
+    )
+    .unwrap();
+    let agency1 = RecordId { sha256: record(1).fingerprint.sha256, entry: 0, leaf: 0 };
+    let agency2 = RecordId { sha256: record(1).fingerprint.sha256, entry: 1, leaf: 0 };
+    let theirs = RecordRef {
+        entry: 1,
+        record: record(1),
+        batch: Some(BatchProof { index: 0, size: 2, path: tree.inclusion_proof(0, 2).unwrap() }),
+    };
+    let ours = RecordRef { entry: 0, record: record(1), batch: None };
+    let withdraw = |target: &RecordRef| TxBody::Withdraw { target: target.clone(), reason: "copy".into() };
+    // Naming agency 1's anchoring is refused with a stable code.
+    assert_eq!(
+        code(block(&registry, &mut l.clone(), &tip, 3_000, vec![tx(&other_admin, 1, withdraw(&ours))])),
+        "wrong_agency"
+    );
+    // Withdrawing its own copy reaches only its own record.
+    let tip = block(&registry, &mut l, &tip, 3_000, vec![tx(&other_admin, 1, withdraw(&theirs))]).unwrap();
+    assert_eq!(registry.record_status(&l, &agency2).unwrap().map(|s| s.state), Some(RecordState::Withdrawn));
+    assert_eq!(registry.record_status(&l, &agency1).unwrap(), None);
+    let p = status_proof(&dev, &registry, &l, &tip, agency1);
+    let v = status::verify(&p, &dev.genesis).unwrap();
+    assert_eq!(v.status, None, "agency 1's record is current");
+    status::check_applies(&v, &agency1).unwrap();
+    // Agency 1 still controls its own record.
+    assert_eq!(code(block(&registry, &mut l.clone(), &tip, 4_000, vec![tx(&admin, 1, withdraw(&ours))])), "ok");
+    // A second single anchoring of the same document is refused, naming the first and its agency.
+    let err = block(&registry, &mut l.clone(), &tip, 4_000, vec![tx(&other_admin, 2, TxBody::Anchor(record(1)))])
+        .unwrap_err();
+    match err {
+        BlockError::Tx { error, .. } => match *error {
+            TxError::AlreadyAnchored { index, ref agency, .. } => {
+                assert_eq!((index, agency.as_str()), (0, dev.genesis.agencies[1].name.as_str()))
+            }
+            other => panic!("{other}"),
+        },
+        other => panic!("{other}"),
+    }
 }
 
 #[test]
@@ -424,24 +503,24 @@ fn a_signature_cache_skips_only_the_signatures_it_vouches_for() {
     // The cache vouches for the good transaction's bytes, signature included: the forgery has
     // another id, so its signature is still checked and refused.
     assert_ne!(forged.id(), good.id());
-    let err =
-        registry.execute_cached(&mut MemoryLedger::default(), &tip, 1, 2_000, std::slice::from_ref(&forged), &cache);
+    let err = registry.execute(&mut MemoryLedger::default(), &tip, (1, 2_000), std::slice::from_ref(&forged), &cache);
     match err {
         Err(BlockError::Tx { error, .. }) => assert_eq!(error.code(), "bad_signature"),
         other => panic!("a forged signature was not refused: {other:?}"),
     }
     // With the cache, the good transaction executes to exactly what full verification gives.
-    let with = registry
-        .execute_cached(&mut MemoryLedger::default(), &tip, 1, 2_000, std::slice::from_ref(&good), &cache)
+    let with =
+        registry.execute(&mut MemoryLedger::default(), &tip, (1, 2_000), std::slice::from_ref(&good), &cache).unwrap();
+    let without = registry
+        .execute(&mut MemoryLedger::default(), &tip, (1, 2_000), std::slice::from_ref(&good), &NoCache)
         .unwrap();
-    let without = registry.execute(&mut MemoryLedger::default(), &tip, 1, 2_000, std::slice::from_ref(&good)).unwrap();
     assert_eq!(with, without);
     // Everything but the signature is still checked for a cached id: a replayed nonce is refused.
     let again = tx(&admin, 0, TxBody::Anchor(record(2)));
     cache.insert(again.id());
     let mut ledger = MemoryLedger::default();
-    registry.execute_cached(&mut ledger, &tip, 1, 2_000, &[good], &cache).unwrap();
-    let err = registry.execute_cached(&mut ledger, &tip, 2, 3_000, &[again], &cache).unwrap_err();
+    registry.execute(&mut ledger, &tip, (1, 2_000), &[good], &cache).unwrap();
+    let err = registry.execute(&mut ledger, &tip, (2, 3_000), &[again], &cache).unwrap_err();
     match err {
         BlockError::Tx { error, .. } => assert_eq!(error.code(), "nonce_used"),
         other => panic!("{other}"),
@@ -450,9 +529,8 @@ fn a_signature_cache_skips_only_the_signatures_it_vouches_for() {
     let candidates = vec![tx(&admin, 0, TxBody::Anchor(record(3))), tx(&admin, 1, TxBody::Anchor(record(4)))];
     let cache: std::collections::BTreeSet<Hash32> = candidates.iter().map(SignedTx::id).collect();
     let proposer = SecretKey::from_seed(&[1; 32]).public();
-    let a = registry
-        .build_block_cached(&mut MemoryLedger::default(), &tip, 2_000, proposer, candidates.clone(), &cache)
-        .unwrap();
-    let b = registry.build_block(&mut MemoryLedger::default(), &tip, 2_000, proposer, candidates).unwrap();
+    let a =
+        registry.build_block(&mut MemoryLedger::default(), &tip, 2_000, proposer, candidates.clone(), &cache).unwrap();
+    let b = registry.build_block(&mut MemoryLedger::default(), &tip, 2_000, proposer, candidates, &NoCache).unwrap();
     assert_eq!(a.block, b.block);
 }

@@ -51,7 +51,10 @@ use sabt_core::geo_io;
 use sabt_core::hash::Hash32;
 use sabt_core::land::{self, ParcelState};
 use sabt_core::merkle::{self, Blake3};
-use sabt_core::registry::{self, Ledger as _};
+use sabt_core::registry::schema::{
+    self as layout, BatchByRoot, ParcelOf, SingleByBlake3, SingleBySha256, Slot as _, StatusOf,
+};
+use sabt_core::registry::{Ledger as _, RecordId};
 use sabt_core::sign::PublicKey;
 use sabt_core::smt;
 use sabt_core::status::{self, StatusProof};
@@ -517,6 +520,15 @@ fn admit(s: &Shared, stx: SignedTx, forwarded: bool) -> Result<Hash32, ApiError>
         Err(e @ AdmitError::Full { .. }) => {
             Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "mempool_full", e.to_string()))
         }
+        // A failure of this node's storage says nothing about the transaction: never a refusal.
+        Err(AdmitError::Store(e)) => {
+            tracing::error!(error = %e, "storage failed while checking a submitted transaction");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage",
+                "this node cannot read its store; try another node",
+            ))
+        }
     }
 }
 
@@ -655,58 +667,63 @@ async fn account(State(s): State<Arc<Shared>>, Path(key): Path<String>) -> Resul
 
 #[utoipa::path(get, path = "/v1/records/{digest}", tag = "registry",
     params(("digest" = String, Path, description = "sha256:HEX, blake3:HEX, or bare HEX (either)")),
-    responses((status = 200, description = "Where the record is anchored, and whether it is current", body = RecordView),
+    responses((status = 200, description = "Where the document is anchored as a single record, by which agency, and whether that record is current", body = RecordView),
         (status = 400, body = ErrorBody), (status = 404, description = "Not anchored as a single record (batched records are found by their batch root)", body = ErrorBody)))]
 async fn record(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Result<Json<RecordView>, ApiError> {
     let d = DocDigest::parse(&digest).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_digest", e))?;
     let ws = s.store.write_set();
-    let keys = match d {
-        DocDigest::Sha256(h) => vec![registry::sha256_key(&h)],
-        DocDigest::Blake3(h) => vec![registry::blake3_key(&h)],
-        DocDigest::Either(h) => vec![registry::sha256_key(&h), registry::blake3_key(&h)],
-    };
-    for k in keys {
-        if let Some(bytes) = ws.state_get(&k).map_err(ApiError::internal)? {
-            let loc: registry::RecordLocation =
-                codec::decode_body("record location", &bytes, 64).map_err(ApiError::internal)?;
-            let entry: sabt_core::entry::LogEntry = codec::decode(
-                &s.store
-                    .entry(loc.index)
-                    .map_err(ApiError::internal)?
-                    .ok_or_else(|| ApiError::internal("entry missing"))?,
-            )
-            .map_err(ApiError::internal)?;
-            let sha = match &entry.body {
-                EntryBody::Record(r) | EntryBody::Supersede { record: r, .. } => r.fingerprint.sha256,
-                _ => return Err(ApiError::internal(format!("entry {} anchors no record", loc.index))),
-            };
-            let status = s.registry.record_status(&ws, &sha).map_err(ApiError::internal)?;
-            return Ok(Json(RecordView {
-                digest,
-                sha256: sha.to_hex(),
-                index: loc.index,
-                height: loc.height,
-                status: status.as_ref().map_or("anchored", |st| st.state.as_str()).to_string(),
-                change: status,
-            }));
-        }
+    let found = match d {
+        DocDigest::Sha256(h) => layout::get::<SingleBySha256, _>(&ws, &h),
+        DocDigest::Blake3(h) => layout::get::<SingleByBlake3, _>(&ws, &h),
+        DocDigest::Either(h) => match layout::get::<SingleBySha256, _>(&ws, &h) {
+            Ok(None) => layout::get::<SingleByBlake3, _>(&ws, &h),
+            other => other,
+        },
     }
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_anchored",
-        format!("no record with digest {digest} is anchored as a single entry"),
-    ))
+    .map_err(ApiError::internal)?;
+    let Some(loc) = found else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_anchored",
+            format!("no record with digest {digest} is anchored as a single entry"),
+        ));
+    };
+    let entry =
+        s.store.entry(loc.index).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("entry missing"))?;
+    let entry: sabt_core::entry::LogEntry = codec::decode(&entry).map_err(ApiError::internal)?;
+    let sha = match &entry.body {
+        EntryBody::Record(r) | EntryBody::Supersede { record: r, .. } => r.fingerprint.sha256,
+        _ => return Err(ApiError::internal(format!("entry {} anchors no record", loc.index))),
+    };
+    let agency = s.registry.agency_of(&ws, &entry.signer).map_err(ApiError::internal)?.unwrap_or_default();
+    let id = RecordId { sha256: sha, entry: loc.index, leaf: 0 };
+    let status = s.registry.record_status(&ws, &id).map_err(ApiError::internal)?;
+    Ok(Json(RecordView {
+        digest,
+        sha256: sha.to_hex(),
+        index: loc.index,
+        height: loc.height,
+        signer: entry.signer.to_hex(),
+        agency,
+        status: status.as_ref().map_or("anchored", |st| st.state.as_str()).to_string(),
+        change: status,
+    }))
 }
 
 /// How often a status proof is rebuilt when a block commits while it is read.
 const PROOF_ATTEMPTS: usize = 5;
 
 #[utoipa::path(get, path = "/v1/records/{digest}/status", tag = "registry",
-    params(("digest" = String, Path, description = "sha256:HEX or bare HEX (the status is kept under the SHA-256)")),
-    responses((status = 200, description = "A status proof at the latest block (docs/PROOFS.md §6a), for `sabt verify --status`", body = Object),
-        (status = 400, body = ErrorBody), (status = 404, description = "No block yet", body = ErrorBody),
+    params(("digest" = String, Path, description = "sha256:HEX or bare HEX (the status is kept under the SHA-256)"), RecordAt),
+    responses((status = 200, description = "A status proof of one record (the document as anchored by one entry) at the latest block (docs/PROOFS.md §6a), for `sabt verify --status`", body = Object),
+        (status = 400, body = ErrorBody), (status = 404, description = "No block yet, or no single anchoring of the document when no entry is given", body = ErrorBody),
         (status = 503, description = "A block committed while the proof was built; retry", body = ErrorBody)))]
-async fn record_status(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> Res {
+async fn record_status(
+    State(s): State<Arc<Shared>>,
+    Path(digest): Path<String>,
+    q: Result<axum::extract::Query<RecordAt>, axum::extract::rejection::QueryRejection>,
+) -> Res {
+    let q = query(q, "?entry=N&leaf=M (the record's anchoring entry and its leaf in that entry's batch)")?;
     let sha = match DocDigest::parse(&digest).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_digest", e))? {
         DocDigest::Sha256(h) | DocDigest::Either(h) => h,
         DocDigest::Blake3(_) => {
@@ -717,14 +734,31 @@ async fn record_status(State(s): State<Arc<Shared>>, Path(digest): Path<String>)
             ));
         }
     };
-    let (state_proof, value, header, commit) = latest_state_proof(&s, registry::status_key(&sha))?;
+    let entry =
+        match q.entry {
+            Some(e) => e,
+            None => layout::get::<SingleBySha256, _>(&s.store.write_set(), &sha)
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_anchored",
+                        format!(
+                            "sha256:{sha} is not anchored as a single record: give ?entry=N&leaf=M from its proof file"
+                        ),
+                    )
+                })?
+                .index,
+        };
+    let id = RecordId { sha256: sha, entry, leaf: q.leaf.unwrap_or(0) };
+    let (state_proof, value, header, commit) = latest_state_proof(&s, StatusOf::key(&id))?;
     let proof = StatusProof {
         format: status::STATUS_FORMAT.to_string(),
         version: status::STATUS_VERSION,
         chain_id: s.genesis.chain_id.clone(),
         genesis_hash: s.genesis_hash,
-        sha256: sha,
-        status: value.map(|v| codec::decode_body("record status", &v, 4096)).transpose().map_err(ApiError::internal)?,
+        record: id,
+        status: value.map(|v| StatusOf::decode(&v)).transpose().map_err(ApiError::internal)?,
         state_proof,
         header,
         commit,
@@ -981,17 +1015,14 @@ async fn structure(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Res 
 async fn parcel_proof(State(s): State<Arc<Shared>>, Path(cadastral): Path<String>) -> Res {
     land::check_cadastral(&cadastral)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_cadastral", e.to_string()))?;
-    let (state_proof, value, header, commit) = latest_state_proof(&s, registry::parcel_key(&cadastral))?;
+    let (state_proof, value, header, commit) = latest_state_proof(&s, ParcelOf::key(&cadastral))?;
     let proof = status::ParcelProof {
         format: status::PARCEL_FORMAT.to_string(),
-        version: status::STATUS_VERSION,
+        version: status::PARCEL_VERSION,
         chain_id: s.genesis.chain_id.clone(),
         genesis_hash: s.genesis_hash,
         cadastral,
-        state: value
-            .map(|v| codec::decode_body("parcel state", &v, 1 << 20))
-            .transpose()
-            .map_err(ApiError::internal)?,
+        state: value.map(|v| ParcelOf::decode(&v)).transpose().map_err(ApiError::internal)?,
         state_proof,
         header,
         commit,
@@ -1052,11 +1083,23 @@ async fn batch(State(s): State<Arc<Shared>>, Path(root): Path<String>) -> Result
         ApiError::new(StatusCode::BAD_REQUEST, "bad_root", format!("batch root must be 64 hex digits: {e}"))
     })?;
     let ws = s.store.write_set();
-    match ws.state_get(&registry::batch_key(&root)).map_err(ApiError::internal)? {
-        Some(bytes) => {
-            let loc: registry::RecordLocation =
-                codec::decode_body("record location", &bytes, 64).map_err(ApiError::internal)?;
-            Ok(Json(BatchView { root: root.to_hex(), index: loc.index, height: loc.height, status: "anchored".into() }))
+    match layout::get::<BatchByRoot, _>(&ws, &root).map_err(ApiError::internal)? {
+        Some(loc) => {
+            let entry = s
+                .store
+                .entry(loc.index)
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| ApiError::internal("entry missing"))?;
+            let signer = codec::decode::<sabt_core::entry::LogEntry>(&entry).map_err(ApiError::internal)?.signer;
+            let agency = s.registry.agency_of(&ws, &signer).map_err(ApiError::internal)?.unwrap_or_default();
+            Ok(Json(BatchView {
+                root: root.to_hex(),
+                index: loc.index,
+                height: loc.height,
+                signer: signer.to_hex(),
+                agency,
+                status: "anchored".into(),
+            }))
         }
         None => {
             Err(ApiError::new(StatusCode::NOT_FOUND, "not_anchored", format!("no batch with root {root} is anchored")))

@@ -9,7 +9,8 @@
 
 use sabt_core::codec;
 use sabt_core::hash::Hash32;
-use sabt_core::registry::{Ledger, Registry, TxError};
+use sabt_core::merkle::StoreError;
+use sabt_core::registry::{At, CheckError, Ledger, NoCache, Registry, TxError};
 use sabt_core::sign::PublicKey;
 use sabt_core::tx::SignedTx;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -21,6 +22,9 @@ pub enum AdmitError {
     /// Refused by the registry rules.
     #[error(transparent)]
     Rejected(#[from] TxError),
+    /// This node's storage failed while checking: nothing is known about the transaction.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
     /// Already waiting.
     #[error("transaction {0} is already in the mempool")]
     Duplicate(Hash32),
@@ -35,6 +39,15 @@ pub enum AdmitError {
         /// Bytes waiting.
         bytes: usize,
     },
+}
+
+impl From<CheckError> for AdmitError {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Refused(e) => AdmitError::Rejected(e),
+            CheckError::Store(e) => AdmitError::Store(e),
+        }
+    }
 }
 
 /// Most transactions held for a nonce gap, per signer.
@@ -93,16 +106,16 @@ impl Mempool {
     }
 
     /// Admits `stx` after checking it against `registry` and the committed state in `ledger`, as of
-    /// the next block: `height` and (an estimate of) its consensus time `time_ms`.
+    /// the next block `next_block` (its height, an estimate of its consensus time, the log size).
     pub fn admit<L: Ledger + ?Sized>(
         &mut self,
         registry: &Registry,
         ledger: &L,
-        (height, time_ms): (u64, u64),
+        next_block: At,
         stx: SignedTx,
     ) -> Result<Hash32, AdmitError> {
-        registry.check_stateless(&stx)?;
-        self.admit_checked(registry, ledger, (height, time_ms), stx)
+        registry.check_stateless(&stx, &NoCache)?;
+        self.admit_checked(registry, ledger, next_block, stx)
     }
 
     /// [`Mempool::admit`] for a transaction that already passed `registry.check_stateless` (its
@@ -112,7 +125,7 @@ impl Mempool {
         &mut self,
         registry: &Registry,
         ledger: &L,
-        next_block: (u64, u64),
+        next_block: At,
         stx: SignedTx,
     ) -> Result<Hash32, AdmitError> {
         self.admit_as(registry, ledger, next_block, stx, false)
@@ -130,7 +143,7 @@ impl Mempool {
         &mut self,
         registry: &Registry,
         ledger: &L,
-        next_block: (u64, u64),
+        next_block: At,
         stx: SignedTx,
     ) -> Result<Hash32, AdmitError> {
         self.admit_as(registry, ledger, next_block, stx, true)
@@ -141,7 +154,7 @@ impl Mempool {
         &mut self,
         registry: &Registry,
         ledger: &L,
-        (height, time_ms): (u64, u64),
+        next_block: At,
         stx: SignedTx,
         hold_gaps: bool,
     ) -> Result<Hash32, AdmitError> {
@@ -161,13 +174,17 @@ impl Mempool {
                 Err(TxError::NonceGap { signer: signer.to_hex(), expected: next, got: nonce })
             }
             Some(_) => Ok(()),
-            None => registry.check_nonce(ledger, &stx),
+            None => match registry.check_nonce(ledger, &stx) {
+                Ok(()) => Ok(()),
+                Err(CheckError::Refused(e)) => Err(e),
+                Err(CheckError::Store(e)) => return Err(AdmitError::Store(e)),
+            },
         };
         let held_now = self.held.get(&signer).map_or(0, BTreeMap::len);
         match follows {
             Ok(()) => {}
             Err(TxError::NonceGap { .. }) if hold_gaps && held_now < HELD_PER_SIGNER => {
-                registry.check_authority(ledger, &stx, height, time_ms)?;
+                registry.plan(ledger, &stx, next_block)?;
                 if let Some((old, _, old_size)) = self.held.entry(signer).or_default().insert(nonce, (id, stx, size)) {
                     // Another transaction with the same nonce: the later one replaces it.
                     self.ids.remove(&old);
@@ -181,7 +198,7 @@ impl Mempool {
             }
             Err(e) => return Err(e.into()),
         }
-        registry.check_authority(ledger, &stx, height, time_ms)?;
+        registry.plan(ledger, &stx, next_block)?;
         self.next_nonce.insert(signer, nonce + 1);
         self.ids.insert(id);
         self.bytes += size;
@@ -287,7 +304,7 @@ impl Mempool {
 
 /// Ids of transactions whose signatures this node has verified (at admission, or while
 /// executing a proposed block), so that a signature is checked once per node rather than again at
-/// proposal and at execution (`Registry::*_cached`). Bounded: past `capacity` the oldest ids are
+/// proposal and at execution (the [`sabt_core::registry::SignatureCache`] every entry point takes). Bounded: past `capacity` the oldest ids are
 /// forgotten, which only means their signatures are verified again.
 #[derive(Debug)]
 pub struct VerifiedIds {
@@ -337,6 +354,7 @@ mod tests {
     use super::*;
     use sabt_core::devnet::Devnet;
     use sabt_core::entry::{BatchAnchor, RecordKind};
+    use sabt_core::registry::At;
     use sabt_core::registry::{MemoryLedger, Tip};
     use sabt_core::sign::SecretKey;
     use sabt_core::tx::{Transaction, TxBody};
@@ -357,10 +375,13 @@ mod tests {
             .sign(&admin)
         };
         let mut pool = Mempool::new(3, 1 << 20);
-        pool.admit(&registry, &ledger, (1, 2), tx(0, 1)).unwrap();
-        assert!(matches!(pool.admit(&registry, &ledger, (1, 2), tx(0, 1)), Err(AdmitError::Duplicate(_))));
+        pool.admit(&registry, &ledger, At { height: 1, time_ms: 2, index: 0 }, tx(0, 1)).unwrap();
         assert!(matches!(
-            pool.admit(&registry, &ledger, (1, 2), tx(2, 2)),
+            pool.admit(&registry, &ledger, At { height: 1, time_ms: 2, index: 0 }, tx(0, 1)),
+            Err(AdmitError::Duplicate(_))
+        ));
+        assert!(matches!(
+            pool.admit(&registry, &ledger, At { height: 1, time_ms: 2, index: 0 }, tx(2, 2)),
             Err(AdmitError::Rejected(TxError::NonceGap { .. }))
         ));
         // A transaction by a key the genesis does not know, or with a broken signature, is refused.
@@ -373,18 +394,21 @@ mod tests {
         }
         .sign(&stranger);
         assert!(matches!(
-            pool.admit(&registry, &ledger, (1, 2), forged),
+            pool.admit(&registry, &ledger, At { height: 1, time_ms: 2, index: 0 }, forged),
             Err(AdmitError::Rejected(TxError::Unauthorised(_)))
         ));
         let mut forged = tx(1, 5);
         forged.tx.nonce = 7;
         assert!(matches!(
-            pool.admit(&registry, &ledger, (1, 2), forged),
+            pool.admit(&registry, &ledger, At { height: 1, time_ms: 2, index: 0 }, forged),
             Err(AdmitError::Rejected(TxError::BadSignature(_)))
         ));
-        pool.admit(&registry, &ledger, (1, 2), tx(1, 2)).unwrap();
-        pool.admit(&registry, &ledger, (1, 2), tx(2, 3)).unwrap();
-        assert!(matches!(pool.admit(&registry, &ledger, (1, 2), tx(3, 4)), Err(AdmitError::Full { .. })));
+        pool.admit(&registry, &ledger, At { height: 1, time_ms: 2, index: 0 }, tx(1, 2)).unwrap();
+        pool.admit(&registry, &ledger, At { height: 1, time_ms: 2, index: 0 }, tx(2, 3)).unwrap();
+        assert!(matches!(
+            pool.admit(&registry, &ledger, At { height: 1, time_ms: 2, index: 0 }, tx(3, 4)),
+            Err(AdmitError::Full { .. })
+        ));
         // Full by count: no room for anything, whatever its size; with room, by bytes.
         assert!(matches!(pool.check_room(1), Err(AdmitError::Full { count: 3, .. })));
         let roomy = Mempool::new(10, 1_000);
@@ -393,7 +417,7 @@ mod tests {
         // Commit the first one: it leaves, the others stay in order.
         let tip = Tip::genesis(&dev.genesis);
         let first = pool.candidates(1);
-        let done = registry.execute(&mut ledger, &tip, 1, 2, &first).unwrap();
+        let done = registry.execute(&mut ledger, &tip, (1, 2), &first, &NoCache).unwrap();
         pool.remove(&registry, &ledger, &[first[0].id()]);
         assert_eq!(pool.len(), 2);
         assert_eq!(pool.candidates(10)[0].tx.nonce, 1);
@@ -402,7 +426,7 @@ mod tests {
         pool.remove(&registry, &ledger, &[next[0].id()]);
         assert!(pool.is_empty(), "{:?}", pool.candidates(10));
         // A committed nonce that another node's transaction used drops the waiting one.
-        pool.admit(&registry, &ledger, (2, 3), tx(1, 6)).unwrap();
+        pool.admit(&registry, &ledger, At { height: 2, time_ms: 3, index: 0 }, tx(1, 6)).unwrap();
         let tip = Tip {
             height: 1,
             time_ms: 2,
@@ -411,7 +435,7 @@ mod tests {
             state_root: done.state_root,
             ..tip
         };
-        registry.execute(&mut ledger, &tip, 2, 3, &[tx(1, 7)]).unwrap();
+        registry.execute(&mut ledger, &tip, (2, 3), &[tx(1, 7)], &NoCache).unwrap();
         pool.remove(&registry, &ledger, &[]);
         assert!(pool.is_empty());
     }
@@ -435,7 +459,7 @@ mod tests {
             }
             .sign(&admin)
         };
-        let at = (1, 2);
+        let at = At { height: 1, time_ms: 2, index: 0 };
         let mut pool = Mempool::new(100, 1 << 20);
         // A client still hears of its gap; a forwarded transaction with one is held, not proposed.
         assert!(matches!(
@@ -460,7 +484,7 @@ mod tests {
         pool.admit_forwarded(&registry, &ledger, at, tx(2)).unwrap();
         pool.admit_forwarded(&registry, &ledger, at, tx(5)).unwrap();
         let tip = Tip::genesis(&dev.genesis);
-        registry.execute(&mut ledger, &tip, 1, 2, &[tx(0)]).unwrap();
+        registry.execute(&mut ledger, &tip, (1, 2), &[tx(0)], &NoCache).unwrap();
         pool.remove(&registry, &ledger, &[]);
         assert_eq!(nonces(&pool), [1, 2]);
         assert_eq!(pool.len(), 3, "nonce 5 is still held");

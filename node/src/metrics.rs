@@ -2,6 +2,7 @@
 //! `sabt_` prefix with this node's name as `moniker`), served on a separate port.
 
 use malachitebft_app_channel::app::metrics::prometheus::metrics::counter::Counter;
+use malachitebft_app_channel::app::metrics::prometheus::metrics::family::Family;
 use malachitebft_app_channel::app::metrics::prometheus::metrics::gauge::Gauge;
 use malachitebft_app_channel::app::metrics::prometheus::metrics::histogram::{Histogram, exponential_buckets};
 use malachitebft_app_channel::app::metrics::{SharedRegistry, export};
@@ -26,9 +27,17 @@ pub struct Metrics {
     pub fsync: Histogram,
     /// Sequence number of the access log's last line.
     pub access_log_seq: Gauge,
+    /// Transactions this node, proposing, left out of its block because the rules refuse them
+    /// against the block's state, by refusal code.
+    pub proposal_refused: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Metrics {
+    /// Counts a transaction left out of a proposal with refusal `code`.
+    pub fn proposal_refused(&self, code: &str) {
+        self.proposal_refused.get_or_create(&vec![("code".to_string(), code.to_string())]).inc();
+    }
+
     /// Creates and registers the metrics for node `name`.
     pub fn register(name: &str) -> Metrics {
         let m = Metrics {
@@ -40,6 +49,7 @@ impl Metrics {
             commit_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             fsync: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             access_log_seq: Gauge::default(),
+            proposal_refused: Family::default(),
         };
         SharedRegistry::global().with_moniker(name).with_prefix("sabt", |r| {
             r.register("height", "Committed block height", m.height.clone());
@@ -54,6 +64,11 @@ impl Metrics {
                 m.commit_latency.clone(),
             );
             r.register("block_write_seconds", "Synced write of one block", m.fsync.clone());
+            r.register(
+                "proposal_refused",
+                "Transactions left out of this node's proposals because the rules refuse them, by code",
+                m.proposal_refused.clone(),
+            );
         });
         m
     }

@@ -138,12 +138,12 @@ impl Shared {
         // the forwarded copies other nodes keep sending) would otherwise cost a verification each.
         self.mempool().check_room(codec::encode(&stx).len())?;
         // Signature and shape next, outside the pool's lock, so that API threads verify in parallel.
-        self.registry.check_stateless(&stx)?;
+        self.registry.check_stateless(&stx, &sabt_core::registry::NoCache)?;
         self.verified.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         let tip = self.tip();
         let ws = self.store.write_set();
         let mut pool = self.mempool();
-        let next = (tip.height + 1, tip.time_ms);
+        let next = sabt_core::registry::At { height: tip.height + 1, time_ms: tip.time_ms, index: tip.log_size };
         let r = if forwarded {
             pool.admit_forwarded(&self.registry, &ws, next, stx)
         } else {

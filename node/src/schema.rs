@@ -178,6 +178,10 @@ pub struct RecordView {
     pub index: u64,
     /// Height of that entry's block.
     pub height: u64,
+    /// The key that signed that entry, hex.
+    pub signer: String,
+    /// The agency that key acts for: the record's owner, who alone may change its status.
+    pub agency: String,
     /// `anchored` (current), `withdrawn` or `superseded`.
     pub status: String,
     /// The withdrawal or supersession, if any (docs/PROOFS.md §6a, RecordStatus).
@@ -194,6 +198,10 @@ pub struct BatchView {
     pub index: u64,
     /// Height of that entry's block.
     pub height: u64,
+    /// The key that signed that entry, hex.
+    pub signer: String,
+    /// The agency that key acts for: the owner of the batch's records.
+    pub agency: String,
     /// Always `anchored`.
     pub status: String,
 }
@@ -213,6 +221,18 @@ pub struct EntryProofView {
     pub height: u64,
     /// The checkpoint, a C2SP signed note.
     pub checkpoint: String,
+}
+
+/// Which anchoring of a document a status is asked for.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecordAt {
+    /// Log index of the entry that anchored the record (its proof file's `entry.index`); default:
+    /// the document's single anchoring.
+    pub entry: Option<u64>,
+    /// The record's leaf in that entry's batch (its proof file's `batch.index`); default 0.
+    pub leaf: Option<u64>,
 }
 
 /// Two committed log sizes.

@@ -976,7 +976,16 @@ mod tests {
         let mut all_keys = Vec::new();
         let commit_with = |store: &Store, tip: &Tip, reference: &mut smt::MemorySmt, keys: &[Hash32]| -> Tip {
             let mut ws = store.write_set();
-            let built = registry.build_block(&mut ws, tip, tip.time_ms + 1_000, proposer, std::iter::empty()).unwrap();
+            let built = registry
+                .build_block(
+                    &mut ws,
+                    tip,
+                    tip.time_ms + 1_000,
+                    proposer,
+                    std::iter::empty(),
+                    &sabt_core::registry::NoCache,
+                )
+                .unwrap();
             let updates: BTreeMap<Hash32, Hash32> =
                 keys.iter().map(|k| (*k, smt::value_hash(&tip.height.to_be_bytes()))).collect();
             let root = smt::insert_batch(&mut ws, &updates).unwrap();
@@ -1028,7 +1037,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let commit_next = |store: &Store, tip: &Tip| -> Tip {
             let mut ws = store.write_set();
-            let built = registry.build_block(&mut ws, tip, tip.time_ms + 1_000, proposer, std::iter::empty()).unwrap();
+            let built = registry
+                .build_block(
+                    &mut ws,
+                    tip,
+                    tip.time_ms + 1_000,
+                    proposer,
+                    std::iter::empty(),
+                    &sabt_core::registry::NoCache,
+                )
+                .unwrap();
             let c = Commit {
                 height: built.block.header.height,
                 round: 0,
@@ -1067,5 +1085,66 @@ mod tests {
         assert_eq!(store.own_proposal(31, 0).unwrap(), None);
         assert_eq!(store.own_proposal(31, 1).unwrap(), None);
         assert!(store.db.iterator_cf(store.cf("proposals").unwrap(), rocksdb::IteratorMode::Start).next().is_none());
+    }
+}
+
+/// The registry simulation ([`sabt_core::sim`]) against this store: blocks built by a proposer on
+/// RocksDB and committed as a node commits them reach exactly the roots an in-memory ledger
+/// reaches executing the same blocks, and reopening the store gives back the same chain.
+#[cfg(test)]
+mod simulation {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sabt_core::registry::{MemoryLedger, NoCache, Registry};
+    use sabt_core::sim::{Config, Simulation};
+
+    fn run(seed: u64, txs: usize) {
+        let mut sim = Simulation::new(seed, Config { txs, ..Config::default() });
+        let registry = Registry::new(sim.genesis()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut tip = Tip::genesis(sim.genesis());
+        let mut memory = MemoryLedger::default();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            while let Some(round) = sim.next_block() {
+                let mut ws = store.write_set();
+                let built = registry
+                    .build_block(&mut ws, &tip, round.time_ms, sim.proposer(), round.txs, &NoCache)
+                    .unwrap_or_else(|e| panic!("seed {seed}, height {}: storage failed: {e}", round.height));
+                let ids: Vec<Hash32> = built.block.txs.iter().map(|t| t.id()).collect();
+                let c = Commit {
+                    height: built.block.header.height,
+                    round: 0,
+                    block: built.block.hash(),
+                    signatures: vec![],
+                };
+                let committed = store.commit(&ws, &built.block, &ids, &c).unwrap();
+                assert_eq!(committed, Tip::after(&built.block.header), "seed {seed}");
+                let executed = registry.execute_block(&mut memory, &tip, &built.block, &NoCache).unwrap_or_else(|e| {
+                    panic!("seed {seed}: block {} built on RocksDB does not execute in memory: {e}", round.height)
+                });
+                assert_eq!(executed, built.executed, "seed {seed}, height {}", round.height);
+                sim.observe(&built.executed);
+                tip = committed;
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.tip().unwrap(), Some(tip.clone()), "seed {seed}: the reopened store's tip");
+        let ws = store.write_set();
+        assert_eq!(smt::root(&ws).unwrap(), smt::root(&memory).unwrap(), "seed {seed}: state root");
+        for (key, value) in &memory.state {
+            assert_eq!(ws.state_get(key).unwrap().as_ref(), Some(value), "seed {seed}: a state value differs");
+        }
+        for (index, bytes) in &memory.entries {
+            assert_eq!(store.entry(*index).unwrap().as_ref(), Some(bytes), "seed {seed}: entry {index}");
+        }
+    }
+
+    #[test]
+    fn simulated_traffic_commits_on_rocksdb_to_what_memory_executes() {
+        for seed in 0..8 {
+            run(seed, 150);
+        }
+        run(1_000, 1_500);
     }
 }

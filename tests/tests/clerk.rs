@@ -261,7 +261,7 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
     // A status proof of another document does not speak for this one.
     let out = verify_status(&batch.join("page-1.tif"), &status_file, false);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("other_document"), "{}", text(&out));
+    assert!(text(&out).contains("other_record"), "{}", text(&out));
 
     let page3 = batch.join("page-3.tif");
     let page3_proof = batch.join("page-3.tif.sabt-proof.json");

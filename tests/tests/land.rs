@@ -163,6 +163,9 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     transfer.extend_from_slice(&holder);
     let out = ops(&transfer);
     assert!(out.status.success(), "{}", text(&out));
+    // The arrest names the key of the court that ordered it: only its signature releases it.
+    let court = c.nodes[3].home.join("keys/admin.key");
+    let court_key = String::from_utf8(sabt(&["key", "show", "--key", p(&court)]).stdout).unwrap().trim().to_string();
     let out = ops(&[
         "encumber",
         "01:01:0001",
@@ -176,12 +179,46 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
         "2026-06-02",
         "--source",
         p(&order),
+        "--consent-key",
+        &court_key,
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let out = ops(&transfer);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(text(&out).contains("arrested"), "{}", text(&out));
-    let out = ops(&["release", "01:01:0001", "--restriction", p(&order), "--source", p(&release)]);
+    let release_consent = |key: &Path| {
+        let out = sabt(&[
+            "parcel",
+            "release-consent",
+            "01:01:0001",
+            "--restriction",
+            p(&order),
+            "--source",
+            p(&release),
+            "--node",
+            node,
+            "--key",
+            p(key),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let by_registrar = release_consent(&admin);
+    let out = ops(&[
+        "release",
+        "01:01:0001",
+        "--restriction",
+        p(&order),
+        "--source",
+        p(&release),
+        "--consent",
+        &by_registrar,
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("consent_missing"), "the registrar alone cannot lift an arrest: {}", text(&out));
+    let by_court = release_consent(&court);
+    let out =
+        ops(&["release", "01:01:0001", "--restriction", p(&order), "--source", p(&release), "--consent", &by_court]);
     assert!(out.status.success(), "{}", text(&out));
     let bank = c.nodes[2].home.join("keys/admin.key");
     let bank_key = String::from_utf8(sabt(&["key", "show", "--key", p(&bank)]).stdout).unwrap().trim().to_string();

@@ -68,6 +68,11 @@ pub struct Args {
     /// Seconds to wait for each transaction to commit.
     #[arg(long, default_value_t = 120)]
     pub wait: u64,
+    /// When a document (or a batch) is already anchored by another key, write that anchoring's
+    /// proof as this document's instead of refusing. The record stays the other signer's: only
+    /// its agency may withdraw or supersede it.
+    #[arg(long)]
+    pub accept_existing: bool,
 }
 
 /// Archive metadata: from flags, or per document from a manifest row (a row's values win).
@@ -396,6 +401,27 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
     result
 }
 
+/// The entry of an anchoring that exists already (the node's answer `v` about `what`): this key's
+/// own (a run interrupted after its transaction committed), or another key's, which is refused
+/// unless `accept` says to take it.
+fn existing(v: &serde_json::Value, key: &SecretKey, accept: bool, what: &str) -> anyhow::Result<u64> {
+    let index = v["index"].as_u64().context("the anchoring's entry index")?;
+    let signer = v["signer"].as_str().unwrap_or_default();
+    if signer == key.public().to_hex() || accept {
+        return Ok(index);
+    }
+    let agency = v["agency"].as_str().unwrap_or("(unknown)");
+    Err(crate::api::Refused {
+        status: 409,
+        code: "already_anchored".into(),
+        message: format!(
+            "{what} is already anchored by agency {agency} at entry {index}, by another key; that record is theirs. \
+             Pass --accept-existing to write its proof for this document anyway"
+        ),
+    }
+    .into())
+}
+
 fn anchor_all(args: &Args, node: &Node, key: &SecretKey, ctx: &mut Ctx<'_>, todo: Vec<Doc>) -> anyhow::Result<u8> {
     if todo.is_empty() {
         return Ok(exit::OK);
@@ -406,7 +432,7 @@ fn anchor_all(args: &Args, node: &Node, key: &SecretKey, ctx: &mut Ctx<'_>, todo
         let doc = &todo[0];
         let digest = format!("sha256:{}", doc.record.fingerprint.sha256);
         let index = match node.get(&format!("/v1/records/{digest}")) {
-            Ok(v) => v["index"].as_u64().context("record index")?,
+            Ok(v) => existing(&v, key, args.accept_existing, &digest)?,
             Err(_) => {
                 let nonce = submit::next_nonce(node, key)?;
                 let s = submit::submit(node, &chain, key, nonce, TxBody::Anchor(doc.record.clone()))?;
@@ -432,7 +458,7 @@ fn anchor_all(args: &Args, node: &Node, key: &SecretKey, ctx: &mut Ctx<'_>, todo
             }
             let root = tree.root();
             let index = match node.get(&format!("/v1/batches/{root}")) {
-                Ok(v) => v["index"].as_u64().context("batch index")?,
+                Ok(v) => existing(&v, key, args.accept_existing, &format!("batch {root}"))?,
                 Err(_) => {
                     let nonce = submit::next_nonce(node, key)?;
                     let body = TxBody::AnchorBatch(BatchAnchor { root, size: tree.size(), kind });

@@ -155,7 +155,7 @@ fn audit_chain(node: &Node, genesis: &Genesis, json: bool) -> anyhow::Result<u8>
         if let Err(e) = verify_commit(&commit, &set, &genesis.chain_id, h, &block.hash()) {
             return Ok(report(&finding("commit certificate", format!("block {}: {e}", block.hash())), json));
         }
-        if let Err(e) = registry.execute_block(&mut ledger, &tip, &block) {
+        if let Err(e) = registry.execute_block(&mut ledger, &tip, &block, &sabt_core::registry::NoCache) {
             return Ok(report(&finding("block does not follow from the previous state", e.to_string()), json));
         }
         let b = node.get(&format!("/v1/blocks/{h}"))?;

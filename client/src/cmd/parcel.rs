@@ -137,9 +137,10 @@ enum ParcelCommand {
         /// The agency's salt for party hashes.
         #[arg(long)]
         salt_file: PathBuf,
-        /// For a mortgage: the mortgagee's public key (hex) whose signature consents to transfers.
+        /// The public key (hex) whose signature releases it: the mortgagee's for a mortgage (it
+        /// also consents to transfers), the imposing authority's (court, bailiff) for an arrest.
         #[arg(long)]
-        consent_key: Option<String>,
+        consent_key: String,
         /// From: YYYY-MM-DD.
         #[arg(long)]
         start: String,
@@ -149,7 +150,8 @@ enum ParcelCommand {
         #[command(flatten)]
         signing: Signing,
     },
-    /// Release a restriction, named by the document that imposed it.
+    /// Release a restriction, named by the document that imposed it, with the signature of its
+    /// consent key (`sabt parcel release-consent`).
     Release {
         /// Cadastral number.
         cadastral: String,
@@ -159,6 +161,9 @@ enum ParcelCommand {
         /// The releasing document.
         #[arg(long)]
         source: PathBuf,
+        /// The restriction's consent key's signature over this release, hex (from `release-consent`).
+        #[arg(long)]
+        consent: String,
         #[command(flatten)]
         signing: Signing,
     },
@@ -201,6 +206,23 @@ enum ParcelCommand {
         source: PathBuf,
         #[command(flatten)]
         signing: Signing,
+    },
+    /// As the holder of a restriction's consent key (the mortgagee, or the authority that imposed an
+    /// arrest), sign its release: prints the signature to pass to `release --consent`.
+    ReleaseConsent {
+        /// Cadastral number.
+        cadastral: String,
+        /// The document that imposed the restriction.
+        #[arg(long)]
+        restriction: PathBuf,
+        /// The releasing document.
+        #[arg(long)]
+        source: PathBuf,
+        /// The node's API URL (for the chain id and the parcel's current version).
+        #[arg(long, env = "SABT_NODE")]
+        node: String,
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// As a mortgagee, consent to a transfer: prints the signature to pass to `transfer --consent`.
     Consent {
@@ -416,6 +438,23 @@ fn send(node: &Node, genesis: &sabt_core::genesis::Genesis, signing: &Signing, o
     Ok(exit::OK)
 }
 
+/// A signature given on the command line as 128 hex digits.
+fn signature_arg(text: &str) -> anyhow::Result<Signature> {
+    let bytes: [u8; 64] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow!("--consent {text:?}: a signature is 128 hex digits"))?;
+    Ok(Signature(bytes))
+}
+
+/// A parcel's current version, which consents and releases are signed over.
+fn current_version(node: &Node, cadastral: &str) -> anyhow::Result<u32> {
+    node.get(&format!("/v1/parcels/{cadastral}"))?["version"]
+        .as_u64()
+        .and_then(|v| u32::try_from(v).ok())
+        .context("the parcel's version")
+}
+
 /// Runs the command.
 pub fn exec(args: Args) -> anyhow::Result<u8> {
     match args.command {
@@ -440,16 +479,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             send(&node, &genesis, &signing, op)
         }
         ParcelCommand::Transfer { cadastral, right, consents, source, signing } => {
-            let consents = consents
-                .iter()
-                .map(|c| {
-                    let bytes: [u8; 64] = hex::decode(c.trim())
-                        .ok()
-                        .and_then(|b| b.try_into().ok())
-                        .ok_or_else(|| anyhow!("--consent {c:?}: a signature is 128 hex digits"))?;
-                    Ok(Signature(bytes))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let consents = consents.iter().map(|c| signature_arg(c)).collect::<anyhow::Result<Vec<_>>>()?;
             let op = LandOp::Transfer { cadastral, right: right.build()?, source: fingerprint(&source)?, consents };
             send_with_node_genesis(&signing, op)
         }
@@ -458,17 +488,19 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             let restriction = Restriction {
                 kind: enum_arg("kind", &kind, "mortgage, arrest")?,
                 beneficiary: land::party_hash(&salt, beneficiary.trim()),
-                consent_key: consent_key
-                    .map(|k| PublicKey::from_hex(&k).map_err(|e| anyhow!("--consent-key: {e}")))
-                    .transpose()?,
+                consent_key: Some(PublicKey::from_hex(&consent_key).map_err(|e| anyhow!("--consent-key: {e}"))?),
                 start,
                 source: fingerprint(&source)?,
             };
             send_with_node_genesis(&signing, LandOp::Encumber { cadastral, restriction })
         }
-        ParcelCommand::Release { cadastral, restriction, source, signing } => {
-            let op =
-                LandOp::Release { cadastral, restriction: fingerprint(&restriction)?, source: fingerprint(&source)? };
+        ParcelCommand::Release { cadastral, restriction, source, consent, signing } => {
+            let op = LandOp::Release {
+                cadastral,
+                restriction: fingerprint(&restriction)?,
+                source: fingerprint(&source)?,
+                consent: signature_arg(&consent)?,
+            };
             send_with_node_genesis(&signing, op)
         }
         ParcelCommand::Correct { cadastral, geometry, source, signing } => {
@@ -521,13 +553,18 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
         }
         ParcelCommand::Consent { cadastral, right, node, key } => {
             let node = Node::new(&node)?;
-            let chain = submit::chain_id(&node)?;
-            let version = node.get(&format!("/v1/parcels/{cadastral}"))?["version"]
-                .as_u64()
-                .and_then(|v| u32::try_from(v).ok())
-                .context("the parcel's version")?;
+            let (chain, version) = (submit::chain_id(&node)?, current_version(&node, &cadastral)?);
             let message = land::transfer_consent_bytes(&chain, &cadastral, version, &right.build()?);
             let sig = key.load()?.sign(sabt_core::sign::LAND_CONSENT, &message);
+            outln!("{}", hex::encode(sig.0));
+            Ok(exit::OK)
+        }
+        ParcelCommand::ReleaseConsent { cadastral, restriction, source, node, key } => {
+            let node = Node::new(&node)?;
+            let (chain, version) = (submit::chain_id(&node)?, current_version(&node, &cadastral)?);
+            let (restriction, source) = (fingerprint(&restriction)?, fingerprint(&source)?);
+            let message = land::release_consent_bytes(&chain, &cadastral, version, &restriction, &source);
+            let sig = key.load()?.sign(sabt_core::sign::LAND_RELEASE, &message);
             outln!("{}", hex::encode(sig.0));
             Ok(exit::OK)
         }

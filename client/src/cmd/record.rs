@@ -21,11 +21,10 @@ use crate::{exit, submit, time};
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use sabt_core::bundle::{self, DocumentClaim, ProofBundle};
-use sabt_core::entry::{AccessClass, ArchiveRecord, RecordKind, RecordRef};
+use sabt_core::entry::{AccessClass, ArchiveRecord, RecordKind};
 use sabt_core::fingerprint::{DocDigest, Fingerprint};
 use sabt_core::genesis::Genesis;
-use sabt_core::hash::Hash32;
-use sabt_core::registry::{RecordState, RecordStatus};
+use sabt_core::registry::{RecordId, RecordState, RecordStatus};
 use sabt_core::status::{self, StatusProof, StatusVerified};
 use sabt_core::tx::TxBody;
 use std::path::{Path, PathBuf};
@@ -136,13 +135,11 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
         RecordCommand::Withdraw { proof, reason, out, signing: Signing { conn, key, wait } } => {
             let node = Node::new(&conn.node)?;
             let genesis = genesis_of(&node, conn.genesis.as_ref())?;
-            let (bundle, verified) = load_proof(&proof, &genesis)?;
-            let target = RecordRef { record: bundle.record.clone(), batch: bundle.batch.clone() };
+            let (bundle, _) = load_proof(&proof, &genesis)?;
             let key = key.load()?;
-            let body = TxBody::Withdraw { target, reason };
+            let body = TxBody::Withdraw { target: bundle.record_ref(), reason };
             send(&node, &genesis, &key, body, Duration::from_secs(wait))?;
-            let sha = bundle.record.fingerprint.sha256;
-            let (sp, v) = fetch_status(&node, &genesis, &sha, Some(verified.index))?;
+            let (sp, v) = fetch_status(&node, &genesis, &bundle.record_id())?;
             let out = out.unwrap_or_else(|| status_path(&proof));
             write_atomic(&out, &sp.to_json())?;
             report(&v, Some(&out), conn.json);
@@ -163,7 +160,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
         } => {
             let node = Node::new(&conn.node)?;
             let genesis = genesis_of(&node, conn.genesis.as_ref())?;
-            let (bundle, verified) = load_proof(&proof, &genesis)?;
+            let (bundle, _) = load_proof(&proof, &genesis)?;
             let handle = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
             let (fingerprint, _) = Fingerprint::of_reader(std::io::BufReader::new(handle))
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -181,15 +178,14 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             record.date_to = date_to.or_else(|| old.date_to.clone());
             record.validate().map_err(|e| anyhow!("{}: metadata refused: {e}", file.display()))?;
             let key = key.load()?;
-            let target = RecordRef { record: old.clone(), batch: bundle.batch.clone() };
-            let body = TxBody::Supersede { target, record: record.clone(), reason };
+            let body = TxBody::Supersede { target: bundle.record_ref(), record: record.clone(), reason };
             send(&node, &genesis, &key, body, Duration::from_secs(wait))?;
             let digest = format!("sha256:{}", record.fingerprint.sha256);
             let index = node.get(&format!("/v1/records/{digest}"))?["index"].as_u64().context("record index")?;
             let (entry, note) = fetch_proof(&node, index)?;
             let new_proof = new_proof_path(&file, out.as_deref());
             write_bundle(&genesis, &record, None, entry, note, &new_proof)?;
-            let (sp, v) = fetch_status(&node, &genesis, &old.fingerprint.sha256, Some(verified.index))?;
+            let (sp, v) = fetch_status(&node, &genesis, &bundle.record_id())?;
             let status_out = status_path(&proof);
             write_atomic(&status_out, &sp.to_json())?;
             if conn.json {
@@ -214,18 +210,24 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
         RecordCommand::Status { proof, digest, out, conn } => {
             let node = Node::new(&conn.node)?;
             let genesis = genesis_of(&node, conn.genesis.as_ref())?;
-            let (sha, index, default_out) = match (&proof, &digest) {
+            let (sp, v, default_out) = match (&proof, &digest) {
                 (Some(p), _) => {
-                    let (b, v) = load_proof(p, &genesis)?;
-                    (b.record.fingerprint.sha256, Some(v.index), Some(status_path(p)))
+                    let (b, _) = load_proof(p, &genesis)?;
+                    let (sp, v) = fetch_status(&node, &genesis, &b.record_id())?;
+                    (sp, v, Some(status_path(p)))
                 }
-                (None, Some(d)) => match DocDigest::parse(d).map_err(|e| anyhow!("--digest: {e}"))? {
-                    DocDigest::Sha256(h) | DocDigest::Either(h) => (h, None, None),
-                    DocDigest::Blake3(_) => bail!("--digest: a record's status is kept under its SHA-256 digest"),
-                },
+                (None, Some(d)) => {
+                    let sha = match DocDigest::parse(d).map_err(|e| anyhow!("--digest: {e}"))? {
+                        DocDigest::Sha256(h) | DocDigest::Either(h) => h,
+                        DocDigest::Blake3(_) => bail!("--digest: a record's status is kept under its SHA-256 digest"),
+                    };
+                    // The document's single anchoring, whichever it is: the node names it.
+                    let answer = node.get(&format!("/v1/records/sha256:{sha}/status"))?;
+                    let (sp, v) = check_status(&answer, &genesis)?;
+                    (sp, v, None)
+                }
                 (None, None) => bail!("give --proof P or --digest sha256:HEX"),
             };
-            let (sp, v) = fetch_status(&node, &genesis, &sha, index)?;
             match out.or(default_out) {
                 Some(path) => {
                     write_atomic(&path, &sp.to_json())?;
@@ -261,21 +263,21 @@ fn send(
     Ok(())
 }
 
-/// Fetches the status proof for `sha256` and verifies it against `genesis` (and, when the record's
-/// entry index is known, that it covers that entry).
-fn fetch_status(
-    node: &Node,
-    genesis: &Genesis,
-    sha256: &Hash32,
-    index: Option<u64>,
-) -> anyhow::Result<(StatusProof, StatusVerified)> {
-    let answer = node.get(&format!("/v1/records/sha256:{sha256}/status"))?;
+/// Fetches the status proof of `record` and verifies it against `genesis`, and that it is about
+/// that record (its document, anchoring entry and leaf) and covers its entry.
+fn fetch_status(node: &Node, genesis: &Genesis, record: &RecordId) -> anyhow::Result<(StatusProof, StatusVerified)> {
+    let answer =
+        node.get(&format!("/v1/records/sha256:{}/status?entry={}&leaf={}", record.sha256, record.entry, record.leaf))?;
+    let (sp, v) = check_status(&answer, genesis)?;
+    status::check_applies(&v, record).map_err(|e| anyhow!("the node's status proof: {e}"))?;
+    Ok((sp, v))
+}
+
+/// Parses and verifies a status proof the node gave.
+fn check_status(answer: &serde_json::Value, genesis: &Genesis) -> anyhow::Result<(StatusProof, StatusVerified)> {
     let sp = StatusProof::from_json(&answer.to_string()).context("the node's status proof")?;
     let v = status::verify(&sp, genesis)
         .map_err(|e| anyhow!("the status proof the node gave does not verify ({}): {e}", e.code()))?;
-    if let Some(i) = index {
-        status::check_applies(&v, sha256, i).map_err(|e| anyhow!("the node's status proof: {e}"))?;
-    }
     Ok((sp, v))
 }
 
@@ -330,11 +332,13 @@ pub(crate) fn status_json(v: &StatusVerified) -> serde_json::Value {
 fn report(v: &StatusVerified, written: Option<&Path>, json: bool) {
     if json {
         let mut out = status_json(v);
-        out["sha256"] = v.sha256.to_hex().into();
+        out["sha256"] = v.record.sha256.to_hex().into();
+        out["entry"] = v.record.entry.into();
+        out["leaf"] = v.record.leaf.into();
         out["status_proof"] = written.map(|p| p.display().to_string()).into();
         outln!("{out}");
     } else {
-        outln!("record    sha256:{}", v.sha256);
+        outln!("record    sha256:{} anchored at entry {} (leaf {})", v.record.sha256, v.record.entry, v.record.leaf);
         outln!("status    {} (proven at height {})", describe(v.status.as_ref()), v.height);
         if let Some(p) = written {
             outln!("written   {}", p.display());

@@ -173,7 +173,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
 fn check_status(text: &str, genesis: &Genesis, v: &bundle::Verified) -> Result<StatusVerified, StatusError> {
     let sp = StatusProof::from_json(text)?;
     let sv = status::verify(&sp, genesis)?;
-    status::check_applies(&sv, &v.record.fingerprint.sha256, v.index)?;
+    status::check_applies(&sv, &v.record_id())?;
     Ok(sv)
 }
 

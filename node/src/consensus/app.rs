@@ -28,7 +28,7 @@ use bytes::Bytes;
 use sabt_core::block::{Block, ProposalMsg, verify_commit};
 use sabt_core::codec;
 use sabt_core::hash::Hash32;
-use sabt_core::registry::{MemoryLedger, Tip};
+use sabt_core::registry::{BlockError, MemoryLedger, Tip};
 use sabt_core::sign::SecretKey;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -243,15 +243,16 @@ impl App {
         }
     }
 
-    /// Validates `block` as the next block on the committed tip.
-    fn validate(&mut self, block: &Block, check_clock: bool) -> Validity {
+    /// Validates `block` as the next block on the committed tip. A failure of this node's own
+    /// storage is an error, never a verdict: the node stops rather than vote against a valid block.
+    fn validate(&mut self, block: &Block, check_clock: bool) -> anyhow::Result<Validity> {
         let tip = self.tip();
         if block.header.height != tip.height + 1 {
-            return Validity::Invalid;
+            return Ok(Validity::Invalid);
         }
         if self.set.get_by_address(&Address(block.header.proposer)).is_none() {
             warn!(height = block.header.height, "proposed block names a proposer outside the validator set");
-            return Validity::Invalid;
+            return Ok(Validity::Invalid);
         }
         if check_clock && block.header.time_ms > now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
             warn!(
@@ -259,12 +260,12 @@ impl App {
                 time_ms = block.header.time_ms,
                 "proposed block is too far in the future"
             );
-            return Validity::Invalid;
+            return Ok(Validity::Invalid);
         }
         let started = Instant::now();
         let mut ws = self.shared.store.write_set();
         let cache = self.shared.verified_among(&block.txs);
-        match self.shared.registry.execute_block_cached(&mut ws, &tip, block, &cache) {
+        match self.shared.registry.execute_block(&mut ws, &tip, block, &cache) {
             Ok(_) => {
                 if block.header.proposer != self.address.0 {
                     Self::measured(&mut self.execute_us_per_tx, block.txs.len(), started.elapsed());
@@ -281,11 +282,14 @@ impl App {
                 self.shared.mark_verified(&block.txs);
                 let overlay = ws.into_overlay();
                 self.prepare(&tip, block, overlay);
-                Validity::Valid
+                Ok(Validity::Valid)
+            }
+            Err(BlockError::Store(e)) => {
+                Err(anyhow!("storage failed while executing proposed block {}: {e}", block.header.height))
             }
             Err(e) => {
                 warn!(height = block.header.height, error = %e, "refusing proposed block");
-                Validity::Invalid
+                Ok(Validity::Invalid)
             }
         }
     }
@@ -395,20 +399,16 @@ impl App {
                     .enumerate()
                     .take_while(move |(i, _)| *i < MIN_BLOCK_TXS || Instant::now() < deadline)
                     .map(|(_, t)| t);
-                let built = self.shared.registry.build_block_cached(
-                    &mut ws,
-                    &tip,
-                    time_ms,
-                    self.address.0,
-                    within_budget,
-                    &cache,
-                )?;
+                let built =
+                    self.shared.registry.build_block(&mut ws, &tip, time_ms, self.address.0, within_budget, &cache)?;
                 let block = built.block;
                 let overlay = ws.into_overlay();
                 Self::measured(&mut self.build_us_per_tx, block.txs.len(), started.elapsed());
                 self.prepare(&tip, &block, overlay);
                 for (id, e) in &built.refused {
-                    debug!(%id, error = %e, "left a transaction out of the block; dropped from the mempool");
+                    // Refused against this block's state: left out and dropped, never a reason to stop.
+                    debug!(%id, code = e.code(), error = %e, "left a transaction out of the block; dropped from the mempool");
+                    self.shared.metrics.proposal_refused(e.code());
                 }
                 let refused: Vec<Hash32> = built.refused.iter().map(|(id, _)| *id).collect();
                 self.shared.refused(&refused);
@@ -446,10 +446,10 @@ impl App {
         Ok(Some(LocallyProposedValue::new(height, round, BlockId(hash))))
     }
 
-    fn received_part(&mut self, part: ProposalPart) -> Option<ProposedValue<SabtContext>> {
+    fn received_part(&mut self, part: ProposalPart) -> anyhow::Result<Option<ProposedValue<SabtContext>>> {
         let tip = self.tip().height;
         if part.height <= tip || part.height > tip + MAX_PENDING_HEIGHTS {
-            return None;
+            return Ok(None);
         }
         let round = Round::new(part.round);
         // The proposer order of a later height depends on blocks not committed yet: a part for
@@ -466,13 +466,13 @@ impl App {
                 round = part.round,
                 "proposal part from a validator that does not propose this round"
             );
-            return None;
+            return Ok(None);
         }
         let block: Block = match codec::decode(&part.block) {
             Ok(b) => b,
             Err(e) => {
                 warn!(height = part.height, error = %e, "proposal part holds no valid block");
-                return None;
+                return Ok(None);
             }
         };
         let hash = block.hash();
@@ -486,17 +486,17 @@ impl App {
         };
         if msg.verify(&part.signature).is_err() || block.header.height != part.height {
             warn!(height = part.height, "proposal part signature does not verify; ignored");
-            return None;
+            return Ok(None);
         }
         // A new proposal names its builder as the proposer (the proposer order reads it from
         // committed headers); a re-proposal (with a proof-of-lock round) carries the block of an
         // earlier round, built by that round's proposer.
         if part.pol_round.is_none() && block.header.proposer != part.proposer {
             warn!(height = part.height, round = part.round, "proposed block names another validator as its proposer");
-            return None;
+            return Ok(None);
         }
         let pol_round = part.pol_round.map(Round::new).unwrap_or(Round::Nil);
-        let validity = (part.height == tip + 1).then(|| self.validate(&block, true));
+        let validity = if part.height == tip + 1 { Some(self.validate(&block, true)?) } else { None };
         let seen = Seen {
             block: Arc::new(block),
             bytes: part.block.clone(),
@@ -509,16 +509,16 @@ impl App {
         };
         let reply = validity.map(|v| self.proposed_value(hash, &seen, v));
         self.remember(hash, seen);
-        reply
+        Ok(reply)
     }
 
-    fn started_round(&mut self, height: Height, round: Round) -> Vec<ProposedValue<SabtContext>> {
+    fn started_round(&mut self, height: Height, round: Round) -> anyhow::Result<Vec<ProposedValue<SabtContext>>> {
         self.round_started = Some(Instant::now());
         if round == Round::new(0) {
             self.first_round_started = Some((height.0, Instant::now()));
         }
         self.shared.metrics.round.set(i64::from(round.as_u32().unwrap_or(0)));
-        let Some(at) = self.seen.get(&height.0) else { return Vec::new() };
+        let Some(at) = self.seen.get(&height.0) else { return Ok(Vec::new()) };
         let todo: Vec<(Hash32, Seen)> =
             at.iter().filter(|(_, s)| s.round == round).map(|(h, s)| (*h, s.clone())).collect();
         let mut out = Vec::new();
@@ -535,7 +535,7 @@ impl App {
             let v = match s.validity {
                 Some(v) => v,
                 None => {
-                    let v = self.validate(&s.block, true);
+                    let v = self.validate(&s.block, true)?;
                     s.ready_at = Some(Instant::now());
                     v
                 }
@@ -546,7 +546,7 @@ impl App {
                 m.insert(hash, s);
             }
         }
-        out
+        Ok(out)
     }
 
     /// How `height`, decided in `round`, went in its first round as this node saw it.
@@ -613,7 +613,7 @@ impl App {
                 let cache = self.shared.verified_among(&block.txs);
                 self.shared
                     .registry
-                    .execute_block_cached(&mut ws, &tip, &block, &cache)
+                    .execute_block(&mut ws, &tip, &block, &cache)
                     .with_context(|| format!("decided block {height} does not execute"))?;
                 (ws, false)
             }
@@ -675,20 +675,20 @@ impl App {
         round: Round,
         proposer: Address,
         bytes: Bytes,
-    ) -> SyncedValueOutcome<SabtContext> {
+    ) -> anyhow::Result<SyncedValueOutcome<SabtContext>> {
         let block: Block = match codec::decode(&bytes) {
             Ok(b) => b,
             Err(e) => {
                 warn!(%height, error = %e, "synced value is not a valid block");
-                return SyncedValueOutcome::PeerFault;
+                return Ok(SyncedValueOutcome::PeerFault);
             }
         };
         if block.header.height != height.0 {
-            return SyncedValueOutcome::PeerFault;
+            return Ok(SyncedValueOutcome::PeerFault);
         }
         let hash = block.hash();
         let tip = self.tip().height;
-        let validity = if height.0 == tip + 1 { self.validate(&block, false) } else { Validity::Valid };
+        let validity = if height.0 == tip + 1 { self.validate(&block, false)? } else { Validity::Valid };
         let seen = Seen {
             block: Arc::new(block),
             bytes: Arc::new(bytes.to_vec()),
@@ -700,7 +700,7 @@ impl App {
         };
         let value = self.proposed_value(hash, &seen, validity);
         self.remember(hash, seen);
-        SyncedValueOutcome::Verdict(value)
+        Ok(SyncedValueOutcome::Verdict(value))
     }
 
     /// Answers the engine until it stops or a commit fails.
@@ -715,7 +715,7 @@ impl App {
                 }
                 AppMsg::StartedRound { height, round, proposer, role, reply_value } => {
                     debug!(%height, %round, %proposer, ?role, "started round");
-                    let values = self.started_round(height, round);
+                    let values = self.started_round(height, round)?;
                     let _ = reply_value.send(values);
                 }
                 AppMsg::GetValue { height, round, timeout: _, reply } => {
@@ -756,7 +756,7 @@ impl App {
                 }
                 AppMsg::ReceivedProposalPart { from: _, published_by: _, part, reply } => {
                     let value = match part.content {
-                        StreamContent::Data(p) => self.received_part(p),
+                        StreamContent::Data(p) => self.received_part(p)?,
                         StreamContent::Fin => None,
                     };
                     let _ = reply.send(value);
@@ -784,7 +784,7 @@ impl App {
                     let _ = reply.send(values);
                 }
                 AppMsg::ProcessSyncedValue { height, round, proposer, value_bytes, reply } => {
-                    let outcome = self.synced_value(height, round, proposer, value_bytes);
+                    let outcome = self.synced_value(height, round, proposer, value_bytes)?;
                     let _ = reply.send(outcome);
                 }
             }
