@@ -934,6 +934,21 @@ mod tests {
         (dev, registry, proposer)
     }
 
+    /// An empty next block on `tip`, built into `ws`, with a certificate naming it (unsigned: the
+    /// store keeps what it is given).
+    fn empty_block(
+        registry: &sabt_core::registry::Registry,
+        ws: &mut WriteSet<'_>,
+        tip: &Tip,
+        proposer: sabt_core::sign::PublicKey,
+    ) -> (Block, Commit) {
+        let built = registry
+            .build_block(ws, tip, tip.time_ms + 1_000, proposer, std::iter::empty(), &sabt_core::registry::NoCache)
+            .unwrap();
+        let c = Commit { height: built.block.header.height, round: 0, block: built.block.hash(), signatures: vec![] };
+        (built.block, c)
+    }
+
     /// Keys for the state map: hashes of `i`, and for every third one a second key that shares
     /// its first 20 bits, so that the tree has nodes below [`UPPER_DEPTH`] as well as above.
     fn state_keys(from: u32, to: u32) -> Vec<Hash32> {
@@ -976,23 +991,12 @@ mod tests {
         let mut all_keys = Vec::new();
         let commit_with = |store: &Store, tip: &Tip, reference: &mut smt::MemorySmt, keys: &[Hash32]| -> Tip {
             let mut ws = store.write_set();
-            let built = registry
-                .build_block(
-                    &mut ws,
-                    tip,
-                    tip.time_ms + 1_000,
-                    proposer,
-                    std::iter::empty(),
-                    &sabt_core::registry::NoCache,
-                )
-                .unwrap();
+            let (block, c) = empty_block(&registry, &mut ws, tip, proposer);
             let updates: BTreeMap<Hash32, Hash32> =
                 keys.iter().map(|k| (*k, smt::value_hash(&tip.height.to_be_bytes()))).collect();
             let root = smt::insert_batch(&mut ws, &updates).unwrap();
             assert_eq!(smt::insert_batch(reference, &updates).unwrap(), root);
-            let c =
-                Commit { height: built.block.header.height, round: 0, block: built.block.hash(), signatures: vec![] };
-            store.commit(&ws, &built.block, &[], &c).unwrap()
+            store.commit(&ws, &block, &[], &c).unwrap()
         };
         {
             let store = Store::open(dir.path()).unwrap();
@@ -1037,23 +1041,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let commit_next = |store: &Store, tip: &Tip| -> Tip {
             let mut ws = store.write_set();
-            let built = registry
-                .build_block(
-                    &mut ws,
-                    tip,
-                    tip.time_ms + 1_000,
-                    proposer,
-                    std::iter::empty(),
-                    &sabt_core::registry::NoCache,
-                )
-                .unwrap();
-            let c = Commit {
-                height: built.block.header.height,
-                round: 0,
-                block: built.block.hash(),
-                signatures: Vec::new(),
-            };
-            store.commit(&ws, &built.block, &[], &c).unwrap()
+            let (block, c) = empty_block(&registry, &mut ws, tip, proposer);
+            store.commit(&ws, &block, &[], &c).unwrap()
         };
         let mut tip = Tip::genesis(&dev.genesis);
         {
