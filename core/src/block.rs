@@ -81,6 +81,22 @@ impl Block {
         self.header.hash()
     }
 
+    /// Whether the transactions are the ones the header names: their count and their root. A
+    /// block's hash is its header's, so two blocks with one hash may carry different transactions;
+    /// this is the check that tells the one the proposer signed from a swapped one, before the
+    /// block is kept, executed or stored.
+    pub fn check_body(&self) -> Result<(), BodyMismatch> {
+        let count = u32::try_from(self.txs.len()).unwrap_or(u32::MAX);
+        if count != self.header.tx_count {
+            return Err(BodyMismatch::Count { header: self.header.tx_count, body: self.txs.len() });
+        }
+        let root = tx_root(&self.txs);
+        if root != self.header.tx_root {
+            return Err(BodyMismatch::Root { header: self.header.tx_root, body: root });
+        }
+        Ok(())
+    }
+
     /// The header of the encoded block `bytes`, without decoding its transactions: for readers of
     /// stored blocks that need only the header (proofs, checkpoints). Size limit and version byte
     /// are checked as [`codec::decode`] checks them, and the header must be canonical; the
@@ -89,6 +105,27 @@ impl Block {
         let body = codec::envelope_body::<Block>(bytes)?;
         Ok(codec::decode_body_prefix(<BlockHeader as Canonical>::NAME, body)?.0)
     }
+}
+
+/// A block whose transactions are not those its header names.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BodyMismatch {
+    /// Another number of transactions.
+    #[error("the header names {header} transactions, the block holds {body}")]
+    Count {
+        /// The header's count.
+        header: u32,
+        /// The body's.
+        body: usize,
+    },
+    /// Other transactions.
+    #[error("the header's transactions root is {header}, the block's transactions make {body}")]
+    Root {
+        /// The header's root.
+        header: Hash32,
+        /// The root of the transactions held.
+        body: Hash32,
+    },
 }
 
 /// The transactions root: an RFC 9162 tree (BLAKE3) whose leaves are the transaction ids.
@@ -314,6 +351,54 @@ mod tests {
             })
             .collect();
         Commit { height: 5, round: 1, block, signatures }
+    }
+
+    fn batch_tx(nonce: u64, root: u8) -> SignedTx {
+        use crate::entry::{BatchAnchor, RecordKind};
+        let key = SecretKey::from_seed(&[7; 32]);
+        crate::tx::Transaction {
+            chain_id: "c".into(),
+            signer: key.public(),
+            nonce,
+            body: crate::tx::TxBody::AnchorBatch(BatchAnchor {
+                root: Hash32([root; 32]),
+                size: 3,
+                kind: RecordKind::Notary,
+            }),
+        }
+        .sign(&key)
+    }
+
+    #[test]
+    fn a_body_is_checked_against_its_header_and_a_swapped_one_is_told_apart() {
+        let txs = vec![batch_tx(0, 1), batch_tx(1, 2)];
+        let header = BlockHeader {
+            chain_id: "c".into(),
+            height: 1,
+            time_ms: 1,
+            prev_hash: Hash32([0; 32]),
+            tx_root: tx_root(&txs),
+            tx_count: 2,
+            log_size: 2,
+            log_root: Hash32([3; 32]),
+            state_root: Hash32([4; 32]),
+            validator_set_hash: Hash32([5; 32]),
+            proposer: keys()[0].public(),
+        };
+        let honest = Block { header: header.clone(), txs: txs.clone() };
+        honest.check_body().unwrap();
+        // The same header (so the same block hash and the same signed proposal) with other
+        // transactions: one replaced, reordered, one dropped, one added.
+        let replaced = Block { header: header.clone(), txs: vec![batch_tx(0, 1), batch_tx(1, 9)] };
+        let reordered = Block { header: header.clone(), txs: vec![txs[1].clone(), txs[0].clone()] };
+        let dropped = Block { header: header.clone(), txs: vec![txs[0].clone()] };
+        let added = Block { header: header.clone(), txs: vec![txs[0].clone(), txs[1].clone(), batch_tx(2, 3)] };
+        for swapped in [&replaced, &reordered] {
+            assert_eq!(swapped.hash(), honest.hash());
+            assert!(matches!(swapped.check_body(), Err(BodyMismatch::Root { .. })));
+        }
+        assert!(matches!(dropped.check_body(), Err(BodyMismatch::Count { header: 2, body: 1 })));
+        assert!(matches!(added.check_body(), Err(BodyMismatch::Count { header: 2, body: 3 })));
     }
 
     #[test]

@@ -25,6 +25,11 @@ use thiserror::Error;
 /// The largest value any decoder in Sabt accepts, whatever the type: 16 MiB.
 pub const ABSOLUTE_MAX_LEN: usize = 16 << 20;
 
+/// The largest network message a node decodes ([`decode_wire_body`]): a consensus message or sync
+/// response that carries several values of up to [`ABSOLUTE_MAX_LEN`] each (a sync batch of the
+/// largest blocks). No value stored, hashed or signed is ever this large.
+pub const MAX_WIRE_LEN: usize = 96 << 20;
+
 /// A type with a canonical binary encoding.
 pub trait Canonical: Serialize + DeserializeOwned {
     /// Human name of the type, used in error messages.
@@ -170,6 +175,24 @@ pub fn decode_body<T: Serialize + DeserializeOwned>(
     max: usize,
 ) -> Result<T, CodecError> {
     let max = max.min(ABSOLUTE_MAX_LEN);
+    if bytes.len() > max {
+        return Err(CodecError::TooLong { type_name, len: bytes.len(), max });
+    }
+    let value: T = decode_body_limited(type_name, bytes)?;
+    require_canonical(type_name, &value, bytes)?;
+    Ok(value)
+}
+
+/// Decodes a network message without a version byte, refusing inputs longer than `max` (at most
+/// [`MAX_WIRE_LEN`]): for the containers the consensus network exchanges (a proposal part holding
+/// a whole block, a sync response holding several), which frame values of up to
+/// [`ABSOLUTE_MAX_LEN`] and so must be allowed to exceed it.
+pub fn decode_wire_body<T: Serialize + DeserializeOwned>(
+    type_name: &'static str,
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, CodecError> {
+    let max = max.min(MAX_WIRE_LEN);
     if bytes.len() > max {
         return Err(CodecError::TooLong { type_name, len: bytes.len(), max });
     }

@@ -36,6 +36,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod devnet;
 pub mod entry;
+pub mod evidence;
 pub mod fingerprint;
 pub mod genesis;
 pub mod geo_io;

@@ -2,7 +2,7 @@
 //!
 //! **Quorum rule**: signatures from distinct validators of the set count when their voting power
 //! sums to *more than two thirds* of the set's total: `3 · signed > 2 · total` (computed in `u128`,
-//! so it cannot overflow). A validator counts once however many times it signs; signatures by keys
+//! so it cannot overflow). A set's powers sum to at most [`MAX_TOTAL_POWER`]. A validator counts once however many times it signs; signatures by keys
 //! outside the set count for nothing.
 
 use crate::codec;
@@ -16,6 +16,10 @@ use thiserror::Error;
 pub const MAX_VALIDATORS: usize = 256;
 /// The longest validator (and note key) name.
 pub const MAX_NAME_LEN: usize = 128;
+/// The most voting power a set may hold in total: 2^53, so that every sum and every
+/// `3 · power` a consensus engine computes in `u64` fits, and JSON readers that hold numbers as
+/// doubles read every power exactly.
+pub const MAX_TOTAL_POWER: u64 = 1 << 53;
 
 /// One validator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +58,9 @@ pub enum ValidatorSetError {
     /// A validator without voting power.
     #[error("validator {0:?} has zero voting power")]
     ZeroPower(String),
+    /// The powers sum to more than [`MAX_TOTAL_POWER`].
+    #[error("the validators' voting powers sum to more than {MAX_TOTAL_POWER}; use smaller powers in the same ratio")]
+    TotalPowerTooLarge,
 }
 
 /// Checks a name for use as a validator name and C2SP note key name: 1 to 128 characters from
@@ -114,6 +121,9 @@ impl ValidatorSet {
                 return Err(ValidatorSetError::ZeroPower(v.name.clone()));
             }
             total += u128::from(v.power);
+        }
+        if total > u128::from(MAX_TOTAL_POWER) {
+            return Err(ValidatorSetError::TotalPowerTooLarge);
         }
         Ok(ValidatorSet { validators, total_power: total })
     }
@@ -182,9 +192,10 @@ mod tests {
         let set = ValidatorSet::new(vec![v("a", 1, 1), v("b", 2, 1), v("c", 3, 1)]).unwrap();
         assert!(!set.is_quorum(2), "2 of 3 is exactly two thirds, not more");
         assert!(set.is_quorum(3));
-        let set = ValidatorSet::new(vec![v("a", 1, u64::MAX), v("b", 2, u64::MAX)]).unwrap();
-        assert!(!set.is_quorum(u128::from(u64::MAX)));
-        assert!(set.is_quorum(2 * u128::from(u64::MAX)));
+        let half = MAX_TOTAL_POWER / 2;
+        let set = ValidatorSet::new(vec![v("a", 1, half), v("b", 2, half)]).unwrap();
+        assert!(!set.is_quorum(u128::from(half)));
+        assert!(set.is_quorum(2 * u128::from(half)));
     }
 
     #[test]
@@ -196,6 +207,16 @@ mod tests {
         ));
         assert!(matches!(ValidatorSet::new(vec![v("a", 1, 1), v("b", 1, 1)]), Err(ValidatorSetError::DuplicateKey(_))));
         assert!(matches!(ValidatorSet::new(vec![v("a", 1, 0)]), Err(ValidatorSetError::ZeroPower(_))));
+        // Powers whose sum (or three times it) overflows a consensus engine's u64 arithmetic.
+        assert_eq!(
+            ValidatorSet::new(vec![v("a", 1, u64::MAX), v("b", 2, u64::MAX)]),
+            Err(ValidatorSetError::TotalPowerTooLarge)
+        );
+        assert_eq!(
+            ValidatorSet::new(vec![v("a", 1, MAX_TOTAL_POWER), v("b", 2, 1)]),
+            Err(ValidatorSetError::TotalPowerTooLarge)
+        );
+        assert!(ValidatorSet::new(vec![v("a", 1, MAX_TOTAL_POWER - 1), v("b", 2, 1)]).is_ok());
         assert!(matches!(ValidatorSet::new(vec![v("a b", 1, 1)]), Err(ValidatorSetError::BadName { .. })));
         assert!(matches!(ValidatorSet::new(vec![v("a+b", 1, 1)]), Err(ValidatorSetError::BadName { .. })));
     }

@@ -25,6 +25,7 @@
 //! | `GET /v1/parcels/{cadastral}/history` | every entry that changed the parcel, oldest first |
 //! | `GET /v1/structures/{id}` | a building or road: kind, parcels, geometry (GeoJSON), retirement |
 //! | `GET /v1/parcels/{cadastral}/proof` | a proof of that state (or of absence) at the latest block |
+//! | `GET /v1/evidence[?from=H]` | equivocation evidence this node kept (two conflicting messages a validator signed), from height H, at most 100 |
 //! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document ([`ApiDoc`]) |
 //!
 //! Errors are `{"code": "...", "message": "..."}` with a stable code; a full mempool answers 429
@@ -203,6 +204,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<Shared>>)> {
         ("/v1/blocks/{height}", get(block)),
         ("/v1/blocks/{height}/raw", get(block_raw)),
         ("/v1/checkpoint", get(checkpoint)),
+        ("/v1/evidence", get(evidence)),
         ("/v1/txs", post(submit)),
         ("/v1/txs/batch", post(submit_batch)),
         ("/v1/txs/{id}", get(tx_status)),
@@ -241,6 +243,7 @@ Byte formats are specified in docs/PROOFS.md."
         block,
         block_raw,
         checkpoint,
+        evidence,
         submit,
         submit_batch,
         tx_status,
@@ -483,6 +486,34 @@ async fn checkpoint(State(s): State<Arc<Shared>>) -> Result<Json<CheckpointView>
         root: header.log_root.to_hex(),
         note: note_of(&s, &header, &commit),
     }))
+}
+
+/// Most pieces of evidence in one answer.
+const MAX_EVIDENCE: usize = 100;
+
+#[utoipa::path(get, path = "/v1/evidence", tag = "chain", params(EvidenceQuery),
+    responses((status = 200, description = "Equivocation evidence this node kept, oldest height first", body = EvidenceList),
+        (status = 400, description = "A malformed query", body = ErrorBody)))]
+async fn evidence(
+    State(s): State<Arc<Shared>>,
+    q: Result<axum::extract::Query<EvidenceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EvidenceList>, ApiError> {
+    let q = query(q, "from=<height>")?;
+    let stored = s.store.evidence(q.from.unwrap_or(0), MAX_EVIDENCE).map_err(ApiError::internal)?;
+    let mut items = Vec::with_capacity(stored.len());
+    for (height, bytes) in stored {
+        let e: sabt_core::evidence::Equivocation = codec::decode(&bytes).map_err(ApiError::internal)?;
+        let key = e.validator();
+        items.push(EvidenceView {
+            height,
+            round: e.round(),
+            kind: e.kind().to_string(),
+            validator: s.validator_set.by_key(&key).map(|v| v.name.clone()).unwrap_or_default(),
+            validator_key: key.to_hex(),
+            evidence: hex::encode(&bytes),
+        });
+    }
+    Ok(Json(EvidenceList { evidence: items }))
 }
 
 /// A query string's parameters, or a 400 `bad_request` naming the form expected.

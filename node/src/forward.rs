@@ -26,6 +26,10 @@ pub const FORWARDED_HEADER: &str = "x-sabt-forwarded";
 pub const QUEUE: usize = 8192;
 /// Most transactions in one forwarded batch.
 pub const BATCH: usize = 512;
+/// Most bytes of hex-encoded transactions in one forwarded batch: with its JSON framing a batch
+/// stays under the peers' default body limit (`api.max_body_bytes`, 1 MiB), which would refuse a
+/// larger one whole. The largest transaction a genesis allows (256 KiB, 512 KiB as hex) fits alone.
+pub const BATCH_BYTES: usize = 768 << 10;
 
 /// The sending side, held by the API.
 #[derive(Debug, Clone)]
@@ -108,12 +112,49 @@ fn tally(answer: &[u8], refused: &mut BTreeMap<String, u64>) -> usize {
 /// waits at most this long, against a block interval of hundreds of milliseconds.
 const WINDOW: Duration = Duration::from_millis(25);
 
-/// Moves queued transactions into `batch` until it holds [`BATCH`] or the queue is empty; false
-/// once the sending side is gone.
-fn drain(rx: &Receiver<Arc<str>>, batch: &mut Vec<Arc<str>>) -> bool {
-    while batch.len() < BATCH {
+/// A batch being gathered: at most [`BATCH`] transactions and [`BATCH_BYTES`] bytes; a transaction
+/// that would overflow it is held over to start the next one.
+#[derive(Debug, Default)]
+struct Gather {
+    batch: Vec<Arc<str>>,
+    bytes: usize,
+    held: Option<Arc<str>>,
+}
+
+impl Gather {
+    /// Starts a batch with the transaction held over, if any.
+    fn start(&mut self) {
+        self.batch.clear();
+        self.bytes = 0;
+        if let Some(t) = self.held.take() {
+            self.push(t);
+        }
+    }
+
+    /// Adds `t`, or holds it over if the batch has no room for it; false when the batch is full.
+    fn push(&mut self, t: Arc<str>) -> bool {
+        if !self.batch.is_empty() && (self.batch.len() >= BATCH || self.bytes + t.len() > BATCH_BYTES) {
+            self.held = Some(t);
+            return false;
+        }
+        self.bytes += t.len();
+        self.batch.push(t);
+        self.batch.len() < BATCH && self.bytes < BATCH_BYTES
+    }
+
+    fn full(&self) -> bool {
+        self.held.is_some() || self.batch.len() >= BATCH || self.bytes >= BATCH_BYTES
+    }
+}
+
+/// Moves queued transactions into `g` until it is full or the queue is empty; false once the
+/// sending side is gone.
+fn drain(rx: &Receiver<Arc<str>>, g: &mut Gather) -> bool {
+    while !g.full() {
         match rx.try_recv() {
-            Ok(t) => batch.push(t),
+            Ok(t) => {
+                g.push(t);
+            }
             Err(TryRecvError::Empty) => return true,
             Err(TryRecvError::Disconnected) => return false,
         }
@@ -127,20 +168,25 @@ fn run(rx: Receiver<Arc<str>>, peer: String) {
     // What the peer answered since the last report: a transaction it refuses (other than one it
     // has committed already) waits for this node's own turn to propose.
     let (mut answered, mut refused, mut last_report) = (0u64, BTreeMap::new(), Instant::now());
+    let mut g = Gather::default();
     loop {
-        let first = match rx.recv() {
-            Ok(t) => t,
-            Err(_) => return,
-        };
-        let mut batch = vec![first];
+        g.start();
+        if g.batch.is_empty() {
+            match rx.recv() {
+                Ok(t) => {
+                    g.push(t);
+                }
+                Err(_) => return,
+            }
+        }
         // What is queued already goes at once; otherwise the batch gathers for one window, with
         // this thread asleep rather than woken by every transaction pushed.
-        let open = drain(&rx, &mut batch);
-        if open && batch.len() < BATCH {
+        let open = drain(&rx, &mut g);
+        if open && !g.full() {
             std::thread::sleep(WINDOW);
-            drain(&rx, &mut batch);
+            drain(&rx, &mut g);
         }
-        let body = serde_json::json!({ "txs": batch.iter().map(|t| &**t).collect::<Vec<&str>>() });
+        let body = serde_json::json!({ "txs": g.batch.iter().map(|t| &**t).collect::<Vec<&str>>() });
         // The answer is read to its end: ureq returns a connection to its pool only then, and a
         // connection closed after every batch cost a TCP handshake, an accepted connection on the
         // peer and a socket in TIME_WAIT, a hundred times a second per peer under load.
@@ -242,6 +288,46 @@ mod tests {
             body: TxBody::AnchorBatch(BatchAnchor { root: Hash32([1; 32]), size: 1, kind: RecordKind::Other }),
         }
         .sign(&key)
+    }
+
+    #[test]
+    fn batches_stay_within_the_peers_body_limit_and_hold_over_what_does_not_fit() {
+        let (tx, rx) = sync_channel(QUEUE);
+        // Transactions of 200 KiB as hex, as large ones are: four fit, the fifth starts the next batch.
+        let big: Arc<str> = "a".repeat(200 << 10).into();
+        for _ in 0..9 {
+            tx.send(big.clone()).unwrap();
+        }
+        let mut g = Gather::default();
+        let mut sizes = Vec::new();
+        loop {
+            g.start();
+            drain(&rx, &mut g);
+            if g.batch.is_empty() {
+                break;
+            }
+            let body = serde_json::json!({ "txs": g.batch.iter().map(|t| &**t).collect::<Vec<&str>>() });
+            assert!(serde_json::to_vec(&body).unwrap().len() < 1 << 20, "a batch over the body limit");
+            sizes.push(g.batch.len());
+        }
+        assert_eq!(sizes, vec![3, 3, 3]);
+        // Small transactions fill a batch by count.
+        let small: Arc<str> = "b".repeat(300).into();
+        for _ in 0..(BATCH + 5) {
+            tx.send(small.clone()).unwrap();
+        }
+        g.start();
+        drain(&rx, &mut g);
+        assert_eq!(g.batch.len(), BATCH);
+        g.start();
+        drain(&rx, &mut g);
+        assert_eq!(g.batch.len(), 5);
+        // One transaction larger than the byte bound still goes, alone.
+        tx.send("c".repeat(BATCH_BYTES + 1).into()).unwrap();
+        tx.send(small).unwrap();
+        g.start();
+        drain(&rx, &mut g);
+        assert_eq!(g.batch.len(), 1);
     }
 
     #[test]

@@ -1,11 +1,7 @@
 //! Prometheus metrics, registered in Malachite's global registry beside the engine's own (under the
 //! `sabt_` prefix with this node's name as `moniker`), served on a separate port.
 
-use malachitebft_app_channel::app::metrics::prometheus::metrics::counter::Counter;
-use malachitebft_app_channel::app::metrics::prometheus::metrics::family::Family;
-use malachitebft_app_channel::app::metrics::prometheus::metrics::gauge::Gauge;
-use malachitebft_app_channel::app::metrics::prometheus::metrics::histogram::{Histogram, exponential_buckets};
-use malachitebft_app_channel::app::metrics::{SharedRegistry, export};
+use crate::consensus::telemetry::{Counter, Family, Gauge, Histogram, SharedRegistry, exponential_buckets, export};
 use std::net::SocketAddr;
 
 /// The node's own metrics.
@@ -30,12 +26,32 @@ pub struct Metrics {
     /// Transactions this node, proposing, left out of its block because the rules refuse them
     /// against the block's state, by refusal code.
     pub proposal_refused: Family<Vec<(String, String)>, Counter>,
+    /// Consensus messages this node dropped as faulty, by reason (`relayed_part`, `swapped_body`,
+    /// `bad_signature`, `bad_block`, `not_proposer`, `conflicting`, `full`, `extension_unknown_block`,
+    /// `extension_mismatch`, `synced_bad_certificate`).
+    pub consensus_dropped: Family<Vec<(String, String)>, Counter>,
+    /// Equivocations kept as evidence, by kind (`prevote`, `precommit`, `proposal`).
+    pub equivocations: Family<Vec<(String, String)>, Counter>,
+    /// How far ahead of this node's clock the last block proposed by another validator was when
+    /// it arrived, milliseconds (negative: behind). Far from zero on one node only, this node's
+    /// clock is off.
+    pub clock_offset_ms: Gauge,
 }
 
 impl Metrics {
     /// Counts a transaction left out of a proposal with refusal `code`.
     pub fn proposal_refused(&self, code: &str) {
         self.proposal_refused.get_or_create(&vec![("code".to_string(), code.to_string())]).inc();
+    }
+
+    /// Counts a consensus message dropped for `reason`.
+    pub fn dropped(&self, reason: &str) {
+        self.consensus_dropped.get_or_create(&vec![("reason".to_string(), reason.to_string())]).inc();
+    }
+
+    /// Counts an equivocation of `kind` kept as evidence.
+    pub fn equivocation(&self, kind: &str) {
+        self.equivocations.get_or_create(&vec![("kind".to_string(), kind.to_string())]).inc();
     }
 
     /// Creates and registers the metrics for node `name`.
@@ -50,6 +66,9 @@ impl Metrics {
             fsync: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             access_log_seq: Gauge::default(),
             proposal_refused: Family::default(),
+            consensus_dropped: Family::default(),
+            equivocations: Family::default(),
+            clock_offset_ms: Gauge::default(),
         };
         SharedRegistry::global().with_moniker(name).with_prefix("sabt", |r| {
             r.register("height", "Committed block height", m.height.clone());
@@ -68,6 +87,17 @@ impl Metrics {
                 "proposal_refused",
                 "Transactions left out of this node's proposals because the rules refuse them, by code",
                 m.proposal_refused.clone(),
+            );
+            r.register(
+                "consensus_dropped",
+                "Consensus messages dropped as faulty (relayed or swapped parts, bad extensions, ...), by reason",
+                m.consensus_dropped.clone(),
+            );
+            r.register("equivocations", "Equivocations kept as evidence, by kind", m.equivocations.clone());
+            r.register(
+                "clock_offset_ms",
+                "How far ahead of this node's clock the last block from another proposer was on arrival",
+                m.clock_offset_ms.clone(),
             );
         });
         m

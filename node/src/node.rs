@@ -3,20 +3,10 @@
 //! and stop with an error when a durable write fails.
 
 use crate::config::Config;
-use crate::consensus::app::App;
-use crate::consensus::codec::SabtCodec;
-use crate::consensus::context::SabtContext;
-use crate::consensus::mal::{
-    self, Codec as _, ConsensusConfig, ConsensusContext, DiscoveryConfig, EngineBuilder, Keypair, LinearTimeouts,
-    NetworkContext, NetworkIdentity, NodeConfig, P2pConfig, PubSubProtocol, RequestContext, SyncContext, ValuePayload,
-    ValueSyncConfig, WalContext,
-};
-use crate::consensus::signing::{SabtSigner, SabtVerifier};
 use crate::mempool::{AdmitError, Mempool, VerifiedIds};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use anyhow::{Context as _, anyhow, bail};
-use malachitebft_signing::Signer as _;
 use sabt_core::codec;
 use sabt_core::genesis::Genesis;
 use sabt_core::hash::Hash32;
@@ -197,29 +187,20 @@ fn extend_index(
     Ok(())
 }
 
-/// Malachite's view of the configuration.
-#[derive(Debug, Clone)]
-struct EngineConfig {
-    moniker: String,
-    consensus: ConsensusConfig,
-    value_sync: ValueSyncConfig,
-}
-
-impl NodeConfig for EngineConfig {
-    fn moniker(&self) -> &str {
-        &self.moniker
-    }
-    fn consensus(&self) -> &ConsensusConfig {
-        &self.consensus
-    }
-    fn consensus_mut(&mut self) -> &mut ConsensusConfig {
-        &mut self.consensus
-    }
-    fn value_sync(&self) -> &mal::ValueSyncConfig {
-        &self.value_sync
-    }
-    fn value_sync_mut(&mut self) -> &mut mal::ValueSyncConfig {
-        &mut self.value_sync
+/// Reports a clock behind the last committed block by more than the allowed drift: every block
+/// the other validators propose would look that far in the future, and this node would refuse them
+/// all.
+fn check_clock(metrics: &Metrics, tip: &Tip) {
+    let now = crate::consensus::app::now_ms();
+    let behind = tip.time_ms.saturating_sub(now);
+    if behind > crate::consensus::app::MAX_CLOCK_DRIFT_MS {
+        metrics.clock_offset_ms.set(i64::try_from(behind).unwrap_or(i64::MAX));
+        error!(
+            behind_ms = behind,
+            "this node's clock is {} s behind the last committed block's time; it will refuse the other \
+             validators' blocks as too far in the future until it is set right (check NTP)",
+            behind / 1000
+        );
     }
 }
 
@@ -248,53 +229,6 @@ impl Home {
     pub fn access_log(&self) -> PathBuf {
         self.0.join("data/access.log")
     }
-}
-
-fn engine_config(cfg: &Config, genesis: &Genesis, own_peer: &str) -> anyhow::Result<EngineConfig> {
-    let listen =
-        cfg.p2p.listen.parse().with_context(|| format!("p2p.listen {:?} is not a multiaddr", cfg.p2p.listen))?;
-    let mut peers = Vec::new();
-    for a in &genesis.agencies {
-        let Some(v) = &a.validator else { continue };
-        if v.peer_id == own_peer {
-            continue;
-        }
-        for addr in &v.addresses {
-            let full = format!("{addr}/p2p/{}", v.peer_id);
-            peers.push(
-                full.parse().with_context(|| format!("genesis address {full} of {} is not a multiaddr", a.name))?,
-            );
-        }
-    }
-    let max_block = usize::try_from(genesis.params.max_block_bytes).unwrap_or(16 << 20);
-    let p2p = P2pConfig {
-        listen_addr: listen,
-        persistent_peers: peers,
-        // The genesis is the allow-list: a peer not listed there is disconnected after Identify.
-        persistent_peers_only: true,
-        discovery: DiscoveryConfig { enabled: false, max_connections_per_ip: 64, ..Default::default() },
-        protocol: PubSubProtocol::Broadcast,
-        pubsub_max_size: bytesize::ByteSize::b((max_block + (1 << 20)) as u64),
-        rpc_max_size: bytesize::ByteSize::mib(96),
-        ..Default::default()
-    };
-    Ok(EngineConfig {
-        moniker: cfg.name.clone(),
-        consensus: ConsensusConfig {
-            enabled: true,
-            p2p,
-            value_payload: ValuePayload::ProposalAndParts,
-            ..Default::default()
-        },
-        value_sync: ValueSyncConfig {
-            enabled: true,
-            status_update_interval: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(10),
-            max_response_size: bytesize::ByteSize::mib(80),
-            batch_size: 4,
-            ..Default::default()
-        },
-    })
 }
 
 /// Loads everything a node needs from `home`, checks it, and runs the node until SIGTERM/SIGINT
@@ -346,6 +280,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
 
     let metrics = Metrics::register(&cfg.name);
     metrics.height.set(i64::try_from(tip.height).unwrap_or(i64::MAX));
+    check_clock(&metrics, &tip);
     let registry = Registry::new(&genesis)?;
     let parcel_index = {
         let started = std::time::Instant::now();
@@ -375,62 +310,18 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
         genesis,
     });
 
-    // Consensus engine.
-    let chain: Arc<str> = shared.genesis.chain_id.as_str().into();
-    let signer = SabtSigner::new(chain.clone(), key.clone());
-    let mut net_seed = network_seed;
-    let keypair = Keypair::ed25519_from_bytes(&mut net_seed).context("network key")?;
-    let proof = signer
-        .sign_validator_proof(key.public().to_bytes().to_vec(), keypair.public().to_peer_id().to_bytes())
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
-    let proof_bytes = SabtCodec.encode(&proof).map_err(|e| anyhow!("{e}"))?;
-    let address = signer.address();
-    let identity = NetworkIdentity::new_validator(cfg.name.clone(), keypair, address.to_string(), proof_bytes);
-    let engine_cfg = engine_config(&cfg, &shared.genesis, &own_peer)?;
-    let c = &cfg.consensus;
-    let delta = Duration::from_millis(c.timeout_delta_ms);
-    let timeouts = LinearTimeouts {
-        propose: Duration::from_millis(c.timeout_propose_ms),
-        propose_delta: delta,
-        prevote: Duration::from_millis(c.timeout_prevote_ms),
-        prevote_delta: delta,
-        precommit: Duration::from_millis(c.timeout_precommit_ms),
-        precommit_delta: delta,
-        rebroadcast: Duration::from_millis(c.timeout_propose_ms + c.timeout_prevote_ms + c.timeout_precommit_ms),
-        max_timeout: Duration::from_secs(60),
-    };
-    let (channels, engine) = EngineBuilder::new(SabtContext, engine_cfg)
-        .with_default_wal(WalContext::new(home.wal(), SabtCodec))
-        .with_default_network(NetworkContext::new(identity, SabtCodec))
-        .with_default_sync(SyncContext::new(SabtCodec))
-        .with_default_consensus(ConsensusContext::new_validator(
-            address,
-            Box::new(SabtVerifier::new(chain.clone())),
-            Box::new(signer),
-        ))
-        .with_default_request(RequestContext::new(64))
-        .build()
-        .await
-        .map_err(|e| anyhow!("cannot start the consensus engine: {e:#}"))?;
-    info!(peer_id = %own_peer, p2p = %cfg.p2p.listen, "consensus engine started");
-
-    let net_requests = channels.net_requests.clone();
-    let app = App::new(shared.clone(), key, timeouts)?;
-    let mut app_task = tokio::spawn(app.run(channels));
+    let mut consensus =
+        crate::consensus::engine::start(shared.clone(), &cfg, &home, key, network_seed, &own_peer).await?;
     let (access, mut access_failed) = crate::access::open(&home.access_log())?;
     let access_seq = access.clone();
     let access_flush = access.clone();
     let api = crate::api::serve(shared.clone(), access, cfg.api.clone()).await?;
     let mut api_task = tokio::spawn(api);
     let mut metrics_task = tokio::spawn(crate::metrics::serve(cfg.metrics.listen));
-    let peers_shared = shared.clone();
-    let peers_task = tokio::spawn(async move {
+    let seq_shared = shared.clone();
+    let seq_task = tokio::spawn(async move {
         loop {
-            if let Ok(Some(dump)) = mal::NetworkRequest::dump_state(&net_requests).await {
-                peers_shared.metrics.peers.set(i64::try_from(dump.peers.len()).unwrap_or(0));
-            }
-            peers_shared.metrics.access_log_seq.set(i64::try_from(access_seq.head_seq()).unwrap_or(i64::MAX));
+            seq_shared.metrics.access_log_seq.set(i64::try_from(access_seq.head_seq()).unwrap_or(i64::MAX));
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     });
@@ -440,7 +331,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     let result = tokio::select! {
         _ = sigterm.recv() => { info!("SIGTERM: shutting down"); Ok(()) }
         _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); Ok(()) }
-        r = &mut app_task => match r {
+        r = &mut consensus.app => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e),
             Err(e) => Err(anyhow!("the application task failed: {e}")),
@@ -453,7 +344,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
         r = &mut metrics_task => Err(anyhow!("the metrics server stopped: {:?}", r)),
     };
     shared.set_ready(false);
-    peers_task.abort();
+    seq_task.abort();
     api_task.abort();
     // Every request answered so far has its line on disk before the node exits.
     match tokio::time::timeout(Duration::from_secs(5), access_flush.flush()).await {
@@ -462,13 +353,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
         Err(_) => warn!("the access log did not flush within 5 s"),
     }
     metrics_task.abort();
-    app_task.abort();
-    // Every vote is in the write-ahead log before it is sent and every block is synced before it is
-    // acknowledged, so stopping the engine here loses nothing.
-    if let Err(e) = engine.actor.kill_and_wait(Some(Duration::from_secs(5))).await {
-        warn!(error = %e, "consensus engine did not stop cleanly");
-    }
-    engine.handle.abort();
+    consensus.stop().await;
     if let Err(e) = &result {
         error!(error = format!("{e:#}"), "node stopped on an error");
     } else {

@@ -78,6 +78,30 @@ pub struct CheckpointView {
     pub note: String,
 }
 
+/// Equivocation evidence a node kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvidenceList {
+    /// Oldest height first.
+    pub evidence: Vec<EvidenceView>,
+}
+
+/// One piece of equivocation evidence: two conflicting messages signed by one validator.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvidenceView {
+    /// Height of the messages.
+    pub height: u64,
+    /// Round of the messages.
+    pub round: u32,
+    /// What was signed twice: `prevote`, `precommit` or `proposal`.
+    pub kind: String,
+    /// The validator's name in the genesis.
+    pub validator: String,
+    /// Its consensus key, hex.
+    pub validator_key: String,
+    /// `encode(Equivocation)`, hex (docs/PROOFS.md): verifiable offline with the genesis.
+    pub evidence: String,
+}
+
 /// A block's canonical encodings.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BlockRaw {
@@ -224,6 +248,15 @@ pub struct EntryProofView {
 }
 
 /// Which anchoring of a document a status is asked for.
+/// The query of `GET /v1/evidence`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EvidenceQuery {
+    /// The lowest height to list evidence from (default 0).
+    pub from: Option<u64>,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]

@@ -296,6 +296,15 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // A failed test's nodes left their logs in a directory about to be removed: keep it, and
+        // say where, so the failure can be read.
+        if std::thread::panicking() {
+            let kept = self.dir.path().to_path_buf();
+            let dir =
+                std::mem::replace(&mut self.dir, tempfile::TempDir::new().unwrap_or_else(|_| std::process::abort()));
+            let _ = dir.keep();
+            eprintln!("the failed test's node homes and logs are kept in {}", kept.display());
+        }
         for n in &mut self.nodes {
             if let Some(mut c) = n.child.take() {
                 let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();

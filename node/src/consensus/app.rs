@@ -1,27 +1,45 @@
 //! The application side of Malachite's channel API: builds blocks, validates proposals, commits
-//! decisions, serves sync from the store.
+//! decisions, serves sync from the store. The actor loop is [`App::run`]; what it decides without
+//! I/O lives in [`super::buffer`] (which blocks are held, de-duplication, bounds) and
+//! [`super::pacing`] (how large a block to propose).
 //!
 //! Rules this loop keeps:
+//! - A proposal part is taken only from the peer of the validator that proposes it, is
+//!   de-duplicated on its header before anything else is done, and its block is held only if its
+//!   transactions are the ones its header names: a validator that copies an honest proposer's
+//!   signed header with other transactions changes nothing.
 //! - A proposal is accepted only if its stream is signed by the round's proposer and the block
 //!   executes on the committed tip to exactly its header (`Registry::execute_block`), with a time
-//!   after the previous block's and not more than [`MAX_CLOCK_DRIFT_MS`] ahead of this node's clock.
+//!   after the previous block's, not more than [`MAX_CLOCK_DRIFT_MS`] ahead of this node's clock,
+//!   and, for a new proposal, not more than that (plus the round's propose timeout) behind the
+//!   time it arrived.
+//! - A block found valid is kept in the store (synced) before the reply that lets consensus vote
+//!   for it, so a decision replayed after a crash finds it; and the signer records every vote and
+//!   proposal before signing, refusing a conflicting one ([`super::signing`]).
 //! - A block is executed once per node: the writes of its validation (or of building it) are kept,
 //!   and its decision commits them if they were made on the tip it is decided on; otherwise (a
 //!   restart, a block received by sync) it is executed again. Its commit certificate is checked
 //!   with `sabt_core`'s rule, and it is committed in one synced write before consensus is told the
 //!   commit is done; a failed write ends the loop with an error, which stops the node.
 //! - Each precommit carries the validator's cosignature of the checkpoint the block produces (a
-//!   vote extension), so the signatures that decide a block also make its checkpoint a quorum note.
+//!   vote extension). A cosignature is accepted only for a block this node holds and when it
+//!   matches; for a block not held yet it is accepted only as part of a quorum (a synced
+//!   certificate) and checked when the block arrives. So every committed block keeps a
+//!   quorum-cosigned checkpoint, and every stored certificate is one peers accept.
+//! - Synced values are checked only for the next height; others are left for later.
+//! - Equivocation evidence that comes with a decision is verified and kept.
 //! - Our own proposal is stored (synced) before it is sent, and re-proposed unchanged after a restart.
 
+use super::buffer::{Admission, Body, Buffer, Offer};
 use super::codec::{certificate_from_commit, commit_from_certificate};
 use super::context::{Address, BlockId, CheckpointExt, Height, ProposalPart, SabtContext, ValidatorSet};
 use super::mal::ValidatorSet as _;
 use super::mal::{
-    self, AppMsg, Channels, Context as _, HeightParams, LinearTimeouts, LocallyProposedValue, NetworkMsg, Next,
+    self, AppMsg, Channels, Context as _, HeightParams, LinearTimeouts, LocallyProposedValue, NetworkMsg, Next, PeerId,
     ProposedValue, RawDecidedValue, Round, StreamContent, StreamId, StreamMessage, SyncedValueOutcome, Validity,
     VoteExtensionError, VoteExtensionPolicy,
 };
+use super::pacing::{self, BUILD_SHARE_OF_PROPOSE_TIMEOUT, BlockLimit, MIN_BLOCK_TXS};
 use crate::node::Shared;
 use anyhow::{Context as _, anyhow};
 use bytes::Bytes;
@@ -35,96 +53,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, error, info, warn};
 
-/// How far ahead of this node's clock a proposed block's time may be.
+pub use super::pacing::MAX_BLOCK_TXS;
+
+/// How far a proposed block's time may be from this node's clock: ahead of it when the block is
+/// validated, or (for a new proposal, beyond the round's propose timeout) behind it when the block
+/// arrived.
 pub const MAX_CLOCK_DRIFT_MS: u64 = 15_000;
-/// Most transactions a proposer puts in one block.
-pub const MAX_BLOCK_TXS: usize = 20_000;
-/// Fewest transactions a proposer offers to take, however slow its last build was.
-const MIN_BLOCK_TXS: usize = 100;
-/// The share of the propose timeout a proposer spends building its block (its estimate of how
-/// many transactions fit, and a deadline while it builds). Every other validator executes the
-/// proposal in about the same time before it can prevote, so a block that took the whole timeout
-/// to build would be prevoted nil, and the next round's larger block too.
-const BUILD_SHARE_OF_PROPOSE_TIMEOUT: u32 = 4;
-/// Heights ahead of the tip for which received proposals are kept.
-const MAX_PENDING_HEIGHTS: u64 = 8;
-/// Most values kept for one height.
-const MAX_PENDING_PER_HEIGHT: usize = 64;
-/// Most values kept for one height from one proposer, so that no validator can fill a height's
-/// room with blocks of its own and crowd out the one that is decided.
-const MAX_PENDING_PER_PROPOSER: usize = 4;
 /// Most executed proposals whose writes are kept for their decision. One per round is the usual
 /// case; a height that goes to several rounds re-executes the rest at decision.
 const MAX_PREPARED: usize = 3;
+/// Most heights with checkpoint cosignatures accepted for blocks not held yet.
+const MAX_UNCHECKED_EXTENSIONS: usize = 16;
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch by this node's clock.
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
-}
-
-/// How a height was decided, as this node saw its first round: what the block limit learns from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FirstRound {
-    /// Decided in its first round.
-    Decided,
-    /// Its first proposer's block reached this node, and was executed, only after the propose
-    /// timeout: this node prevoted nil on it, as a block too large to receive and execute in time
-    /// makes a validator do.
-    Late,
-    /// Its first proposer's block reached this node in time, yet the height took a later round:
-    /// some other validator may have had it late, or a vote came late from a loaded one.
-    InTime,
-    /// Nothing came from its first proposer (a validator down, or this node catching up by sync).
-    Missing,
-}
-
-/// The most transactions a proposal offers to take, set by how heights are decided. The cost
-/// estimate ([`proposal_capacity`]) sees one node's CPU; this sees the outcome on all of them. A
-/// height whose first-round block reached this node after the propose timeout had a block too
-/// large to receive and execute in time on a loaded machine: the limit halves. A height that took
-/// a later round though its block was in time here lowers it by an eighth: the block may have been
-/// late at another validator, or a vote slow, which block size does not cause, and with a quorum of
-/// three of three (a validator down) the second is frequent; halving on it collapsed the limit. A
-/// height decided in its first round with a block that filled three quarters of the limit lets it
-/// grow by a quarter. A height whose first proposer sent nothing leaves it as it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct BlockLimit(usize);
-
-impl BlockLimit {
-    /// Where a node starts, before any height has told it more.
-    const START: BlockLimit = BlockLimit(2_000);
-
-    fn after(self, first_round: FirstRound, txs: usize) -> BlockLimit {
-        let BlockLimit(n) = self;
-        let n = match first_round {
-            FirstRound::Late => n / 2,
-            FirstRound::InTime => n - n / 8,
-            FirstRound::Decided if txs.saturating_mul(4) >= n.saturating_mul(3) => n + n / 4,
-            FirstRound::Decided | FirstRound::Missing => n,
-        };
-        BlockLimit(n.clamp(MIN_BLOCK_TXS, MAX_BLOCK_TXS))
-    }
-}
-
-/// How many transactions fit in the building budget of a proposer whose propose timeout is
-/// `propose`, at `us_per_tx` microseconds a transaction.
-fn proposal_capacity(propose: Duration, us_per_tx: f64) -> usize {
-    let budget_us = (propose / BUILD_SHARE_OF_PROPOSE_TIMEOUT).as_secs_f64() * 1e6;
-    let n = (budget_us / us_per_tx.max(1.0)) as usize;
-    n.clamp(MIN_BLOCK_TXS, MAX_BLOCK_TXS)
-}
-
-/// A block this node has seen for a height, by proposal or by sync.
-#[derive(Debug, Clone)]
-struct Seen {
-    block: Arc<Block>,
-    bytes: Arc<Vec<u8>>,
-    round: Round,
-    pol_round: Round,
-    proposer: Address,
-    validity: Option<Validity>,
-    /// When this node had the block from its proposer and had executed it; `None` for a block
-    /// that came by sync.
-    ready_at: Option<Instant>,
 }
 
 /// The writes of a block executed on the committed tip while validating or building it, kept so
@@ -134,6 +77,36 @@ struct Prepared {
     /// The tip it executed on: the writes are valid only while that is the committed tip.
     parent: Hash32,
     overlay: MemoryLedger,
+}
+
+/// How a block's time is checked against this node's clock.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// Not at all: a block decided by a quorum (sync, or a decision replayed).
+    Decided,
+    /// Not ahead of the clock now; if `fresh` (a new proposal, not a re-proposal), not behind the
+    /// time `received_ms` it arrived, beyond the drift and the propose timeout of `round`.
+    Proposed { received_ms: u64, fresh: bool, round: u32 },
+}
+
+/// Whether a block of time `time_ms` passes the clock check `clock` at `now_ms`; the reason if not.
+fn clock_verdict(time_ms: u64, clock: Clock, now_ms: u64, propose_timeout: Duration) -> Result<(), &'static str> {
+    let Clock::Proposed { received_ms, fresh, .. } = clock else { return Ok(()) };
+    if time_ms > now_ms.saturating_add(MAX_CLOCK_DRIFT_MS) {
+        return Err("too far in the future");
+    }
+    let allowed = MAX_CLOCK_DRIFT_MS.saturating_add(u64::try_from(propose_timeout.as_millis()).unwrap_or(u64::MAX));
+    if fresh && received_ms > time_ms.saturating_add(allowed) {
+        return Err("too far in the past");
+    }
+    Ok(())
+}
+
+/// What to do with a value received by sync for `height` while the committed tip is `tip`: check
+/// it (the next height) or ask again later. A value above the next height is never marked valid
+/// unchecked: it could not be executed, and sync asks for it again once its height is next.
+fn synced_is_next(height: u64, tip: u64) -> bool {
+    height == tip.saturating_add(1)
 }
 
 /// The consensus-facing application.
@@ -146,17 +119,17 @@ pub struct App {
     set: ValidatorSet,
     timeouts: LinearTimeouts,
     block_interval: Duration,
-    /// Blocks seen, by height then hash.
-    seen: BTreeMap<u64, BTreeMap<Hash32, Seen>>,
+    /// The validators' peer ids, from the genesis.
+    peers: BTreeMap<PeerId, Address>,
+    /// Blocks and proposals held for heights above the tip.
+    buffer: Buffer,
     round_started: Option<Instant>,
     /// The height whose first round this node started last, and when.
     first_round_started: Option<(u64, Instant)>,
     stream_counter: u64,
     /// Building cost per transaction, microseconds, smoothed over this node's recent proposals.
     build_us_per_tx: f64,
-    /// Executing cost per transaction of other validators' proposals, microseconds, smoothed: the
-    /// cost of a proposal on the nodes that receive it (their signature caches miss what reached
-    /// only the proposer).
+    /// Executing cost per transaction of other validators' proposals, microseconds, smoothed.
     execute_us_per_tx: f64,
     /// The limit set by how recent heights were decided.
     block_limit: BlockLimit,
@@ -165,6 +138,9 @@ pub struct App {
     /// The proposers of the last committed blocks (as many as there are validators), from which
     /// each height's proposer order is derived ([`ValidatorSet::for_height`]).
     proposers: BTreeMap<u64, Address>,
+    /// Checkpoint cosignatures accepted as part of a quorum for a block not held yet (a synced
+    /// certificate's), checked against the block when it arrives.
+    unchecked: BTreeMap<(u64, Hash32), Vec<(Address, CheckpointExt)>>,
 }
 
 impl App {
@@ -183,6 +159,15 @@ impl App {
             })?;
             proposers.insert(h, Address(header.proposer));
         }
+        let mut peers = BTreeMap::new();
+        for a in &shared.genesis.agencies {
+            let Some(v) = &a.validator else { continue };
+            let peer: PeerId = v
+                .peer_id
+                .parse()
+                .map_err(|e| anyhow!("genesis peer id {} of {} does not parse: {e}", v.peer_id, a.name))?;
+            peers.insert(peer, Address(v.consensus_key));
+        }
         Ok(App {
             address: Address(key.public()),
             shared,
@@ -191,7 +176,8 @@ impl App {
             set,
             timeouts,
             block_interval,
-            seen: BTreeMap::new(),
+            peers,
+            buffer: Buffer::default(),
             round_started: None,
             first_round_started: None,
             stream_counter: 0,
@@ -201,6 +187,7 @@ impl App {
             block_limit: BlockLimit::START,
             prepared: BTreeMap::new(),
             proposers,
+            unchecked: BTreeMap::new(),
         })
     }
 
@@ -213,7 +200,7 @@ impl App {
     /// larger of this node's measured costs per transaction (building its own blocks, executing
     /// others'), and no more than the limit recent heights set.
     fn proposal_capacity(&self) -> usize {
-        proposal_capacity(self.timeouts.propose, self.build_us_per_tx.max(self.execute_us_per_tx))
+        pacing::proposal_capacity(self.timeouts.propose, self.build_us_per_tx.max(self.execute_us_per_tx))
             .min(self.block_limit.0)
     }
 
@@ -235,6 +222,11 @@ impl App {
         self.shared.tip()
     }
 
+    /// The propose timeout of `round`.
+    fn propose_timeout(&self, round: u32) -> Duration {
+        self.timeouts.propose.saturating_add(self.timeouts.propose_delta.saturating_mul(round))
+    }
+
     /// Keeps the writes of `block`, executed on `tip`, for its decision.
     fn prepare(&mut self, tip: &Tip, block: &Block, overlay: MemoryLedger) {
         if self.prepared.len() < MAX_PREPARED {
@@ -243,9 +235,11 @@ impl App {
         }
     }
 
-    /// Validates `block` as the next block on the committed tip. A failure of this node's own
-    /// storage is an error, never a verdict: the node stops rather than vote against a valid block.
-    fn validate(&mut self, block: &Block, check_clock: bool) -> anyhow::Result<Validity> {
+    /// Validates `block` (whose transactions match its header) as the next block on the committed
+    /// tip. A block found valid is kept in the store before this returns. A failure of this node's
+    /// own storage is an error, never a verdict: the node stops rather than vote against a valid
+    /// block, or for one it could not find again after a crash.
+    fn validate(&mut self, block: &Block, bytes: &[u8], clock: Clock) -> anyhow::Result<Validity> {
         let tip = self.tip();
         if block.header.height != tip.height + 1 {
             return Ok(Validity::Invalid);
@@ -254,13 +248,26 @@ impl App {
             warn!(height = block.header.height, "proposed block names a proposer outside the validator set");
             return Ok(Validity::Invalid);
         }
-        if check_clock && block.header.time_ms > now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
+        let round = match clock {
+            Clock::Proposed { round, .. } => round,
+            Clock::Decided => 0,
+        };
+        if let Err(reason) = clock_verdict(block.header.time_ms, clock, now_ms(), self.propose_timeout(round)) {
             warn!(
                 height = block.header.height,
                 time_ms = block.header.time_ms,
-                "proposed block is too far in the future"
+                now_ms = now_ms(),
+                "proposed block's time is {reason} by this node's clock; if every other validator's \
+                 blocks are refused so, check this node's clock (NTP)"
             );
+            self.shared.metrics.dropped("clock");
             return Ok(Validity::Invalid);
+        }
+        if let Clock::Proposed { received_ms, .. } = clock
+            && block.header.proposer != self.address.0
+        {
+            let offset = i128::from(block.header.time_ms) - i128::from(received_ms);
+            self.shared.metrics.clock_offset_ms.set(i64::try_from(offset).unwrap_or(i64::MAX));
         }
         let started = Instant::now();
         let mut ws = self.shared.store.write_set();
@@ -282,6 +289,10 @@ impl App {
                 self.shared.mark_verified(&block.txs);
                 let overlay = ws.into_overlay();
                 self.prepare(&tip, block, overlay);
+                self.shared
+                    .store
+                    .put_received_block(block.header.height, &block.hash(), bytes)
+                    .with_context(|| format!("keeping valid block {} for its decision", block.header.height))?;
                 Ok(Validity::Valid)
             }
             Err(BlockError::Store(e)) => {
@@ -294,30 +305,25 @@ impl App {
         }
     }
 
-    fn remember(&mut self, hash: Hash32, seen: Seen) {
-        let h = seen.block.header.height;
-        let tip = self.tip().height;
-        if h <= tip || h > tip + MAX_PENDING_HEIGHTS {
-            return;
+    /// The verdict on held block `hash` of the next height: the one reached before, or reached now.
+    fn verdict(&mut self, height: u64, hash: &Hash32, clock: Clock) -> anyhow::Result<Option<Validity>> {
+        let Some(body) = self.buffer.body(height, hash) else { return Ok(None) };
+        if let Some(v) = body.valid {
+            return Ok(Some(Validity::from_bool(v)));
         }
-        let at = self.seen.entry(h).or_default();
-        let from_proposer = at.values().filter(|s| s.proposer == seen.proposer).count();
-        if at.contains_key(&hash) || (at.len() < MAX_PENDING_PER_HEIGHT && from_proposer < MAX_PENDING_PER_PROPOSER) {
-            at.insert(hash, seen);
-        }
+        let (block, bytes) = (body.block.clone(), body.bytes.clone());
+        let v = self.validate(&block, &bytes, clock)?;
+        self.buffer.set_verdict(height, hash, v.is_valid(), Some(Instant::now()));
+        Ok(Some(v))
     }
 
-    fn find(&self, height: u64, hash: &Hash32) -> Option<&Seen> {
-        self.seen.get(&height).and_then(|m| m.get(hash))
-    }
-
-    fn proposed_value(&self, hash: Hash32, s: &Seen, validity: Validity) -> ProposedValue<SabtContext> {
+    fn proposed_value(&self, offer: &Offer, validity: Validity) -> ProposedValue<SabtContext> {
         ProposedValue {
-            height: Height(s.block.header.height),
-            round: s.round,
-            valid_round: s.pol_round,
-            proposer: s.proposer,
-            value: BlockId(hash),
+            height: Height(offer.height),
+            round: Round::new(offer.round),
+            valid_round: offer.pol_round.map(Round::new).unwrap_or(Round::Nil),
+            proposer: offer.proposer,
+            value: BlockId(offer.hash),
             validity,
         }
     }
@@ -430,86 +436,128 @@ impl App {
         let hash = block.hash();
         info!(%height, %round, block = %hash, txs = block.txs.len(), "proposing");
         let bytes = Arc::new(bytes);
-        self.remember(
-            hash,
-            Seen {
-                block: Arc::new(block),
-                bytes: bytes.clone(),
-                round,
-                pol_round: Round::Nil,
-                proposer: self.address,
-                validity: Some(Validity::Valid),
-                ready_at: Some(Instant::now()),
-            },
-        );
+        let offer = Offer { height: height.0, round: r, pol_round: None, proposer: self.address, hash };
+        let block = Arc::new(block);
+        let placed_by = self.address;
+        let body_bytes = bytes.clone();
+        self.buffer.insert(tip.height, offer, || Body {
+            block,
+            bytes: body_bytes,
+            valid: Some(true),
+            ready_at: Some(Instant::now()),
+            placed_by,
+        });
         self.publish(channels, height.0, round, Round::Nil, bytes, hash).await?;
         Ok(Some(LocallyProposedValue::new(height, round, BlockId(hash))))
     }
 
-    fn received_part(&mut self, part: ProposalPart) -> anyhow::Result<Option<ProposedValue<SabtContext>>> {
+    /// Drops a consensus message for `reason`, counted and logged.
+    fn drop_part(
+        &self,
+        reason: &'static str,
+        height: u64,
+        round: u32,
+        detail: &str,
+    ) -> Option<ProposedValue<SabtContext>> {
+        self.shared.metrics.dropped(reason);
+        warn!(height, round, reason, "dropped a proposal part: {detail}");
+        None
+    }
+
+    fn received_part(
+        &mut self,
+        from: PeerId,
+        part: ProposalPart,
+    ) -> anyhow::Result<Option<ProposedValue<SabtContext>>> {
         let tip = self.tip().height;
-        if part.height <= tip || part.height > tip + MAX_PENDING_HEIGHTS {
-            return Ok(None);
+        let (h, r) = (part.height, part.round);
+        // Validators send their own proposals (the network does not relay): a part that comes from
+        // another peer than its proposer's was copied, and is not looked at further.
+        if self.peers.get(&from) != Some(&Address(part.proposer)) {
+            return Ok(self.drop_part("relayed_part", h, r, "it came from another peer than its proposer's"));
         }
-        let round = Round::new(part.round);
+        // The header alone names the block: a part seen before, or one with no room, costs nothing more.
+        let header = match Block::decode_header(&part.block) {
+            Ok(hd) if hd.height == h => hd,
+            Ok(_) => return Ok(self.drop_part("bad_block", h, r, "its block is of another height")),
+            Err(e) => return Ok(self.drop_part("bad_block", h, r, &format!("its block does not decode: {e}"))),
+        };
+        let offer = Offer {
+            height: h,
+            round: r,
+            pol_round: part.pol_round,
+            proposer: Address(part.proposer),
+            hash: header.hash(),
+        };
+        match self.buffer.offer(tip, &offer) {
+            Admission::OutOfWindow | Admission::Duplicate => return Ok(None),
+            Admission::Conflicting => {
+                return Ok(self.drop_part("conflicting", h, r, "its proposer proposed another block in this round"));
+            }
+            Admission::Full => return Ok(self.drop_part("full", h, r, "no room left for its height or proposer")),
+            Admission::KnownBody | Admission::NeedBody => {}
+        }
         // The proposer order of a later height depends on blocks not committed yet: a part for
         // one needs only come from a validator, and is checked against the order when its height
         // is next ([`App::started_round`]).
-        let proposes = if part.height == tip + 1 {
-            self.ctx.select_proposer(&self.next_set(), Height(part.height), round).address.0 == part.proposer
+        let proposes = if h == tip + 1 {
+            self.ctx.select_proposer(&self.next_set(), Height(h), Round::new(r)).address.0 == part.proposer
         } else {
             self.set.get_by_address(&Address(part.proposer)).is_some()
         };
         if !proposes {
-            warn!(
-                height = part.height,
-                round = part.round,
-                "proposal part from a validator that does not propose this round"
-            );
-            return Ok(None);
+            return Ok(self.drop_part("not_proposer", h, r, "its validator does not propose this round"));
         }
-        let block: Block = match codec::decode(&part.block) {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(height = part.height, error = %e, "proposal part holds no valid block");
-                return Ok(None);
-            }
-        };
-        let hash = block.hash();
         let msg = ProposalMsg {
             chain_id: self.shared.genesis.chain_id.clone(),
-            height: part.height,
-            round: part.round,
+            height: h,
+            round: r,
             pol_round: part.pol_round,
-            block: hash,
+            block: offer.hash,
             proposer: part.proposer,
         };
-        if msg.verify(&part.signature).is_err() || block.header.height != part.height {
-            warn!(height = part.height, "proposal part signature does not verify; ignored");
-            return Ok(None);
+        if msg.verify(&part.signature).is_err() {
+            return Ok(self.drop_part("bad_signature", h, r, "its signature does not verify"));
         }
-        // A new proposal names its builder as the proposer (the proposer order reads it from
-        // committed headers); a re-proposal (with a proof-of-lock round) carries the block of an
-        // earlier round, built by that round's proposer.
-        if part.pol_round.is_none() && block.header.proposer != part.proposer {
-            warn!(height = part.height, round = part.round, "proposed block names another validator as its proposer");
-            return Ok(None);
+        if self.buffer.body(h, &offer.hash).is_none() {
+            let block: Block = match codec::decode(&part.block) {
+                Ok(b) => b,
+                Err(e) => return Ok(self.drop_part("bad_block", h, r, &format!("its block does not decode: {e}"))),
+            };
+            if let Err(e) = block.check_body() {
+                return Ok(self.drop_part(
+                    "swapped_body",
+                    h,
+                    r,
+                    &format!("its transactions are not its header's: {e}"),
+                ));
+            }
+            // A new proposal names its builder as the proposer (the proposer order reads it from
+            // committed headers); a re-proposal carries the block of an earlier round's proposer.
+            if part.pol_round.is_none() && block.header.proposer != part.proposer {
+                return Ok(self.drop_part("bad_block", h, r, "its block names another validator as its proposer"));
+            }
+            if !self.extensions_match(h, &block) {
+                warn!(height = h, "a certificate's cosignatures accepted for this block do not match it");
+            }
+            let bytes = part.block.clone();
+            self.buffer.insert(tip, offer, || Body {
+                block: Arc::new(block),
+                bytes,
+                valid: None,
+                ready_at: None,
+                placed_by: offer.proposer,
+            });
+        } else {
+            self.buffer.insert(tip, offer, || unreachable!("the block is held"));
         }
-        let pol_round = part.pol_round.map(Round::new).unwrap_or(Round::Nil);
-        let validity = if part.height == tip + 1 { Some(self.validate(&block, true)?) } else { None };
-        let seen = Seen {
-            block: Arc::new(block),
-            bytes: part.block.clone(),
-            round,
-            pol_round,
-            proposer: Address(part.proposer),
-            validity,
+        if h != tip + 1 {
             // A block of a later height is executed, and ready, when its height starts.
-            ready_at: validity.map(|_| Instant::now()),
-        };
-        let reply = validity.map(|v| self.proposed_value(hash, &seen, v));
-        self.remember(hash, seen);
-        Ok(reply)
+            return Ok(None);
+        }
+        let clock = Clock::Proposed { received_ms: now_ms(), fresh: part.pol_round.is_none(), round: r };
+        let validity = self.verdict(h, &offer.hash, clock)?;
+        Ok(validity.map(|v| self.proposed_value(&offer, v)))
     }
 
     fn started_round(&mut self, height: Height, round: Round) -> anyhow::Result<Vec<ProposedValue<SabtContext>>> {
@@ -518,92 +566,148 @@ impl App {
             self.first_round_started = Some((height.0, Instant::now()));
         }
         self.shared.metrics.round.set(i64::from(round.as_u32().unwrap_or(0)));
-        let Some(at) = self.seen.get(&height.0) else { return Ok(Vec::new()) };
-        let todo: Vec<(Hash32, Seen)> =
-            at.iter().filter(|(_, s)| s.round == round).map(|(h, s)| (*h, s.clone())).collect();
-        let mut out = Vec::new();
+        let Some(r) = round.as_u32() else { return Ok(Vec::new()) };
         let set = self.next_set();
-        for (hash, mut s) in todo {
-            if height.0 == self.tip().height + 1 && self.ctx.select_proposer(&set, height, round).address != s.proposer
+        let mut out = Vec::new();
+        for offer in self.buffer.proposals(height.0, r) {
+            if height.0 == self.tip().height + 1
+                && self.ctx.select_proposer(&set, height, round).address != offer.proposer
             {
                 warn!(%height, %round, "dropping a proposal kept for this height from a validator that does not propose it");
-                if let Some(m) = self.seen.get_mut(&height.0) {
-                    m.remove(&hash);
-                }
+                self.buffer.remove_proposal(height.0, r, &offer.proposer);
                 continue;
             }
-            let v = match s.validity {
-                Some(v) => v,
-                None => {
-                    let v = self.validate(&s.block, true)?;
-                    s.ready_at = Some(Instant::now());
-                    v
-                }
-            };
-            s.validity = Some(v);
-            out.push(self.proposed_value(hash, &s, v));
-            if let Some(m) = self.seen.get_mut(&height.0) {
-                m.insert(hash, s);
+            // Received ahead of its height: its time is checked against when it arrived, as well
+            // as it can be now.
+            let clock = Clock::Proposed { received_ms: now_ms(), fresh: false, round: r };
+            if let Some(v) = self.verdict(height.0, &offer.hash, clock)? {
+                out.push(self.proposed_value(&offer, v));
             }
         }
         Ok(out)
     }
 
-    /// How `height`, decided in `round`, went in its first round as this node saw it.
-    fn first_round(&self, height: u64, round: u32) -> FirstRound {
-        if round == 0 {
-            return FirstRound::Decided;
-        }
-        let ready = self
-            .seen
-            .get(&height)
-            .and_then(|at| at.values().filter(|s| s.round == Round::new(0)).filter_map(|s| s.ready_at).min());
-        let started = self.first_round_started.filter(|(h, _)| *h == height).map(|(_, t)| t);
-        match (ready, started) {
-            (None, _) => FirstRound::Missing,
-            (Some(ready), Some(started)) if ready.saturating_duration_since(started) > self.timeouts.propose => {
-                FirstRound::Late
-            }
-            // Ready before this node started the height (received ahead), or within the timeout.
-            (Some(_), _) => FirstRound::InTime,
-        }
-    }
-
     fn checkpoint_ext(&self, height: u64, hash: &Hash32) -> Option<CheckpointExt> {
-        self.find(height, hash).map(|s| CheckpointExt { size: s.block.header.log_size, root: s.block.header.log_root })
+        self.buffer
+            .body(height, hash)
+            .map(|b| CheckpointExt { size: b.block.header.log_size, root: b.block.header.log_root })
     }
 
+    /// The verdicts on checkpoint cosignatures for block `value_id` of `height`. For a block held,
+    /// each must match it. For a block not held yet (its precommits came first, or a synced
+    /// certificate brings them) they are accepted and kept, and checked against the block when it
+    /// arrives ([`App::extensions_match`]: a synced block that does not match is the serving peer's
+    /// fault). A decision keeps only matching cosignatures; should they be no quorum, the commit
+    /// waits for the precommits gathered until finalization ([`App::decided`]).
+    fn verify_extensions(
+        &mut self,
+        height: u64,
+        value_id: Hash32,
+        extensions: Vec<(Address, CheckpointExt)>,
+    ) -> Vec<(Address, Result<(), VoteExtensionError>)> {
+        if let Some(expected) = self.checkpoint_ext(height, &value_id) {
+            return extensions
+                .into_iter()
+                .map(|(addr, ext)| {
+                    if ext == expected {
+                        (addr, Ok(()))
+                    } else {
+                        self.shared.metrics.dropped("extension_mismatch");
+                        warn!(height, validator = %addr, "a precommit cosigns another checkpoint than its block's");
+                        (addr, Err(VoteExtensionError::InvalidVoteExtension))
+                    }
+                })
+                .collect();
+        }
+        if self.unchecked.len() >= MAX_UNCHECKED_EXTENSIONS && !self.unchecked.contains_key(&(height, value_id)) {
+            self.unchecked.pop_first();
+        }
+        let verdicts = extensions.iter().map(|(a, _)| (*a, Ok(()))).collect();
+        self.unchecked.entry((height, value_id)).or_default().extend(extensions);
+        verdicts
+    }
+
+    /// Whether the cosignatures accepted for `block` before it was held (a synced certificate's)
+    /// match it; they are forgotten either way.
+    fn extensions_match(&mut self, height: u64, block: &Block) -> bool {
+        let Some(exts) = self.unchecked.remove(&(height, block.hash())) else { return true };
+        let expected = CheckpointExt { size: block.header.log_size, root: block.header.log_root };
+        exts.iter().all(|(_, e)| *e == expected)
+    }
+
+    /// Commits the decided block. Returns whether it was committed: `false` when this node does not
+    /// hold the block (it never found it valid, so it never voted for it; sync then fetches it), or
+    /// when the precommits that cosign its checkpoint are no quorum (then finalization tries again
+    /// with the precommits gathered by then).
     fn decided(
         &mut self,
         cert: &mal::CommitCertificate<SabtContext>,
         extensions: &mal::VoteExtensions<SabtContext>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let height = cert.height.0;
         let tip = self.tip();
         if height <= tip.height {
             // Already committed (a replay after restart).
-            return Ok(());
+            return Ok(true);
         }
         if height != tip.height + 1 {
             return Err(anyhow!("decided height {height} does not follow the committed tip {}", tip.height));
         }
-        let Some(seen) = self.find(height, &cert.value_id).cloned() else {
-            // Possible after a restart: the engine replays its log, but the block's bytes were only in
-            // memory. The height is restarted and sync fetches the decided block from the peers.
-            warn!(height, block = %cert.value_id, "decided a block whose bytes this node does not hold; will fetch it by sync");
-            return Ok(());
+        let block = match self.buffer.body(height, &cert.value_id) {
+            Some(b) => b.block.clone(),
+            // After a crash between decision and commit the engine replays the decision; the block
+            // was kept in the store when it was found valid.
+            None => match self.shared.store.received_block(height, &cert.value_id)? {
+                Some(bytes) => {
+                    let block: Block = codec::decode(&bytes).context("a kept valid block does not decode")?;
+                    block.check_body().context("a kept valid block does not match its header")?;
+                    info!(height, block = %cert.value_id, "committing a decided block kept before a restart");
+                    Arc::new(block)
+                }
+                None => {
+                    warn!(height, block = %cert.value_id, "decided a block this node does not hold; will fetch it by sync");
+                    return Ok(false);
+                }
+            },
         };
-        let block = seen.block;
+        let hash = block.hash();
+        if hash != cert.value_id {
+            return Err(anyhow!("held block {hash} is not the decided {}", cert.value_id));
+        }
+        // Held blocks were checked against their headers when they arrived; a block read back is
+        // checked above. Both are the block the header names.
         let round = cert.round.as_u32().unwrap_or(0);
-        let first_round = self.first_round(height, round);
+        let first_round = pacing::first_round(
+            round,
+            self.buffer.first_round_ready(height),
+            self.first_round_started.filter(|(h, _)| *h == height).map(|(_, t)| t),
+            self.timeouts.propose,
+        );
         let ext = CheckpointExt { size: block.header.log_size, root: block.header.log_root };
-        // Keep only cosignatures of the checkpoint this block really produces.
+        // Keep only the precommits that cosign the checkpoint this block really produces: every
+        // stored certificate is one whose every signature carries its cosignature, as peers that
+        // sync from this node require.
         let matching: Vec<_> =
             extensions.extensions.iter().filter(|(_, e)| e.message == ext).map(|(a, e)| (*a, e.clone())).collect();
-        let commit = commit_from_certificate(cert, &matching).ok_or_else(|| anyhow!("certificate without a round"))?;
-        let hash = block.hash();
-        verify_commit(&commit, &self.shared.validator_set, &self.shared.genesis.chain_id, height, &hash)
-            .context("the decided commit certificate does not verify")?;
+        let mut commit =
+            commit_from_certificate(cert, &matching).ok_or_else(|| anyhow!("certificate without a round"))?;
+        let before = commit.signatures.len();
+        commit.signatures.retain(|s| s.checkpoint.is_some());
+        if commit.signatures.len() < before {
+            warn!(
+                height,
+                dropped = before - commit.signatures.len(),
+                "left precommits without a matching cosignature out of the stored certificate"
+            );
+        }
+        if let Err(e) = verify_commit(&commit, &self.shared.validator_set, &self.shared.genesis.chain_id, height, &hash)
+        {
+            // A validator cosigned a wrong checkpoint before this node had the block: wait for the
+            // precommits consensus gathers until it finalizes the height.
+            self.shared.metrics.dropped("extension_mismatch");
+            warn!(height, error = %e, "the precommits that cosign the decided block's checkpoint are no quorum yet; waiting for more");
+            return Ok(false);
+        }
         let decided_at = Instant::now();
         let (ws, prepared) = match self.prepared.remove(&hash) {
             // Executed on this very tip when it was validated or built: its writes stand.
@@ -623,7 +727,8 @@ impl App {
         let new_tip = self.shared.store.commit(&ws, &block, &ids, &commit).context("committing a decided block")?;
         let written = started.elapsed();
         self.shared.committed(new_tip, &ids, ws.entries());
-        self.seen.retain(|h, _| *h > height);
+        self.buffer.committed(height);
+        self.unchecked.retain(|(h, _), _| *h > height);
         self.prepared.clear();
         self.proposers.insert(height, Address(block.header.proposer));
         let keep = self.set.validators.len() as u64;
@@ -640,7 +745,7 @@ impl App {
             block = %hash,
             txs = block.txs.len(),
             log_size = block.header.log_size,
-            cosignatures = commit.signatures.iter().filter(|s| s.checkpoint.is_some()).count(),
+            cosignatures = commit.signatures.len(),
             round,
             first_round = ?first_round,
             next_limit = self.block_limit.0,
@@ -650,6 +755,50 @@ impl App {
             after_ms = ms(started.elapsed().saturating_sub(written)),
             "committed"
         );
+        Ok(true)
+    }
+
+    /// Keeps the equivocation evidence consensus collected: each pair is verified against the
+    /// validator set, stored once, counted and logged.
+    fn evidence(&self, evidence: &mal::MisbehaviorEvidence<SabtContext>) -> anyhow::Result<()> {
+        let chain = self.shared.genesis.chain_id.as_str();
+        let mut found = Vec::new();
+        for (_, pairs) in evidence.votes.iter() {
+            for (a, b) in pairs {
+                if let (Some(ma), Some(mb)) = (a.message.message(chain), b.message.message(chain)) {
+                    found.push(sabt_core::evidence::Equivocation::Votes {
+                        first: (ma, a.signature),
+                        second: (mb, b.signature),
+                    });
+                }
+            }
+        }
+        for (_, pairs) in evidence.proposals.iter() {
+            for (a, b) in pairs {
+                if let (Some(ma), Some(mb)) = (a.message.message(chain), b.message.message(chain)) {
+                    found.push(sabt_core::evidence::Equivocation::Proposals {
+                        first: (ma, a.signature),
+                        second: (mb, b.signature),
+                    });
+                }
+            }
+        }
+        for e in found {
+            if let Err(err) = e.verify(chain, &self.shared.validator_set) {
+                warn!(error = %err, "equivocation evidence from consensus does not verify; not kept");
+                continue;
+            }
+            if self
+                .shared
+                .store
+                .put_evidence(e.height(), &codec::encode(&e))
+                .context("keeping equivocation evidence")?
+            {
+                self.shared.metrics.equivocation(e.kind());
+                let name = self.shared.validator_set.by_key(&e.validator()).map(|v| v.name.clone()).unwrap_or_default();
+                warn!(validator = %name, height = e.height(), round = e.round(), kind = e.kind(), "a validator equivocated; evidence kept");
+            }
+        }
         Ok(())
     }
 
@@ -676,6 +825,11 @@ impl App {
         proposer: Address,
         bytes: Bytes,
     ) -> anyhow::Result<SyncedValueOutcome<SabtContext>> {
+        let tip = self.tip().height;
+        if !synced_is_next(height.0, tip) {
+            debug!(%height, tip, "synced value is not for the next height; asking again later");
+            return Ok(SyncedValueOutcome::LocalTransientError);
+        }
         let block: Block = match codec::decode(&bytes) {
             Ok(b) => b,
             Err(e) => {
@@ -683,24 +837,37 @@ impl App {
                 return Ok(SyncedValueOutcome::PeerFault);
             }
         };
-        if block.header.height != height.0 {
+        if block.header.height != height.0 || block.check_body().is_err() {
+            warn!(%height, "synced block is of another height, or its transactions are not its header's");
+            return Ok(SyncedValueOutcome::PeerFault);
+        }
+        if !self.extensions_match(height.0, &block) {
+            self.shared.metrics.dropped("synced_bad_certificate");
+            warn!(%height, "a synced certificate cosigns another checkpoint than its block's; asking another peer");
             return Ok(SyncedValueOutcome::PeerFault);
         }
         let hash = block.hash();
-        let tip = self.tip().height;
-        let validity = if height.0 == tip + 1 { self.validate(&block, false)? } else { Validity::Valid };
-        let seen = Seen {
-            block: Arc::new(block),
-            bytes: Arc::new(bytes.to_vec()),
-            round,
-            pol_round: Round::Nil,
-            proposer,
-            validity: Some(validity),
-            ready_at: None,
+        let offer = Offer { height: height.0, round: round.as_u32().unwrap_or(0), pol_round: None, proposer, hash };
+        // The certificate decided it: hold it whatever room proposals took.
+        let bytes = Arc::new(bytes.to_vec());
+        let block = Arc::new(block);
+        if self.buffer.body(height.0, &hash).is_none() {
+            self.buffer.insert(tip, offer, || Body {
+                block: block.clone(),
+                bytes: bytes.clone(),
+                valid: None,
+                ready_at: None,
+                placed_by: proposer,
+            });
+        }
+        let validity = match self.buffer.body(height.0, &hash) {
+            Some(_) => self.verdict(height.0, &hash, Clock::Decided)?.unwrap_or(Validity::Invalid),
+            None => {
+                // No room (proposals filled the height): validate it without holding it.
+                self.validate(&block, &bytes, Clock::Decided)?
+            }
         };
-        let value = self.proposed_value(hash, &seen, validity);
-        self.remember(hash, seen);
-        Ok(SyncedValueOutcome::Verdict(value))
+        Ok(SyncedValueOutcome::Verdict(self.proposed_value(&offer, validity)))
     }
 
     /// Answers the engine until it stops or a commit fails.
@@ -731,32 +898,23 @@ impl App {
                     let _ = reply.send(ext);
                 }
                 AppMsg::VerifyVoteExtensions { height, round: _, value_id, extensions, reply } => {
-                    // For a block not seen yet (a certificate arriving by sync), the signatures are
-                    // already verified; the content is checked against the header when it commits.
-                    let expected = self.checkpoint_ext(height.0, &value_id);
-                    let verdicts = extensions
-                        .into_iter()
-                        .map(|(addr, ext)| match expected {
-                            Some(e) if e != ext => (addr, Err(VoteExtensionError::InvalidVoteExtension)),
-                            _ => (addr, Ok(())),
-                        })
-                        .collect();
-                    let _ = reply.send(verdicts);
+                    let _ = reply.send(self.verify_extensions(height.0, value_id, extensions));
                 }
                 AppMsg::RestreamProposal { height, round, valid_round, address, value_id } => {
                     if address != self.address {
                         continue;
                     }
-                    if let Some(s) = self.find(height.0, &value_id).cloned() {
-                        self.publish(&channels, height.0, round, valid_round, s.bytes, value_id).await?;
+                    if let Some(b) = self.buffer.body(height.0, &value_id) {
+                        let bytes = b.bytes.clone();
+                        self.publish(&channels, height.0, round, valid_round, bytes, value_id).await?;
                     }
                 }
                 AppMsg::GetHistoryMinHeight { reply } => {
                     let _ = reply.send(Height(1));
                 }
-                AppMsg::ReceivedProposalPart { from: _, published_by: _, part, reply } => {
+                AppMsg::ReceivedProposalPart { from, published_by: _, part, reply } => {
                     let value = match part.content {
-                        StreamContent::Data(p) => self.received_part(p)?,
+                        StreamContent::Data(p) => self.received_part(from, p)?,
                         StreamContent::Fin => None,
                     };
                     let _ = reply.send(value);
@@ -768,10 +926,21 @@ impl App {
                     }
                     let _ = reply.send(());
                 }
-                AppMsg::Finalized { certificate, reply, .. } => {
+                AppMsg::Finalized { certificate, extensions, reply, evidence } => {
+                    if let Err(e) = self.evidence(&evidence) {
+                        error!(error = format!("{e:#}"), "cannot keep equivocation evidence; stopping");
+                        return Err(e);
+                    }
+                    // Not committed at the decision: try again with what finalization gathered.
+                    if let Err(e) = self.decided(&certificate, &extensions) {
+                        error!(error = format!("{e:#}"), "cannot commit a decided block; stopping");
+                        return Err(e);
+                    }
                     let next = certificate.height.0 + 1;
                     let tip = self.tip().height;
                     let params = self.params();
+                    // Restarting a height is safe from double signing: the signer refuses any
+                    // vote that conflicts with one it signed there before.
                     let msg = if tip + 1 == next {
                         Next::Start(Height(next), params)
                     } else {
@@ -798,41 +967,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn proposals_fit_a_quarter_of_the_propose_timeout() {
-        let t = Duration::from_millis(2000);
-        // 500 ms of building at 50 µs a transaction.
-        assert_eq!(proposal_capacity(t, 50.0), 10_000);
-        // A slow node offers fewer, never fewer than the floor; a fast one is capped.
-        assert_eq!(proposal_capacity(t, 1_000.0), 500);
-        assert_eq!(proposal_capacity(t, 1e9), MIN_BLOCK_TXS);
-        assert_eq!(proposal_capacity(t, 1.0), MAX_BLOCK_TXS);
-        assert_eq!(proposal_capacity(t, 0.0), MAX_BLOCK_TXS);
+    fn a_block_time_is_checked_against_the_clock_both_ways() {
+        let now = 1_000_000_000u64;
+        let p = Duration::from_millis(3_000);
+        let proposed = |received_ms, fresh| Clock::Proposed { received_ms, fresh, round: 0 };
+        // (case, block time, clock, expected)
+        let table: [(&str, u64, Clock, Result<(), &str>); 8] = [
+            ("on time", now, proposed(now, true), Ok(())),
+            ("ahead within the drift", now + MAX_CLOCK_DRIFT_MS, proposed(now, true), Ok(())),
+            ("ahead beyond the drift", now + MAX_CLOCK_DRIFT_MS + 1, proposed(now, true), Err("too far in the future")),
+            ("behind within drift and timeout", now - MAX_CLOCK_DRIFT_MS - 3_000, proposed(now, true), Ok(())),
+            ("behind beyond", now - MAX_CLOCK_DRIFT_MS - 3_001, proposed(now, true), Err("too far in the past")),
+            // A re-proposal carries the time of the round it was built in, however long ago.
+            ("an old re-proposal", now - 3_600_000, proposed(now, false), Ok(())),
+            // A decided block (sync, a replayed decision) is not judged by this node's clock.
+            ("decided, far ahead", now + 3_600_000, Clock::Decided, Ok(())),
+            ("decided, far behind", 1, Clock::Decided, Ok(())),
+        ];
+        for (case, time, clock, want) in table {
+            assert_eq!(clock_verdict(time, clock, now, p), want, "{case}");
+        }
     }
 
     #[test]
-    fn the_block_limit_halves_after_a_late_first_block_and_grows_while_blocks_fill_it() {
-        let l = BlockLimit::START;
-        // The first round's block came after the propose timeout: too large to arrive in time.
-        assert_eq!(l.after(FirstRound::Late, 2_000), BlockLimit(1_000));
-        assert_eq!(l.after(FirstRound::Late, 10), BlockLimit(1_000));
-        // It came in time, yet the height took another round: an eighth less, not half.
-        assert_eq!(l.after(FirstRound::InTime, 2_000), BlockLimit(1_750));
-        // Its first proposer sent nothing (a validator down): block size was not the cause.
-        assert_eq!(l.after(FirstRound::Missing, 2_000), l);
-        // Decided at once with a block filling three quarters of the limit or more: a quarter more.
-        assert_eq!(l.after(FirstRound::Decided, 1_500), BlockLimit(2_500));
-        assert_eq!(l.after(FirstRound::Decided, 1_499), l, "a limit that did not bind says nothing of a larger one");
-        // Bounded both ways, however many heights push it.
-        let low = (0..40).fold(l, |l, _| l.after(FirstRound::Late, l.0));
-        assert_eq!(low, BlockLimit(MIN_BLOCK_TXS));
-        let high = (0..200).fold(l, |l, _| l.after(FirstRound::Decided, l.0));
-        assert_eq!(high, BlockLimit(MAX_BLOCK_TXS));
-        // Halving, then growing back: the limit settles where first rounds keep succeeding.
-        assert_eq!(BlockLimit(800).after(FirstRound::Late, 800).after(FirstRound::Decided, 400), BlockLimit(500));
-        // Later rounds with the block in time every other height no longer pull the limit down:
-        // one in two heights decided at once grows it faster than the others shrink it.
-        let mixed =
-            (0..20).fold(l, |l, i| l.after(if i % 2 == 0 { FirstRound::InTime } else { FirstRound::Decided }, l.0));
-        assert!(mixed.0 > l.0, "{mixed:?}");
+    fn only_the_next_height_is_checked_from_sync() {
+        // (height, tip, checked now)
+        for (height, tip, next) in [(11, 10, true), (12, 10, false), (18, 10, false), (10, 10, false), (3, 10, false)] {
+            assert_eq!(synced_is_next(height, tip), next, "height {height} at tip {tip}");
+        }
     }
 }

@@ -20,6 +20,13 @@ use std::sync::Arc;
 
 /// Largest message decoded: a block plus framing (blocks are at most 16 MiB).
 pub const MAX_MESSAGE: usize = 17 << 20;
+/// Heights a sync request asks for at once.
+pub const SYNC_BATCH: usize = 4;
+/// Largest sync response served or decoded: a batch of the largest blocks with their certificates.
+/// The serving engine leaves out the values beyond it, so a response never exceeds what its
+/// receiver decodes, whatever the genesis's block size.
+pub const MAX_SYNC_RESPONSE: usize = SYNC_BATCH * (MAX_MESSAGE + (1 << 20));
+const _: () = assert!(MAX_SYNC_RESPONSE <= codec::MAX_WIRE_LEN);
 
 /// A message that does not decode or encode.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +44,8 @@ fn enc<T: Serialize>(value: &T) -> Result<Bytes, WireError> {
     Ok(Bytes::from(codec::encode_body(value)))
 }
 
-fn dec<T: Serialize + DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, WireError> {
-    codec::decode_body(what, bytes, MAX_MESSAGE).map_err(|e| WireError { what, reason: e.to_string() })
+fn dec<T: Serialize + DeserializeOwned>(what: &'static str, bytes: &[u8], max: usize) -> Result<T, WireError> {
+    codec::decode_wire_body(what, bytes, max).map_err(|e| WireError { what, reason: e.to_string() })
 }
 
 fn bad(what: &'static str, reason: impl Into<String>) -> WireError {
@@ -311,11 +318,14 @@ struct WProposed {
 
 macro_rules! codec_via {
     ($t:ty, $what:literal, $to:expr, $from:expr) => {
+        codec_via!($t, $what, MAX_MESSAGE, $to, $from);
+    };
+    ($t:ty, $what:literal, $max:expr, $to:expr, $from:expr) => {
         impl Codec<$t> for SabtCodec {
             type Error = WireError;
 
             fn decode(&self, bytes: Bytes) -> Result<$t, WireError> {
-                let wire = dec($what, &bytes)?;
+                let wire = dec($what, &bytes, $max)?;
                 #[allow(clippy::redundant_closure_call)]
                 ($from)(wire)
             }
@@ -449,6 +459,7 @@ codec_via!(
 codec_via!(
     SyncResponse<SabtContext>,
     "sync response",
+    MAX_SYNC_RESPONSE,
     |r: &SyncResponse<SabtContext>| match r {
         SyncResponse::ValueResponse(v) => WResponse {
             start_height: v.start_height.0,
@@ -573,5 +584,44 @@ mod tests {
         let mut long = bytes.to_vec();
         long.push(0);
         assert!(Codec::<SignedConsensusMsg<SabtContext>>::decode(&SabtCodec, Bytes::from(long)).is_err());
+    }
+
+    #[test]
+    fn a_proposal_part_with_the_largest_block_decodes() {
+        let key = SecretKey::from_seed(&[3; 32]);
+        // A block of 16 MiB, the most a genesis allows: with its framing the part is larger.
+        let part = ProposalPart {
+            height: 1,
+            round: 0,
+            pol_round: None,
+            proposer: key.public(),
+            block: Arc::new(vec![1u8; 16 << 20]),
+            signature: Signature([2; 64]),
+        };
+        let msg = StreamMessage::new(StreamId::new(Bytes::from_static(b"s")), 0, StreamContent::Data(part));
+        let bytes = Codec::<StreamMessage<ProposalPart>>::encode(&SabtCodec, &msg).unwrap();
+        assert!(bytes.len() > 16 << 20);
+        let back: StreamMessage<ProposalPart> = SabtCodec.decode(bytes).unwrap();
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn a_sync_response_of_a_full_batch_of_the_largest_blocks_decodes() {
+        // Four blocks of 16 MiB each (the largest a genesis allows), each with a certificate.
+        let cert = ExtendedCommitCertificate::<SabtContext> {
+            height: Height(1),
+            round: Round::new(0),
+            value_id: Hash32([1; 32]),
+            commit_signatures: vec![],
+        };
+        let big = vec![7u8; 16 << 20];
+        let values = (0..SYNC_BATCH).map(|_| RawDecidedValue::new(Bytes::from(big.clone()), cert.clone())).collect();
+        let msg = SyncResponse::ValueResponse(ValueResponse::new(Height(1), values));
+        let bytes = Codec::<SyncResponse<SabtContext>>::encode(&SabtCodec, &msg).unwrap();
+        assert!(bytes.len() > SYNC_BATCH * (16 << 20) && bytes.len() <= MAX_SYNC_RESPONSE);
+        let back: SyncResponse<SabtContext> = SabtCodec.decode(bytes).unwrap();
+        let SyncResponse::ValueResponse(v) = back;
+        assert_eq!(v.values.len(), SYNC_BATCH);
+        assert!(v.values.iter().all(|d| d.value_bytes.len() == 16 << 20));
     }
 }

@@ -309,11 +309,13 @@ pub struct ValidatorSet {
 /// still down costs the network one propose timeout in that many rotations instead of one in each.
 pub const PROBE_ROTATIONS: u64 = 4;
 
-/// The most validators of `n` that consensus tolerates being faulty, `⌊(n - 1) / 3⌋`. More absent
-/// validators than this is not a validator down but the network in trouble: the order is then
-/// plain round robin, so that no few validators are left to propose every round 0.
-pub fn max_faulty(n: usize) -> usize {
-    n.saturating_sub(1) / 3
+/// Whether consensus tolerates `absent` voting power of `total` being faulty: less than a third,
+/// so that the rest is more than two thirds. More absent power than this is not a validator down
+/// but the network in trouble: the order is then plain round robin, so that no few validators are
+/// left to propose every round 0. Counted in voting power, not validators: with unequal powers,
+/// one validator may hold more than a third.
+pub fn tolerated_faulty(absent: u128, total: u128) -> bool {
+    absent.saturating_mul(3) < total
 }
 
 /// Whether `height` belongs to a probe rotation, in which the proposer order is plain round robin.
@@ -403,14 +405,17 @@ impl mal::Context for SabtContext {
     /// their last turn ([`ValidatorSet::absent`]) are moved to the end of the height's order, so a
     /// validator that is down does not cost a propose timeout at every turn; in a probe rotation
     /// ([`is_probe`]) the order is plain round robin, so a validator that is back gets its turn;
-    /// so is it when more validators are absent than consensus tolerates faulty ([`max_faulty`]).
+    /// so is it when more voting power is absent than consensus tolerates faulty ([`tolerated_faulty`]).
     fn select_proposer<'a>(&self, set: &'a ValidatorSet, height: Height, round: Round) -> &'a Validator {
         let n = set.validators.len().max(1);
         let r = round.as_u32().unwrap_or(0) as usize % n;
         let start = (height.0.wrapping_sub(1) % n as u64) as usize;
         let rotation = (0..n).map(|k| (start + k) % n);
         let is_absent = |i: &usize| set.validators.get(*i).is_some_and(|v| set.absent.contains(&v.address));
-        let skipping = !set.absent.is_empty() && set.absent.len() <= max_faulty(n) && !is_probe(height.0, n);
+        let power = |a: &Address| set.validators.iter().find(|v| v.address == *a).map_or(0, |v| u128::from(v.power));
+        let absent_power: u128 = set.absent.iter().map(power).sum();
+        let total: u128 = set.validators.iter().map(|v| u128::from(v.power)).sum();
+        let skipping = !set.absent.is_empty() && tolerated_faulty(absent_power, total) && !is_probe(height.0, n);
         let i = if skipping {
             rotation.clone().filter(|i| !is_absent(i)).chain(rotation.filter(|i| is_absent(i))).nth(r).unwrap_or(start)
         } else {
@@ -500,7 +505,12 @@ mod tests {
         assert!(is_probe(36, 4));
         assert_eq!((p(36, 0), p(36, 1)), (keys[3], keys[0]));
         // More absent than one of four (the most consensus tolerates faulty): nobody is moved.
-        assert_eq!((max_faulty(1), max_faulty(3), max_faulty(4), max_faulty(7)), (0, 0, 1, 2));
+        // (absent power, total, tolerated): one of four, two of seven, none of three.
+        for (absent, total, ok) in
+            [(1, 4, true), (2, 4, false), (2, 7, true), (3, 7, false), (1, 3, false), (0, 1, true)]
+        {
+            assert_eq!(tolerated_faulty(absent, total), ok, "{absent} of {total}");
+        }
         for absent in [keys.clone(), vec![keys[2], keys[3]]] {
             let many = ValidatorSet { absent, ..base.clone() };
             assert_eq!(ctx.select_proposer(&many, Height(28), Round::new(0)).address, keys[3]);
@@ -510,5 +520,22 @@ mod tests {
         let kept: std::collections::BTreeMap<u64, Address> =
             (21..=24).map(|h| (h, keys[((h - 1) % 4) as usize])).collect();
         assert!(absent_before(&base.validators, 25, &kept).is_empty());
+    }
+
+    #[test]
+    fn absent_validators_are_counted_by_voting_power() {
+        // Four validators, the fourth holding half the power: its absence is more than a third of
+        // the power, so the order is plain round robin, though it is one validator of four.
+        let keys: Vec<Address> = (1..=4u8).map(|i| Address(SecretKey::from_seed(&[i; 32]).public())).collect();
+        let validators: Vec<Validator> =
+            keys.iter().zip([1u64, 1, 1, 3]).map(|(a, power)| Validator { address: *a, power }).collect();
+        let ctx = SabtContext;
+        let heavy_absent = ValidatorSet { validators: validators.clone(), absent: vec![keys[3]] };
+        assert!(!is_probe(28, 4));
+        assert_eq!(ctx.select_proposer(&heavy_absent, Height(28), Round::new(0)).address, keys[3], "plain order");
+        // One of the light validators absent (1 of 6): it is moved to the end of the order.
+        let light_absent = ValidatorSet { validators, absent: vec![keys[2]] };
+        assert_eq!(ctx.select_proposer(&light_absent, Height(27), Round::new(0)).address, keys[3]);
+        assert_eq!(ctx.select_proposer(&light_absent, Height(27), Round::new(3)).address, keys[2]);
     }
 }

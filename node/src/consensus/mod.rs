@@ -6,9 +6,22 @@
 //! through `sabt_core::codec`; [`app`] answers the engine's requests from the node's store.
 
 pub mod app;
+pub mod buffer;
 pub mod codec;
 pub mod context;
+pub mod engine;
+pub mod pacing;
 pub mod signing;
+
+/// The metrics registry the engine registers its own metrics in, and the metric types the node's
+/// metrics use beside them.
+pub mod telemetry {
+    pub use malachitebft_app_channel::app::metrics::prometheus::metrics::counter::Counter;
+    pub use malachitebft_app_channel::app::metrics::prometheus::metrics::family::Family;
+    pub use malachitebft_app_channel::app::metrics::prometheus::metrics::gauge::Gauge;
+    pub use malachitebft_app_channel::app::metrics::prometheus::metrics::histogram::{Histogram, exponential_buckets};
+    pub use malachitebft_app_channel::app::metrics::{SharedRegistry, export};
+}
 
 /// The Malachite names this node uses, gathered in one place.
 #[allow(unused_imports)]
@@ -16,6 +29,7 @@ pub(crate) mod mal {
     pub use malachitebft_app_channel::app::config::{
         ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, PubSubProtocol, ValuePayload, ValueSyncConfig,
     };
+    pub use malachitebft_app_channel::app::consensus::MisbehaviorEvidence;
     pub use malachitebft_app_channel::app::consensus::{LivenessMsg, VoteExtensionError, VoteExtensionVerdicts};
     pub use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
     pub use malachitebft_app_channel::app::net::Multiaddr;

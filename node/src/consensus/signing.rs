@@ -7,14 +7,33 @@
 //! | proposal | `sabt/proposal/v1 ‖ 0 ‖ encode(ProposalMsg)` |
 //! | vote extension | the checkpoint body text (a C2SP note signature: `checkpoint::sign_checkpoint`) |
 //! | proof of validator | `sabt/validator-proof/v1 ‖ 0 ‖ Malachite's "PoV" preimage` |
+//!
+//! Before it signs a vote or a proposal, the signer records what it signs in the node's store (one
+//! synced write) and refuses to sign anything else in the same height, round and kind: whatever
+//! the engine's write-ahead log remembers after a crash, this validator never signs two
+//! conflicting messages.
 
 use super::context::{Address, CheckpointExt, Ed25519Strict, SabtContext, Vote};
 use super::mal::{SignedMessage, ValidatorProof, VoteExtensionScope};
 use async_trait::async_trait;
 use malachitebft_signing::{Error, Signer, VerificationResult, Verifier};
 use sabt_core::checkpoint::{Checkpoint, sign_checkpoint, verify_checkpoint_signature};
+use sabt_core::hash::Hash32;
 use sabt_core::sign::{self, PublicKey, SecretKey, Signature};
 use std::sync::Arc;
+use tracing::error;
+
+/// What a signer checks before it signs a message of `kind` (0 prevote, 1 precommit, 2 proposal)
+/// at a height and round for a block (or nil): `Ok` once the message is durably recorded, `Err`
+/// with the reason when it must not be signed.
+pub type Guard = Arc<dyn Fn(u64, u32, u8, Option<Hash32>) -> Result<(), String> + Send + Sync>;
+
+/// The kind byte of a prevote in a signing record.
+pub const PREVOTE: u8 = 0;
+/// The kind byte of a precommit.
+pub const PRECOMMIT: u8 = 1;
+/// The kind byte of a proposal.
+pub const PROPOSAL: u8 = 2;
 
 fn err(text: &str) -> Error {
     Error::from_source(text.to_string())
@@ -25,16 +44,30 @@ fn checkpoint(chain_id: &str, ext: &CheckpointExt) -> Checkpoint {
 }
 
 /// Signs with this validator's consensus key.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SabtSigner {
     chain_id: Arc<str>,
     key: Arc<SecretKey>,
+    guard: Guard,
+}
+
+impl std::fmt::Debug for SabtSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SabtSigner").field("chain_id", &self.chain_id).field("key", &self.key.public()).finish()
+    }
 }
 
 impl SabtSigner {
-    /// A signer for `chain_id` with `key`.
-    pub fn new(chain_id: Arc<str>, key: Arc<SecretKey>) -> Self {
-        SabtSigner { chain_id, key }
+    /// A signer for `chain_id` with `key`, which asks `guard` before every vote and proposal.
+    pub fn new(chain_id: Arc<str>, key: Arc<SecretKey>, guard: Guard) -> Self {
+        SabtSigner { chain_id, key, guard }
+    }
+
+    fn check(&self, height: u64, round: u32, kind: u8, value: Option<Hash32>) -> Result<(), Error> {
+        (self.guard)(height, round, kind, value).map_err(|reason| {
+            error!(height, round, kind, "{reason}");
+            err(&reason)
+        })
     }
 
     /// This validator's address.
@@ -47,6 +80,11 @@ impl SabtSigner {
 impl Signer<SabtContext> for SabtSigner {
     async fn sign_vote(&self, vote: Vote) -> Result<SignedMessage<SabtContext, Vote>, Error> {
         let msg = vote.message(&self.chain_id).ok_or_else(|| err("vote without a round"))?;
+        let kind = match msg.kind {
+            sabt_core::block::VoteKind::Prevote => PREVOTE,
+            sabt_core::block::VoteKind::Precommit => PRECOMMIT,
+        };
+        self.check(msg.height, msg.round, kind, msg.block)?;
         let signature = msg.sign(&self.key);
         Ok(SignedMessage::new(vote, signature))
     }
@@ -56,6 +94,7 @@ impl Signer<SabtContext> for SabtSigner {
         proposal: super::context::Proposal,
     ) -> Result<SignedMessage<SabtContext, super::context::Proposal>, Error> {
         let msg = proposal.message(&self.chain_id).ok_or_else(|| err("proposal without a round"))?;
+        self.check(msg.height, msg.round, PROPOSAL, Some(msg.block))?;
         let signature = msg.sign(&self.key);
         Ok(SignedMessage::new(proposal, signature))
     }

@@ -1,0 +1,213 @@
+//! Starting and stopping the consensus engine: its configuration from the node's and the genesis's,
+//! its network identity, the signer with its record of signed messages, and the application loop
+//! ([`super::app::App`]). The rest of the node sees only [`start`] and [`Running`].
+
+use super::app::App;
+use super::codec::{MAX_SYNC_RESPONSE, SYNC_BATCH, SabtCodec};
+use super::context::SabtContext;
+use super::mal::{
+    self, Codec as _, ConsensusConfig, ConsensusContext, DiscoveryConfig, EngineBuilder, Keypair, LinearTimeouts,
+    NetworkContext, NetworkIdentity, NodeConfig, P2pConfig, PubSubProtocol, RequestContext, SyncContext, ValuePayload,
+    ValueSyncConfig, WalContext,
+};
+use super::signing::{Guard, PRECOMMIT, PREVOTE, SabtSigner, SabtVerifier};
+use crate::config::Config;
+use crate::node::{Home, Shared};
+use anyhow::{Context as _, anyhow};
+use malachitebft_signing::Signer as _;
+use sabt_core::genesis::Genesis;
+use sabt_core::sign::SecretKey;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// A running engine and application loop.
+pub struct Running {
+    /// The application loop: ends with an error when the node must stop (a failed commit, the
+    /// engine gone).
+    pub app: JoinHandle<anyhow::Result<()>>,
+    engine: mal::EngineHandle,
+    peers: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Stops the loop and the engine. Every vote is in the write-ahead log before it is sent and
+    /// every block is synced before it is acknowledged, so stopping here loses nothing.
+    pub async fn stop(self) {
+        self.peers.abort();
+        self.app.abort();
+        if let Err(e) = self.engine.actor.kill_and_wait(Some(Duration::from_secs(5))).await {
+            warn!(error = %e, "consensus engine did not stop cleanly");
+        }
+        self.engine.handle.abort();
+    }
+}
+
+/// What the signer asks before every vote and proposal: the node's store records it, or names
+/// the conflicting message signed there before.
+fn guard(shared: Arc<Shared>) -> Guard {
+    Arc::new(move |height, round, kind, value| match shared.store.record_signed(height, round, kind, value) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(before)) => {
+            let what = match kind {
+                PREVOTE => "prevote",
+                PRECOMMIT => "precommit",
+                _ => "proposal",
+            };
+            let name = |v: Option<sabt_core::hash::Hash32>| v.map(|h| h.to_string()).unwrap_or_else(|| "nil".into());
+            Err(format!(
+                "refusing to sign a {what} for {} at height {height} round {round}: this validator signed a {what} \
+                 for {} there before, and signing both would be equivocation. The consensus write-ahead log \
+                 does not match the store's record of signed messages (was data/wal replaced or restored?); \
+                 the node stops. Start it again once the network has moved past height {height}, or restore \
+                 the write-ahead log that belongs to this store",
+                name(value),
+                name(before)
+            ))
+        }
+        Err(e) => Err(format!("cannot record a signed message durably ({e}); refusing to sign it")),
+    })
+}
+
+/// Starts the engine for this node and the application loop that answers it.
+pub async fn start(
+    shared: Arc<Shared>,
+    cfg: &Config,
+    home: &Home,
+    key: Arc<SecretKey>,
+    network_seed: [u8; 32],
+    own_peer: &str,
+) -> anyhow::Result<Running> {
+    let chain: Arc<str> = shared.genesis.chain_id.as_str().into();
+    let signer = SabtSigner::new(chain.clone(), key.clone(), guard(shared.clone()));
+    let mut net_seed = network_seed;
+    let keypair = Keypair::ed25519_from_bytes(&mut net_seed).context("network key")?;
+    let proof = signer
+        .sign_validator_proof(key.public().to_bytes().to_vec(), keypair.public().to_peer_id().to_bytes())
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let proof_bytes = SabtCodec.encode(&proof).map_err(|e| anyhow!("{e}"))?;
+    let address = signer.address();
+    let identity = NetworkIdentity::new_validator(cfg.name.clone(), keypair, address.to_string(), proof_bytes);
+    let engine_cfg = engine_config(cfg, &shared.genesis, own_peer)?;
+    let c = &cfg.consensus;
+    let delta = Duration::from_millis(c.timeout_delta_ms);
+    let timeouts = LinearTimeouts {
+        propose: Duration::from_millis(c.timeout_propose_ms),
+        propose_delta: delta,
+        prevote: Duration::from_millis(c.timeout_prevote_ms),
+        prevote_delta: delta,
+        precommit: Duration::from_millis(c.timeout_precommit_ms),
+        precommit_delta: delta,
+        rebroadcast: Duration::from_millis(c.timeout_propose_ms + c.timeout_prevote_ms + c.timeout_precommit_ms),
+        max_timeout: Duration::from_secs(60),
+    };
+    let (channels, engine) = EngineBuilder::new(SabtContext, engine_cfg)
+        .with_default_wal(WalContext::new(home.wal(), SabtCodec))
+        .with_default_network(NetworkContext::new(identity, SabtCodec))
+        .with_default_sync(SyncContext::new(SabtCodec))
+        .with_default_consensus(ConsensusContext::new_validator(
+            address,
+            Box::new(SabtVerifier::new(chain.clone())),
+            Box::new(signer),
+        ))
+        .with_default_request(RequestContext::new(64))
+        .build()
+        .await
+        .map_err(|e| anyhow!("cannot start the consensus engine: {e:#}"))?;
+    info!(peer_id = %own_peer, p2p = %cfg.p2p.listen, "consensus engine started");
+
+    let net_requests = channels.net_requests.clone();
+    let app = App::new(shared.clone(), key, timeouts)?;
+    let app = tokio::spawn(app.run(channels));
+    let peers = tokio::spawn(async move {
+        loop {
+            if let Ok(Some(dump)) = mal::NetworkRequest::dump_state(&net_requests).await {
+                shared.metrics.peers.set(i64::try_from(dump.peers.len()).unwrap_or(0));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    Ok(Running { app, engine, peers })
+}
+
+/// Malachite's view of the configuration.
+#[derive(Debug, Clone)]
+struct EngineConfig {
+    moniker: String,
+    consensus: ConsensusConfig,
+    value_sync: ValueSyncConfig,
+}
+
+impl NodeConfig for EngineConfig {
+    fn moniker(&self) -> &str {
+        &self.moniker
+    }
+    fn consensus(&self) -> &ConsensusConfig {
+        &self.consensus
+    }
+    fn consensus_mut(&mut self) -> &mut ConsensusConfig {
+        &mut self.consensus
+    }
+    fn value_sync(&self) -> &mal::ValueSyncConfig {
+        &self.value_sync
+    }
+    fn value_sync_mut(&mut self) -> &mut mal::ValueSyncConfig {
+        &mut self.value_sync
+    }
+}
+
+fn engine_config(cfg: &Config, genesis: &Genesis, own_peer: &str) -> anyhow::Result<EngineConfig> {
+    let listen =
+        cfg.p2p.listen.parse().with_context(|| format!("p2p.listen {:?} is not a multiaddr", cfg.p2p.listen))?;
+    let mut peers = Vec::new();
+    for a in &genesis.agencies {
+        let Some(v) = &a.validator else { continue };
+        if v.peer_id == own_peer {
+            continue;
+        }
+        for addr in &v.addresses {
+            let full = format!("{addr}/p2p/{}", v.peer_id);
+            peers.push(
+                full.parse().with_context(|| format!("genesis address {full} of {} is not a multiaddr", a.name))?,
+            );
+        }
+    }
+    let max_block = usize::try_from(genesis.params.max_block_bytes).unwrap_or(16 << 20);
+    let p2p = P2pConfig {
+        listen_addr: listen,
+        persistent_peers: peers,
+        // The genesis is the allow-list: a peer not listed there is disconnected after Identify.
+        persistent_peers_only: true,
+        discovery: DiscoveryConfig { enabled: false, max_connections_per_ip: 64, ..Default::default() },
+        protocol: PubSubProtocol::Broadcast,
+        pubsub_max_size: bytesize::ByteSize::b((max_block + (1 << 20)) as u64),
+        // Sync responses travel as RPC answers: room for the largest one.
+        rpc_max_size: bytesize::ByteSize::b((MAX_SYNC_RESPONSE + (1 << 20)) as u64),
+        ..Default::default()
+    };
+    Ok(EngineConfig {
+        moniker: cfg.name.clone(),
+        consensus: ConsensusConfig {
+            enabled: true,
+            p2p,
+            value_payload: ValuePayload::ProposalAndParts,
+            ..Default::default()
+        },
+        value_sync: ValueSyncConfig {
+            enabled: true,
+            status_update_interval: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            max_response_size: bytesize::ByteSize::b(MAX_SYNC_RESPONSE as u64),
+            batch_size: SYNC_BATCH,
+            ..Default::default()
+        },
+    })
+}
