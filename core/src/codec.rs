@@ -174,13 +174,7 @@ pub fn decode_body<T: Serialize + DeserializeOwned>(
     bytes: &[u8],
     max: usize,
 ) -> Result<T, CodecError> {
-    let max = max.min(ABSOLUTE_MAX_LEN);
-    if bytes.len() > max {
-        return Err(CodecError::TooLong { type_name, len: bytes.len(), max });
-    }
-    let value: T = decode_body_limited(type_name, bytes)?;
-    require_canonical(type_name, &value, bytes)?;
-    Ok(value)
+    decode_within(type_name, bytes, max.min(ABSOLUTE_MAX_LEN))
 }
 
 /// Decodes a network message without a version byte, refusing inputs longer than `max` (at most
@@ -192,7 +186,15 @@ pub fn decode_wire_body<T: Serialize + DeserializeOwned>(
     bytes: &[u8],
     max: usize,
 ) -> Result<T, CodecError> {
-    let max = max.min(MAX_WIRE_LEN);
+    decode_within(type_name, bytes, max.min(MAX_WIRE_LEN))
+}
+
+/// Decodes a canonical value without a version byte from `bytes` of at most `max` bytes.
+fn decode_within<T: Serialize + DeserializeOwned>(
+    type_name: &'static str,
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, CodecError> {
     if bytes.len() > max {
         return Err(CodecError::TooLong { type_name, len: bytes.len(), max });
     }

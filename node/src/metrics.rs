@@ -27,7 +27,7 @@ pub struct Metrics {
     /// against the block's state, by refusal code.
     pub proposal_refused: Family<Vec<(String, String)>, Counter>,
     /// Consensus messages this node dropped as faulty, by reason (`relayed_part`, `swapped_body`,
-    /// `bad_signature`, `bad_block`, `not_proposer`, `conflicting`, `full`, `extension_unknown_block`,
+    /// `bad_signature`, `bad_block`, `not_proposer`, `conflicting`, `full`, `clock`,
     /// `extension_mismatch`, `synced_bad_certificate`).
     pub consensus_dropped: Family<Vec<(String, String)>, Counter>,
     /// Equivocations kept as evidence, by kind (`prevote`, `precommit`, `proposal`).

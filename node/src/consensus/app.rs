@@ -577,8 +577,8 @@ impl App {
                 self.buffer.remove_proposal(height.0, r, &offer.proposer);
                 continue;
             }
-            // Received ahead of its height: its time is checked against when it arrived, as well
-            // as it can be now.
+            // Received ahead of its height: only the upper bound applies (the lower one is checked
+            // only for a block judged as it arrives).
             let clock = Clock::Proposed { received_ms: now_ms(), fresh: false, round: r };
             if let Some(v) = self.verdict(height.0, &offer.hash, clock)? {
                 out.push(self.proposed_value(&offer, v));
@@ -623,7 +623,13 @@ impl App {
             self.unchecked.pop_first();
         }
         let verdicts = extensions.iter().map(|(a, _)| (*a, Ok(()))).collect();
-        self.unchecked.entry((height, value_id)).or_default().extend(extensions);
+        // One cosignature a validator: a validator's later one replaces its earlier, so the list
+        // stays within the validator set whatever a peer repeats.
+        let kept = self.unchecked.entry((height, value_id)).or_default();
+        for (addr, ext) in extensions {
+            kept.retain(|(a, _)| *a != addr);
+            kept.push((addr, ext));
+        }
         verdicts
     }
 
