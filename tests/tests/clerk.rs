@@ -7,6 +7,9 @@
 //! honest chain, failing on a block altered on one node's disk), consistency check, and watch
 //! alarms on a rollback and a fork.
 
+#[path = "support/raw_store.rs"]
+mod raw_store;
+
 use sabt_core::checkpoint::{Checkpoint, SignedNote, cosign};
 use sabt_core::hash::Hash32;
 use sabt_core::sign::SecretKey;
@@ -343,8 +346,7 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
     let genesis_path = genesis.clone();
     c.terminate(3).unwrap();
     let altered_height = {
-        let names = ["blocks", "commits", "log", "entries", "smt", "state", "txs", "proposals", "meta"];
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), c.nodes[3].home.join("data/db"), names).unwrap();
+        let db = raw_store::open(&c.nodes[3].home);
         let blocks = db.cf_handle("blocks").unwrap();
         let (key, mut block) = db
             .iterator_cf(blocks, rocksdb::IteratorMode::Start)

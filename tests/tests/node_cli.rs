@@ -4,6 +4,9 @@
 //! restart (and its verification catching an edited line and deleted lines), and refusal of an
 //! inconsistent store.
 
+#[path = "support/raw_store.rs"]
+mod raw_store;
+
 use sabt_tests::cluster::{agent, bin};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -145,8 +148,7 @@ fn one_node_lifecycle() {
 
     // Damage the store: drop the last block. The node refuses to start and says why.
     {
-        let names = ["blocks", "commits", "log", "entries", "smt", "state", "txs", "proposals", "meta"];
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), home.join("data/db"), names).unwrap();
+        let db = raw_store::open(&home);
         let meta = db.cf_handle("meta").unwrap();
         let tip = db.get_cf(meta, b"tip").unwrap().unwrap();
         assert!(!tip.is_empty());
