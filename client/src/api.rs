@@ -14,6 +14,9 @@ pub struct Node {
     agent: ureq::Agent,
 }
 
+/// How long a submission waits for a node that is not ready yet.
+pub const NOT_READY_WAIT: Duration = Duration::from_secs(60);
+
 /// A request that reached the node and was refused, with the node's code and message.
 #[derive(Debug, thiserror::Error)]
 #[error("the node answered {status} {code}: {message}")]
@@ -69,10 +72,21 @@ impl Node {
         self.answer(path, self.agent.get(&url).call())
     }
 
-    /// `POST path` with a JSON body.
+    /// `POST path` with a JSON body. A node that is not ready (starting, or catching up with the
+    /// network) took nothing: the request is made again, every second, for up to
+    /// [`NOT_READY_WAIT`].
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        self.answer(path, self.agent.post(&url).send_json(body))
+        let started = std::time::Instant::now();
+        loop {
+            let r = self.answer(path, self.agent.post(&url).send_json(body));
+            let not_ready =
+                r.as_ref().err().and_then(|e| e.downcast_ref::<Refused>()).is_some_and(|x| x.code == "not_ready");
+            if !not_ready || started.elapsed() >= NOT_READY_WAIT {
+                return r;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 }
 

@@ -40,6 +40,10 @@ enum Command {
         /// has for the next proposal, against the number of (often empty) blocks stored.
         #[arg(long, default_value_t = sabt_core::genesis::Params::default().block_interval_ms)]
         block_interval_ms: u64,
+        /// The IPv4 address of each node in turn, comma-separated (one per validator), for nodes
+        /// on separate hosts or network namespaces; all on 127.0.0.1 if not given.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<std::net::Ipv4Addr>,
     },
 }
 
@@ -47,19 +51,21 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Inspect { genesis } => sabt_genesis::load(&genesis).and_then(|g| sabt_genesis::describe(&g)),
         Command::Hash { genesis } => sabt_genesis::load(&genesis).map(|g| format!("{}\n", g.hash())),
-        Command::Testnet { validators, out, chain_id, base_port, block_interval_ms } => {
+        Command::Testnet { validators, out, chain_id, base_port, block_interval_ms, hosts } => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
                 .unwrap_or(0);
-            sabt_genesis::testnet::write(&out, validators, &chain_id, base_port, now, block_interval_ms).map(|g| {
-                format!(
-                    "wrote a {validators}-validator testnet for chain {} ({}) to {}\n",
-                    g.chain_id,
-                    g.hash(),
-                    out.display()
-                )
-            })
+            sabt_genesis::testnet::write(&out, validators, &chain_id, base_port, &hosts, now, block_interval_ms).map(
+                |g| {
+                    format!(
+                        "wrote a {validators}-validator testnet for chain {} ({}) to {}\n",
+                        g.chain_id,
+                        g.hash(),
+                        out.display()
+                    )
+                },
+            )
         }
     };
     sabt_genesis::finish(result)

@@ -72,18 +72,24 @@ format = "text"
 }
 
 /// Writes a testnet of `n` validators under `out`, blocks at most every `block_interval_ms`;
-/// returns the genesis.
+/// node I listens on `hosts[I-1]` (every node on 127.0.0.1 if `hosts` is empty); returns the
+/// genesis.
 pub fn write(
     out: &Path,
     n: u16,
     chain_id: &str,
     base_port: u16,
+    hosts: &[std::net::Ipv4Addr],
     genesis_time_ms: u64,
     block_interval_ms: u64,
 ) -> anyhow::Result<Genesis> {
     if n == 0 || n > 64 {
         bail!("--validators must be 1 to 64");
     }
+    if !hosts.is_empty() && hosts.len() != usize::from(n) {
+        bail!("--hosts names {} addresses for {n} validators; give one address per validator", hosts.len());
+    }
+    let host = |i: u16| hosts.get(usize::from(i) - 1).copied().unwrap_or(std::net::Ipv4Addr::LOCALHOST);
     if base_port > 65_000 {
         bail!("--base-port must be at most 65000 (node I uses up to BASE+200+I)");
     }
@@ -113,7 +119,7 @@ pub fn write(
             validator: Some(ValidatorInfo {
                 consensus_key: SecretKey::from_seed(&node.consensus).public(),
                 peer_id: keyfile::peer_id(&node.network)?,
-                addresses: vec![format!("/ip4/127.0.0.1/tcp/{p2p}")],
+                addresses: vec![format!("/ip4/{}/tcp/{p2p}", host(i))],
                 power: 1,
             }),
         });
@@ -132,7 +138,7 @@ pub fn write(
         let home = out.join(format!("node-{i}"));
         let (p2p, api, metrics) = ports(base_port, i);
         let peers: Vec<String> =
-            (1..=n).filter(|j| *j != i).map(|j| format!("http://127.0.0.1:{}", ports(base_port, j).1)).collect();
+            (1..=n).filter(|j| *j != i).map(|j| format!("http://{}:{}", host(j), ports(base_port, j).1)).collect();
         std::fs::create_dir_all(&home)?;
         keyfile::write(&home.join("keys/consensus.key"), &node.consensus)?;
         keyfile::write(&home.join("keys/network.key"), &node.network)?;
@@ -142,9 +148,9 @@ pub fn write(
             home.join("config.toml"),
             config_text(
                 &format!("agency-{i}"),
-                &format!("/ip4/127.0.0.1/tcp/{p2p}"),
-                &format!("127.0.0.1:{api}"),
-                &format!("127.0.0.1:{metrics}"),
+                &format!("/ip4/{}/tcp/{p2p}", host(i)),
+                &format!("{}:{api}", host(i)),
+                &format!("{}:{metrics}", host(i)),
                 &peers,
             ),
         )?;

@@ -3,7 +3,7 @@
 //! | method and path | answer |
 //! |---|---|
 //! | `GET /livez` | 200 while the process serves requests |
-//! | `GET /readyz` | 200 once consensus runs, 503 before |
+//! | `GET /readyz` | 200 once consensus runs and this node decides blocks with the others; 503 before, and while it catches up by sync |
 //! | `GET /v1/status` | chain, height, latest block hash, log size and root, validator set, mempool size |
 //! | `GET /v1/blocks/{height}` | header, hash, transactions, commit certificate, cosigned checkpoint |
 //! | `GET /v1/blocks/{height}/raw` | the canonical block and commit encodings, hex |
@@ -307,10 +307,10 @@ async fn livez() -> Json<Health> {
     (status = 200, description = "Consensus runs", body = Health),
     (status = 503, description = "Not yet", body = ErrorBody)))]
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
-    if s.is_ready() {
-        Json(Health { status: "ready".into(), height: Some(s.tip().height) }).into_response()
+    if let Some(why) = s.not_ready() {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", why).into_response()
     } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "consensus has not started yet").into_response()
+        Json(Health { status: "ready".into(), height: Some(s.tip().height) }).into_response()
     }
 }
 
@@ -587,8 +587,8 @@ async fn submit(
         })?;
         let stx = decode_tx(&body.tx)?;
         signer = Some(stx.tx.signer.to_hex());
-        if !s.is_ready() {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "consensus has not started yet"));
+        if let Some(why) = s.not_ready() {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", why));
         }
         admit(&s, stx, is_forwarded(&headers))
     })();
@@ -624,8 +624,8 @@ async fn submit_batch(
             format!("{} transactions in one batch; at most {MAX_BATCH}", body.txs.len()),
         ));
     }
-    if !s.is_ready() {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "consensus has not started yet"));
+    if let Some(why) = s.not_ready() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", why));
     }
     let forwarded = is_forwarded(&headers);
     let mut signers = std::collections::BTreeSet::new();

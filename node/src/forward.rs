@@ -90,6 +90,25 @@ pub fn agent(step: Duration) -> ureq::Agent {
         .into()
 }
 
+/// How long a worker keeps sending a batch again that its peer answered 503 to (not ready:
+/// starting, or catching up with the network, whose state would refuse what it has not seen yet;
+/// or busy). After that the batch is dropped for this peer and waits for another node's turn.
+pub const RETRY_FOR: Duration = Duration::from_secs(120);
+/// The wait before sending a batch again when the peer's 503 names none (`Retry-After`), and the
+/// longest wait a peer may ask for.
+const RETRY_WAIT: Duration = Duration::from_secs(1);
+const RETRY_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// How long to wait before sending a batch again, after an answer with `status` and `retry_after`
+/// (seconds) `elapsed` after the first attempt: `None` to go on to the next batch.
+fn retry_wait(status: u16, retry_after: Option<&str>, elapsed: Duration) -> Option<Duration> {
+    if status != 503 || elapsed >= RETRY_FOR {
+        return None;
+    }
+    let asked = retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+    Some(asked.unwrap_or(RETRY_WAIT).clamp(Duration::from_millis(100), RETRY_WAIT_MAX))
+}
+
 /// How often a worker reports what its peer refused of the transactions it forwarded.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -190,11 +209,26 @@ fn run(rx: Receiver<Arc<str>>, peer: String) {
         // The answer is read to its end: ureq returns a connection to its pool only then, and a
         // connection closed after every batch cost a TCP handshake, an accepted connection on the
         // peer and a socket in TIME_WAIT, a hundred times a second per peer under load.
-        let r = agent
-            .post(format!("{peer}/v1/txs/batch"))
-            .header(FORWARDED_HEADER, "1")
-            .send_json(&body)
-            .and_then(|mut resp| resp.body_mut().read_to_vec().map(|body| (resp.status(), body)));
+        let first = Instant::now();
+        let r = loop {
+            let r = agent.post(format!("{peer}/v1/txs/batch")).header(FORWARDED_HEADER, "1").send_json(&body).and_then(
+                |mut resp| {
+                    let retry_after =
+                        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    resp.body_mut().read_to_vec().map(|body| (resp.status(), retry_after, body))
+                },
+            );
+            // A peer not ready yet (catching up) would refuse what its state has not seen: the
+            // same batch goes again once it is.
+            if let Ok((status, retry_after, _)) = &r
+                && let Some(wait) = retry_wait(status.as_u16(), retry_after.as_deref(), first.elapsed())
+            {
+                debug!(peer = %peer, "the peer is not ready; sending the batch again in {wait:?}");
+                std::thread::sleep(wait);
+                continue;
+            }
+            break r.map(|(status, _, body)| (status, body));
+        };
         let problem = match r {
             Ok((status, body)) if status.is_success() => {
                 answered += tally(&body, &mut refused) as u64;
@@ -236,6 +270,11 @@ mod tests {
     /// A peer that answers every request with a small JSON body, counting connections and
     /// requests.
     fn peer() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        peer_refusing(0)
+    }
+
+    /// A peer as [`peer`] that answers its first `refuse` requests 503 (not ready).
+    fn peer_refusing(refuse: usize) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (connections, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -264,10 +303,14 @@ mod tests {
                         }
                         let mut body = vec![0; length];
                         reader.read_exact(&mut body).unwrap();
-                        r.fetch_add(1, Ordering::SeqCst);
-                        let answer = r#"{"results":[{"ok":true}]}"#;
+                        let seen = r.fetch_add(1, Ordering::SeqCst);
+                        let (status, answer) = if seen < refuse {
+                            ("503 Service Unavailable\r\nretry-after: 0", r#"{"code":"not_ready"}"#)
+                        } else {
+                            ("200 OK", r#"{"results":[{"ok":true}]}"#)
+                        };
                         let head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                             answer.len()
                         );
                         out.write_all(head.as_bytes()).unwrap();
@@ -355,6 +398,28 @@ mod tests {
         let r = agent(Duration::from_millis(300)).post(&url).send_json(serde_json::json!({ "txs": [] }));
         assert!(r.is_err(), "a silent peer answered: {r:?}");
         assert!(started.elapsed() < Duration::from_secs(10), "gave up only after {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_batch_a_peer_is_not_ready_for_goes_again_until_it_is() {
+        let (url, _, requests) = peer_refusing(3);
+        let f = Forwarder::start(vec![url]).unwrap();
+        assert!(f.push(&tx(1)));
+        // Refused three times, then taken: four requests for one batch, and no more.
+        let by = Instant::now() + Duration::from_secs(10);
+        while requests.load(Ordering::SeqCst) < 4 && Instant::now() < by {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(requests.load(Ordering::SeqCst), 4);
+        // The rule itself: only 503 is retried, within its time, at the wait asked (bounded).
+        let s = Duration::from_secs;
+        assert_eq!(retry_wait(503, Some("2"), s(0)), Some(s(2)));
+        assert_eq!(retry_wait(503, None, s(5)), Some(RETRY_WAIT));
+        assert_eq!(retry_wait(503, Some("3600"), s(5)), Some(RETRY_WAIT_MAX));
+        assert_eq!(retry_wait(503, Some("1"), RETRY_FOR), None);
+        assert_eq!(retry_wait(429, Some("1"), s(0)), None);
+        assert_eq!(retry_wait(200, None, s(0)), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod access;
 pub mod api;
 pub mod config;
 pub mod consensus;
+pub mod faults;
 pub mod forward;
 pub mod mempool;
 pub mod metrics;

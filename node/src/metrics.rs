@@ -26,9 +26,9 @@ pub struct Metrics {
     /// Transactions this node, proposing, left out of its block because the rules refuse them
     /// against the block's state, by refusal code.
     pub proposal_refused: Family<Vec<(String, String)>, Counter>,
-    /// Consensus messages this node dropped as faulty, by reason (`relayed_part`, `swapped_body`,
-    /// `bad_signature`, `bad_block`, `not_proposer`, `conflicting`, `full`, `clock`,
-    /// `extension_mismatch`, `synced_bad_certificate`).
+    /// Consensus messages this node dropped as faulty, by reason (`oversized`, `relayed_part`,
+    /// `swapped_body`, `bad_signature`, `bad_block`, `not_proposer`, `conflicting`, `full`,
+    /// `clock`, `extension_mismatch`, `synced_bad_block`, `synced_bad_certificate`).
     pub consensus_dropped: Family<Vec<(String, String)>, Counter>,
     /// Equivocations kept as evidence, by kind (`prevote`, `precommit`, `proposal`).
     pub equivocations: Family<Vec<(String, String)>, Counter>,

@@ -46,6 +46,9 @@ pub struct Shared {
     pub parcels: RwLock<crate::parcels::ParcelIndex>,
     tip: RwLock<Tip>,
     ready: AtomicBool,
+    caught_up: AtomicBool,
+    /// What this validator signed, consulted before every signature.
+    pub signed: crate::consensus::record::SignedRecord,
 }
 
 impl Shared {
@@ -61,14 +64,33 @@ impl Shared {
         self.mempool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether consensus has started.
+    /// Whether this node takes transactions: consensus has started, and its last block was
+    /// decided with it rather than fetched by sync. A node still catching up would judge a
+    /// transaction against a state that has not seen the blocks that allow it (a clerk key
+    /// authorised since), and refuse it for good.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.not_ready().is_none()
+    }
+
+    /// Why this node does not take transactions yet, if it does not.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if !self.ready.load(Ordering::Relaxed) {
+            Some("consensus has not started yet")
+        } else if !self.caught_up.load(Ordering::Relaxed) {
+            Some("this node is catching up with the network")
+        } else {
+            None
+        }
     }
 
     /// Marks consensus as started.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Records whether the last block was decided with consensus (`true`) or fetched by sync.
+    pub fn set_caught_up(&self, caught_up: bool) {
+        self.caught_up.store(caught_up, Ordering::Relaxed);
     }
 
     /// Transactions waiting.
@@ -225,6 +247,11 @@ impl Home {
     pub fn wal(&self) -> PathBuf {
         self.0.join("data/wal/consensus.wal")
     }
+    /// The record of every vote and proposal signed: outside `data/`, which may be moved away
+    /// to resync ([`crate::consensus::record`]).
+    pub fn signed_record(&self) -> PathBuf {
+        self.0.join("signing/record.log")
+    }
     /// The hash-chained access log.
     pub fn access_log(&self) -> PathBuf {
         self.0.join("data/access.log")
@@ -235,6 +262,7 @@ impl Home {
 /// (Ok) or a fatal error (Err).
 pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     let home = Home(home.to_path_buf());
+    crate::faults::init(&home.0)?;
     let genesis = sabt_genesis::load(&home.0.join(&cfg.genesis))?;
     let genesis_hash = genesis.hash();
     let validator_set = genesis.validator_set()?;
@@ -307,6 +335,9 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
         parcels: RwLock::new(parcel_index),
         tip: RwLock::new(tip),
         ready: AtomicBool::new(false),
+        // Until a block is decided with the others, this node may be behind them.
+        caught_up: AtomicBool::new(false),
+        signed: crate::consensus::record::SignedRecord::open(&home.signed_record())?,
         genesis,
     });
 

@@ -18,7 +18,6 @@
 //! | `txs` | transaction id (32 bytes) | height (u64 BE) ‖ position (u32 BE) |
 //! | `proposals` | height ‖ round (u32 BE) | this node's own proposed block, for re-proposal after a crash |
 //! | `consensus` | `r` ‖ height ‖ block hash | a block of the next height this node found valid, kept until that height commits, so a decision replayed after a crash finds its block |
-//! | | `s` ‖ height ‖ round (u32 BE) ‖ kind (u8: 0 prevote, 1 precommit, 2 proposal) | `encode_body(Option<Hash32>)`: what this node signed there, so it never signs a conflicting message ([`SIGNED_KEPT_HEIGHTS`] heights kept) |
 //! | | `e` ‖ height ‖ sequence (u32 BE) | `encode(Equivocation)`: evidence of a validator's double signing, kept for good |
 //! | `meta` | `genesis`, `tip`, `layout` | genesis hash; `encode_body(Tip)`; [`LAYOUT`] (u32 BE) |
 //!
@@ -75,9 +74,6 @@ pub const LAYOUT: u32 = 2;
 const CFS: [&str; 10] =
     ["blocks", "commits", "log", "entries", "smt", "state", "txs", "proposals", "consensus", "meta"];
 
-/// Heights below the tip for which the votes this node signed are kept ([`Store::record_signed`]).
-pub const SIGNED_KEPT_HEIGHTS: u64 = 1_000;
-
 /// The column families whose memtables carry a bloom filter over their keys (2 % of the
 /// memtable's size, about 16 bits a key).
 const MEMTABLE_FILTERED: [&str; 3] = ["smt", "state", "txs"];
@@ -109,8 +105,6 @@ pub struct Store {
     /// since the last flush (about 6 % of the machine's CPU in a perf profile after 3,000
     /// heights, docs/BENCHMARKS.md).
     proposals: std::sync::Mutex<std::collections::BTreeSet<(u64, u32)>>,
-    /// Held while a signed message is checked against and added to the records of signed ones.
-    signing: std::sync::Mutex<()>,
 }
 
 /// The log's nodes at level [`UPPER_LEVEL`] and above, all of them, as stored: `levels[l][i]` is
@@ -290,13 +284,8 @@ impl Store {
             ColumnFamilyDescriptor::new(*n, o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        let store = Store {
-            db,
-            upper: UpperLog::default(),
-            upper_smt: UpperSmt::default(),
-            proposals: Default::default(),
-            signing: Default::default(),
-        };
+        let store =
+            Store { db, upper: UpperLog::default(), upper_smt: UpperSmt::default(), proposals: Default::default() };
         store.check_layout(path)?;
         store.load_upper_levels()?;
         store.load_upper_smt()?;
@@ -503,35 +492,6 @@ impl Store {
         Ok(self.get("consensus", &consensus_key(b'r', height, hash.as_bytes()))?)
     }
 
-    /// Records that this node signs `value` (a block hash, or nil) as its message of `kind` (0
-    /// prevote, 1 precommit, 2 proposal) at `height` and `round`, in one synced write, unless it
-    /// signed something else there before: then nothing is written and that earlier value is
-    /// returned as the error. Signing the same value again is allowed (a message re-signed after a
-    /// restart is the same message).
-    pub fn record_signed(
-        &self,
-        height: u64,
-        round: u32,
-        kind: u8,
-        value: Option<Hash32>,
-    ) -> Result<Result<(), Option<Hash32>>, DbError> {
-        let mut rest = [0u8; 5];
-        rest[..4].copy_from_slice(&round.to_be_bytes());
-        rest[4] = kind;
-        let key = consensus_key(b's', height, &rest);
-        // One signer at a time: the check and the write must not interleave with another's.
-        let _one = self.signing.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = self.get("consensus", &key)? {
-            let before: Option<Hash32> = codec::decode_body("signed value", &v, 64)
-                .map_err(|e| DbError::Inconsistent(format!("record of a signed vote: {e}")))?;
-            return Ok(if before == value { Ok(()) } else { Err(before) });
-        }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.put_cf_opt(self.cf("consensus")?, key, codec::encode_body(&value), &wo)?;
-        Ok(Ok(()))
-    }
-
     /// Keeps equivocation evidence `encoded` (an `encode(Equivocation)`) found at `height`, in one
     /// synced write, unless the same evidence is kept already. Returns whether it was new.
     pub fn put_evidence(&self, height: u64, encoded: &[u8]) -> Result<bool, DbError> {
@@ -621,15 +581,9 @@ impl Store {
         batch.put_cf(self.cf("blocks")?, be(height), codec::encode(block));
         batch.put_cf(self.cf("commits")?, be(height), codec::encode(commit));
         batch.put_cf(self.cf("meta")?, b"tip", codec::encode_body(&tip));
-        // Blocks received for this height are no longer needed; records of signed votes are
-        // kept for the last [`SIGNED_KEPT_HEIGHTS`] heights.
+        // Blocks received for this height are no longer needed.
         let cons = self.cf("consensus")?;
         batch.delete_range_cf(cons, consensus_key(b'r', 0, &[]), consensus_key(b'r', height.saturating_add(1), &[]));
-        batch.delete_range_cf(
-            cons,
-            consensus_key(b's', 0, &[]),
-            consensus_key(b's', height.saturating_sub(SIGNED_KEPT_HEIGHTS), &[]),
-        );
         // Own proposals up to the new tip are no longer needed.
         let mut proposals = self.own_proposal_keys();
         let done: Vec<(u64, u32)> = proposals.range(..=(height, u32::MAX)).copied().collect();
@@ -1042,37 +996,24 @@ mod tests {
     }
 
     #[test]
-    fn records_of_signed_messages_refuse_a_conflict_across_reopening_and_received_blocks_go_at_commit() {
+    fn received_blocks_survive_reopening_and_go_at_commit_and_evidence_is_kept_once() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (Some(leaf(1)), Some(leaf(2)));
         let (dev, registry, proposer) = test_chain();
         let tip = Tip::genesis(&dev.genesis);
         {
             let store = Store::open(dir.path()).unwrap();
-            // A prevote for a, signed again after a restart: the same message, allowed.
-            assert_eq!(store.record_signed(1, 0, 0, a).unwrap(), Ok(()));
-            assert_eq!(store.record_signed(1, 0, 0, a).unwrap(), Ok(()));
-            // Nil in another round, a precommit in the same round: other slots.
-            assert_eq!(store.record_signed(1, 1, 0, None).unwrap(), Ok(()));
-            assert_eq!(store.record_signed(1, 0, 1, a).unwrap(), Ok(()));
             store.put_received_block(1, &leaf(7), b"block one").unwrap();
             store.put_received_block(2, &leaf(8), b"block two").unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        // After reopening, a conflicting prevote (another block, or nil) is refused, naming the first.
-        assert_eq!(store.record_signed(1, 0, 0, b).unwrap(), Err(a));
-        assert_eq!(store.record_signed(1, 0, 0, None).unwrap(), Err(a));
-        assert_eq!(store.record_signed(1, 1, 0, a).unwrap(), Err(None));
         assert_eq!(store.received_block(1, &leaf(7)).unwrap().as_deref(), Some(&b"block one"[..]));
         assert_eq!(store.received_block(1, &leaf(8)).unwrap(), None);
-        // Committing height 1 drops the blocks received for it, not those for height 2, and keeps
-        // the records of signed messages.
+        // Committing height 1 drops the blocks received for it, not those for height 2.
         let mut ws = store.write_set();
         let (block, commit) = empty_block(&registry, &mut ws, &tip, proposer);
         store.commit(&ws, &block, &[], &commit).unwrap();
         assert_eq!(store.received_block(1, &leaf(7)).unwrap(), None);
         assert!(store.received_block(2, &leaf(8)).unwrap().is_some());
-        assert_eq!(store.record_signed(1, 0, 0, b).unwrap(), Err(a));
         // Evidence is kept once, in height order.
         assert!(store.put_evidence(5, b"e1").unwrap());
         assert!(!store.put_evidence(5, b"e1").unwrap());

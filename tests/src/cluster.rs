@@ -42,7 +42,36 @@ pub struct NodeProc {
     pub home: PathBuf,
     /// API base URL.
     pub url: String,
+    /// Metrics base URL.
+    pub metrics_url: String,
+    /// The command line the node's binary runs under (as `ip netns exec NS`), empty to run it
+    /// directly.
+    pub prefix: Vec<String>,
+    /// Environment given to the node at its next start (as `SABT_FAULTS` for a faulty node).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
+}
+
+/// How a cluster is laid out: [`Cluster::start`] takes the defaults, four nodes on 127.0.0.1.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Number of validators.
+    pub validators: u16,
+    /// Node I listens for p2p on BASE+I, API on BASE+100+I, metrics on BASE+200+I.
+    pub base_port: u16,
+    /// Each node's IPv4 address, empty for all on 127.0.0.1.
+    pub hosts: Vec<std::net::Ipv4Addr>,
+    /// Each node's command prefix (see [`NodeProc::prefix`]), empty for none.
+    pub prefixes: Vec<Vec<String>>,
+    /// Environment for node I at its first start: `(I, name, value)`.
+    pub env: Vec<(usize, String, String)>,
+}
+
+impl Setup {
+    /// `validators` nodes on 127.0.0.1 with ports from `base_port`.
+    pub fn new(validators: u16, base_port: u16) -> Setup {
+        Setup { validators, base_port, hosts: Vec::new(), prefixes: Vec::new(), env: Vec::new() }
+    }
 }
 
 /// A cluster of nodes sharing one genesis.
@@ -55,6 +84,7 @@ pub struct Cluster {
     /// The nodes, `nodes[0]` is node-1.
     pub nodes: Vec<NodeProc>,
     agent: ureq::Agent,
+    checked: bool,
     _guard: MutexGuard<'static, ()>,
 }
 
@@ -77,10 +107,22 @@ impl Cluster {
     /// Tests choose bases below 32768, where Linux never hands out ephemeral ports to outgoing
     /// connections, so that no other connection on the machine can hold a node's port.
     pub fn start(n: u16, base_port: u16) -> anyhow::Result<Cluster> {
+        Self::start_with(Setup::new(n, base_port))
+    }
+
+    /// Writes a testnet laid out as `setup` says and starts every node.
+    pub fn start_with(setup: Setup) -> anyhow::Result<Cluster> {
         let guard = Self::lock();
+        let (n, base_port) = (setup.validators, setup.base_port);
         let dir = tempfile::tempdir()?;
-        let out = Command::new(bin("sabt-genesis"))
-            .args(["testnet", "--validators", &n.to_string(), "--base-port", &base_port.to_string(), "--out"])
+        let mut genesis_cmd = Command::new(bin("sabt-genesis"));
+        genesis_cmd.args(["testnet", "--validators", &n.to_string(), "--base-port", &base_port.to_string()]);
+        if !setup.hosts.is_empty() {
+            let hosts: Vec<String> = setup.hosts.iter().map(|h| h.to_string()).collect();
+            genesis_cmd.args(["--hosts", &hosts.join(",")]);
+        }
+        let out = genesis_cmd
+            .arg("--out")
             .arg(dir.path())
             .output()
             .context("running sabt-genesis (build the workspace binaries first: cargo build --workspace)")?;
@@ -91,9 +133,18 @@ impl Cluster {
         let mut nodes = Vec::new();
         for i in 1..=n {
             let home = dir.path().join(format!("node-{i}"));
-            nodes.push(NodeProc { home, url: format!("http://127.0.0.1:{}", base_port + 100 + i), child: None });
+            let k = usize::from(i) - 1;
+            let host = setup.hosts.get(k).copied().unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+            nodes.push(NodeProc {
+                home,
+                url: format!("http://{host}:{}", base_port + 100 + i),
+                metrics_url: format!("http://{host}:{}", base_port + 200 + i),
+                prefix: setup.prefixes.get(k).cloned().unwrap_or_default(),
+                env: setup.env.iter().filter(|(j, _, _)| *j == k).map(|(_, a, b)| (a.clone(), b.clone())).collect(),
+                child: None,
+            });
         }
-        let mut c = Cluster { dir, genesis, nodes, agent: agent(), _guard: guard };
+        let mut c = Cluster { dir, genesis, nodes, agent: agent(), checked: false, _guard: guard };
         for i in 0..c.nodes.len() {
             c.start_node(i)?;
         }
@@ -104,7 +155,16 @@ impl Cluster {
     pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
         let node = &mut self.nodes[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(node.home.join("log"))?;
-        let child = Command::new(bin("sabt-node"))
+        let mut cmd = match node.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin("sabt-node"));
+                c
+            }
+            None => Command::new(bin("sabt-node")),
+        };
+        let child = cmd
+            .envs(node.env.iter().map(|(a, b)| (a, b)))
             .args(["start", "--home"])
             .arg(&node.home)
             .stdout(Stdio::from(log.try_clone()?))
@@ -151,6 +211,22 @@ impl Cluster {
         }
     }
 
+    /// Waits until node `i` exits by itself (a crash point, a refusal to go on); returns how.
+    pub fn wait_exit(&mut self, i: usize, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.nodes[i].child.as_mut().ok_or_else(|| anyhow!("node {} is not running", i + 1))?;
+            if let Some(st) = child.try_wait()? {
+                self.nodes[i].child = None;
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                bail!("node {} still runs after {within:?}; its log ends:\n{}", i + 1, self.log_tail(i, 20));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGSTOP node `i`.
     pub fn pause(&mut self, i: usize) -> anyhow::Result<()> {
         self.signal(i, "-STOP")
@@ -169,7 +245,77 @@ impl Cluster {
         Some((status, v))
     }
 
-    /// Node `i`'s committed height, if it answers.
+    /// The sum of node `i`'s metric samples named `name` (a counter's `_total` sample included)
+    /// whose labels contain `label` (as `reason="swapped_body"`, or empty for all); 0 if there is
+    /// none or the node does not answer.
+    pub fn metric(&self, i: usize, name: &str, label: &str) -> f64 {
+        let Ok(mut r) = self.agent.get(format!("{}/metrics", self.nodes[i].metrics_url)).call() else { return 0.0 };
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        let named = |l: &str| {
+            l.strip_prefix(name)
+                .map(|rest| rest.strip_prefix("_total").unwrap_or(rest))
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        };
+        text.lines()
+            .filter(|l| named(l) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Checks that the nodes in `nodes` keep committing: `windows` times in a row, a new block
+    /// within `within` of the last, calling `between` at the start of each window (to submit load).
+    pub fn keeps_going(
+        &self,
+        nodes: &[usize],
+        windows: usize,
+        within: Duration,
+        mut between: impl FnMut(usize),
+    ) -> anyhow::Result<()> {
+        let top = |c: &Cluster| nodes.iter().filter_map(|&i| c.height(i)).max().unwrap_or(0);
+        for w in 0..windows {
+            between(w);
+            let from = top(self);
+            let deadline = Instant::now() + within;
+            while top(self) <= from {
+                if Instant::now() > deadline {
+                    let logs: Vec<String> =
+                        nodes.iter().map(|&i| format!("node {}:\n{}", i + 1, self.log_tail(i, 15))).collect();
+                    bail!("no new block above {from} within {within:?} (window {w}); logs:\n{}", logs.join("\n"));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every vote and proposal each node in `nodes` signed (its `signed.log`, kept by test
+    /// builds), checked for equivocation: no validator signed two different values for one
+    /// height, round and kind. Returns how many signed messages were read.
+    pub fn check_signed(&self, nodes: &[usize]) -> anyhow::Result<usize> {
+        let mut read = 0;
+        for &i in nodes {
+            let path = self.nodes[i].home.join("signed.log");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("node {} kept no record of its signatures ({})", i + 1, path.display()))?;
+            let mut seen = std::collections::BTreeMap::new();
+            for line in text.lines() {
+                let f: Vec<&str> = line.split(' ').collect();
+                let [kind, height, round, value] = f[..] else { bail!("node {}: bad signed.log line {line:?}", i + 1) };
+                read += 1;
+                if let Some(before) = seen.insert((height.parse::<u64>()?, round.parse::<u32>()?, kind), value)
+                    && before != value
+                {
+                    bail!(
+                        "node {} signed two conflicting messages (kind {kind}) at height {height} round {round}: \
+                         {before} and {value}",
+                        i + 1
+                    );
+                }
+            }
+        }
+        Ok(read)
+    }
+
     pub fn height(&self, i: usize) -> Option<u64> {
         self.get(i, "/v1/status").and_then(|(_, v)| v["height"].as_u64())
     }
@@ -255,6 +401,46 @@ impl Cluster {
         Ok(())
     }
 
+    /// The checks every multi-node test ends with, on the nodes in `nodes` (the honest ones, all
+    /// running): blocks 1 to the lowest of their heights byte-identical on each, hash-chained,
+    /// each transactions root matching its body, each commit certificate valid and each
+    /// checkpoint cosigned by a quorum ([`Cluster::check_chain`]); no conflicting signatures by
+    /// any of them ([`Cluster::check_signed`]); then `sabt audit chain`
+    /// re-executes every node's whole chain from the genesis. A cluster dropped without this
+    /// check, outside a failing test, fails its test.
+    pub fn finish(mut self, nodes: &[usize]) -> anyhow::Result<()> {
+        self.checked = true;
+        let mut common = u64::MAX;
+        for &i in nodes {
+            let h = self.height(i).ok_or_else(|| anyhow!("node {} does not answer at the final check", i + 1))?;
+            common = common.min(h);
+        }
+        self.check_chain(nodes, common)?;
+        self.check_signed(nodes)?;
+        for &i in nodes {
+            for h in 1..=common {
+                let (block, _, _) = self.block(i, h)?;
+                block
+                    .check_body()
+                    .map_err(|e| anyhow!("node {} holds block {h} not matching its header: {e}", i + 1))?;
+            }
+            let out = Command::new(bin("sabt"))
+                .args(["audit", "chain", "--node", &self.nodes[i].url, "--genesis"])
+                .arg(self.dir.path().join("genesis.json"))
+                .output()
+                .context("running sabt audit chain")?;
+            if !out.status.success() {
+                bail!(
+                    "sabt audit chain fails on node {}: {}{}",
+                    i + 1,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Agency `i`'s admin key (it may sign transactions).
     pub fn admin_key(&self, i: usize) -> anyhow::Result<SecretKey> {
         let text = std::fs::read_to_string(self.nodes[i].home.join("keys/admin.key"))?;
@@ -298,7 +484,8 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         // A failed test's nodes left their logs in a directory about to be removed: keep it, and
         // say where, so the failure can be read.
-        if std::thread::panicking() {
+        let panicking = std::thread::panicking();
+        if panicking {
             let kept = self.dir.path().to_path_buf();
             let dir =
                 std::mem::replace(&mut self.dir, tempfile::TempDir::new().unwrap_or_else(|_| std::process::abort()));
@@ -311,6 +498,9 @@ impl Drop for Cluster {
                 let _ = c.kill();
                 let _ = c.wait();
             }
+        }
+        if !panicking && !self.checked {
+            panic!("a multi-node test ended without Cluster::finish, the check of every node's chain");
         }
     }
 }

@@ -368,4 +368,5 @@ fn clerk_anchors_verifies_and_is_stopped_by_revocation() {
     let out = sabt(&["audit", "chain", "--node", &node4, "--genesis", p(&genesis_path)]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains(&format!("height {altered_height}")), "{}", text(&out));
+    c.finish(&[0, 1, 2]).unwrap();
 }

@@ -189,4 +189,5 @@ fn no_clerk_or_agency_can_halt_the_chain_or_change_another_agencys_record() {
     let top = c.height(0).unwrap();
     c.wait_all(top, Duration::from_secs(30)).unwrap();
     c.check_chain(&[0, 1, 2, 3], top).unwrap();
+    c.finish(&[0, 1, 2, 3]).unwrap();
 }

@@ -418,4 +418,5 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
         sabt(&["parcel", "show", "01:01:0099", "--node", node, "--proof-out", p(&absent), "--genesis", p(&genesis)]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(text(&out).contains("no_such_parcel"), "{}", text(&out));
+    c.finish(&[0, 1, 2, 3]).unwrap();
 }

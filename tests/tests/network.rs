@@ -65,6 +65,7 @@ fn four_nodes_commit_identical_blocks_and_transactions() {
     // Health.
     assert_eq!(c.get(0, "/livez").unwrap().0, 200);
     assert_eq!(c.get(0, "/readyz").unwrap().0, 200);
+    c.finish(&[0, 1, 2, 3]).unwrap();
 }
 
 #[test]
@@ -93,6 +94,7 @@ fn a_killed_node_is_not_missed_and_catches_up_after_restart() {
     eprintln!("restarted node caught up to {tip} in {:?}", started.elapsed());
     c.wait_all(tip, SECS(30)).unwrap();
     c.check_chain(&[0, 1, 2, 3], tip).unwrap();
+    c.finish(&[0, 1, 2, 3]).unwrap();
 }
 
 #[test]
@@ -124,6 +126,7 @@ fn two_of_four_paused_halts_commits_and_acknowledgements_until_resumed() {
         c.wait_height(i, top, SECS(30)).unwrap();
     }
     c.check_chain(&[0, 1, 2, 3], top).unwrap();
+    c.finish(&[0, 1, 2, 3]).unwrap();
 }
 
 #[test]
@@ -165,6 +168,7 @@ fn whole_network_killed_and_restarted_loses_nothing_acknowledged() {
     }
     let top = max_height(&c, &[0, 1, 2, 3]).min(before + 2);
     c.check_chain(&[0, 1, 2, 3], top).unwrap();
+    c.finish(&[0, 1, 2, 3]).unwrap();
 }
 
 #[test]
@@ -179,6 +183,7 @@ fn a_wiped_node_resyncs_from_genesis_and_ends_identical() {
     c.wait_height(3, tip, SECS(60)).unwrap();
     c.wait_all(tip, SECS(30)).unwrap();
     c.check_chain(&[3, 0, 1, 2], tip).unwrap();
+    c.finish(&[0, 1, 2, 3]).unwrap();
 }
 
 #[test]
@@ -236,6 +241,7 @@ fn a_node_outside_the_genesis_cannot_connect_or_influence() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(refused, "no node logged refusing the stranger");
+    c.finish(&[0, 1, 2, 3]).unwrap();
 }
 
 #[test]
@@ -288,4 +294,5 @@ fn a_stopped_validator_loses_its_turns_until_it_is_back() {
         c.wait_height(i, next_turn, SECS(60)).unwrap();
     }
     c.check_chain(&[0, 1, 2, 3], next_turn).unwrap();
+    c.finish(&[0, 1, 2, 3]).unwrap();
 }

@@ -15,7 +15,8 @@
 //!   time it arrived.
 //! - A block found valid is kept in the store (synced) before the reply that lets consensus vote
 //!   for it, so a decision replayed after a crash finds it; and the signer records every vote and
-//!   proposal before signing, refusing a conflicting one ([`super::signing`]).
+//!   proposal before signing, and signs the earlier message again where it signed one before
+//!   ([`super::signing`], [`super::record`]).
 //! - A block is executed once per node: the writes of its validation (or of building it) are kept,
 //!   and its decision commits them if they were made on the tip it is decided on; otherwise (a
 //!   restart, a block received by sync) it is executed again. Its commit certificate is checked
@@ -40,6 +41,7 @@ use super::mal::{
     VoteExtensionError, VoteExtensionPolicy,
 };
 use super::pacing::{self, BUILD_SHARE_OF_PROPOSE_TIMEOUT, BlockLimit, MIN_BLOCK_TXS};
+use crate::faults::{self, CrashPoint};
 use crate::node::Shared;
 use anyhow::{Context as _, anyhow};
 use bytes::Bytes;
@@ -141,6 +143,11 @@ pub struct App {
     /// Checkpoint cosignatures accepted as part of a quorum for a block not held yet (a synced
     /// certificate's), checked against the block when it arrives.
     unchecked: BTreeMap<(u64, Hash32), Vec<(Address, CheckpointExt)>>,
+    /// Heights above the tip whose block came by sync: a node committing those is catching up.
+    synced: std::collections::BTreeSet<u64>,
+    /// Proposals this node re-sent with swapped bodies (a Byzantine validator's lie).
+    #[cfg(feature = "fault-injection")]
+    relayed: std::collections::BTreeSet<(u64, u32, Address)>,
 }
 
 impl App {
@@ -188,6 +195,9 @@ impl App {
             prepared: BTreeMap::new(),
             proposers,
             unchecked: BTreeMap::new(),
+            synced: std::collections::BTreeSet::new(),
+            #[cfg(feature = "fault-injection")]
+            relayed: std::collections::BTreeSet::new(),
         })
     }
 
@@ -293,6 +303,7 @@ impl App {
                     .store
                     .put_received_block(block.header.height, &block.hash(), bytes)
                     .with_context(|| format!("keeping valid block {} for its decision", block.header.height))?;
+                faults::crash(CrashPoint::AfterReceivedStored, block.header.height);
                 Ok(Validity::Valid)
             }
             Err(BlockError::Store(e)) => {
@@ -354,6 +365,31 @@ impl App {
             block: bytes,
             signature: msg.sign(&self.key),
         };
+        #[cfg(feature = "fault-injection")]
+        {
+            let lies = crate::faults::app();
+            if lies.bad_parts {
+                for bad in super::byzantine::bad_parts(&part, self.shared.genesis.params.max_block_bytes) {
+                    self.send_part(channels, bad).await?;
+                }
+            }
+            if lies.swap_body
+                && let Some(forged) = super::byzantine::swapped_part(&part)
+            {
+                return self.send_part(channels, forged).await;
+            }
+            if lies.bad_parts {
+                for _ in 0..20 {
+                    self.send_part(channels, part.clone()).await?;
+                }
+            }
+        }
+        self.send_part(channels, part).await
+    }
+
+    /// Sends `part` as a stream of its own.
+    async fn send_part(&mut self, channels: &Channels<SabtContext>, part: ProposalPart) -> anyhow::Result<()> {
+        let (height, r) = (part.height, part.round);
         self.stream_counter += 1;
         let mut id = Vec::with_capacity(20);
         id.extend_from_slice(&height.to_be_bytes());
@@ -373,6 +409,23 @@ impl App {
         Ok(())
     }
 
+    /// Re-sends another proposer's part from this node with other transactions under its signed
+    /// header, once a proposal (a Byzantine validator's lie, test builds only).
+    #[cfg(feature = "fault-injection")]
+    async fn relay_swapped(&mut self, channels: &Channels<SabtContext>, part: &ProposalPart) -> anyhow::Result<()> {
+        if !crate::faults::app().swap_body
+            || part.proposer == self.address.0
+            || !self.relayed.insert((part.height, part.round, Address(part.proposer)))
+        {
+            return Ok(());
+        }
+        self.relayed.retain(|(h, _, _)| *h + 2 >= part.height);
+        match super::byzantine::swapped_part(part) {
+            Some(forged) => self.send_part(channels, forged).await,
+            None => Ok(()),
+        }
+    }
+
     async fn get_value(
         &mut self,
         channels: &Channels<SabtContext>,
@@ -388,6 +441,12 @@ impl App {
         // After a restart, propose exactly what was proposed before.
         let (block, bytes) = match self.shared.store.own_proposal(height.0, r)? {
             Some(bytes) => (codec::decode::<Block>(&bytes).context("stored own proposal")?, bytes),
+            // Proposed here before, and the block lost with the data directory (a resync): a new
+            // block would be a second proposal for this round. This round goes without one.
+            None if self.shared.signed.get(height.0, r, super::signing::PROPOSAL).is_some() => {
+                warn!(%height, %round, "this validator proposed in this round before and no longer holds that block; not proposing again");
+                return Ok(None);
+            }
             None => {
                 let started = Instant::now();
                 let capacity = self.proposal_capacity();
@@ -430,6 +489,7 @@ impl App {
                 );
                 let bytes = codec::encode(&block);
                 self.shared.store.put_own_proposal(height.0, r, &bytes)?;
+                faults::crash(CrashPoint::AfterProposalStored, height.0);
                 (block, bytes)
             }
         };
@@ -471,6 +531,10 @@ impl App {
     ) -> anyhow::Result<Option<ProposedValue<SabtContext>>> {
         let tip = self.tip().height;
         let (h, r) = (part.height, part.round);
+        // No block may exceed the genesis limit: a larger part is not decoded at all.
+        if part.block.len() as u64 > self.shared.genesis.params.max_block_bytes {
+            return Ok(self.drop_part("oversized", h, r, "its block is larger than the genesis allows"));
+        }
         // Validators send their own proposals (the network does not relay): a part that comes from
         // another peer than its proposer's was copied, and is not looked at further.
         if self.peers.get(&from) != Some(&Address(part.proposer)) {
@@ -593,6 +657,19 @@ impl App {
             .map(|b| CheckpointExt { size: b.block.header.log_size, root: b.block.header.log_root })
     }
 
+    /// The checkpoint of block `hash` of `height` as kept in the store: a block found valid, or
+    /// this node's own proposal of `round`. After a restart the engine replays its write-ahead log
+    /// and asks to cosign the block it precommitted before anything is held again; without an
+    /// answer it stops.
+    fn kept_checkpoint_ext(&self, height: u64, round: u32, hash: &Hash32) -> Option<CheckpointExt> {
+        let kept = match self.shared.store.received_block(height, hash) {
+            Ok(Some(bytes)) => Some(bytes),
+            _ => self.shared.store.own_proposal(height, round).ok().flatten(),
+        }?;
+        let header = Block::decode_header(&kept).ok()?;
+        (header.hash() == *hash).then_some(CheckpointExt { size: header.log_size, root: header.log_root })
+    }
+
     /// The verdicts on checkpoint cosignatures for block `value_id` of `height`. For a block held,
     /// each must match it. For a block not held yet (its precommits came first, or a synced
     /// certificate brings them) they are accepted and kept, and checked against the block when it
@@ -659,6 +736,7 @@ impl App {
         if height != tip.height + 1 {
             return Err(anyhow!("decided height {height} does not follow the committed tip {}", tip.height));
         }
+        faults::crash(CrashPoint::Decided, height);
         let block = match self.buffer.body(height, &cert.value_id) {
             Some(b) => b.block.clone(),
             // After a crash between decision and commit the engine replays the decision; the block
@@ -729,12 +807,20 @@ impl App {
             }
         };
         let ids: Vec<Hash32> = block.txs.iter().map(|t| t.id()).collect();
+        faults::crash(CrashPoint::BeforeCommit, height);
         let started = Instant::now();
         let new_tip = self.shared.store.commit(&ws, &block, &ids, &commit).context("committing a decided block")?;
         let written = started.elapsed();
+        faults::crash(CrashPoint::AfterCommit, height);
         self.shared.committed(new_tip, &ids, ws.entries());
         self.buffer.committed(height);
         self.unchecked.retain(|(h, _), _| *h > height);
+        // Decided with the others, this node is at the network's height; fetched by sync, it is
+        // catching up, and takes no transactions until it is not (its state may lack what allows
+        // them).
+        let via_sync = self.synced.remove(&height);
+        self.synced.retain(|h| *h > height);
+        self.shared.set_caught_up(!via_sync);
         self.prepared.clear();
         self.proposers.insert(height, Address(block.header.proposer));
         let keep = self.set.validators.len() as u64;
@@ -819,6 +905,9 @@ impl App {
             let header = Block::decode_header(&bytes)
                 .map_err(|e| anyhow!("committed block {h} in the store does not decode: {e}"))?;
             let ext = CheckpointExt { size: header.log_size, root: header.log_root };
+            #[cfg(feature = "fault-injection")]
+            let bytes =
+                if crate::faults::app().forge_sync { super::byzantine::forged_sync_block(&bytes, h) } else { bytes };
             out.push(RawDecidedValue::new(Bytes::from(bytes), certificate_from_commit(&commit, ext)));
         }
         Ok(out)
@@ -839,11 +928,13 @@ impl App {
         let block: Block = match codec::decode(&bytes) {
             Ok(b) => b,
             Err(e) => {
+                self.shared.metrics.dropped("synced_bad_block");
                 warn!(%height, error = %e, "synced value is not a valid block");
                 return Ok(SyncedValueOutcome::PeerFault);
             }
         };
         if block.header.height != height.0 || block.check_body().is_err() {
+            self.shared.metrics.dropped("synced_bad_block");
             warn!(%height, "synced block is of another height, or its transactions are not its header's");
             return Ok(SyncedValueOutcome::PeerFault);
         }
@@ -853,6 +944,7 @@ impl App {
             return Ok(SyncedValueOutcome::PeerFault);
         }
         let hash = block.hash();
+        self.synced.insert(height.0);
         let offer = Offer { height: height.0, round: round.as_u32().unwrap_or(0), pol_round: None, proposer, hash };
         // The certificate decided it: hold it whatever room proposals took.
         let bytes = Arc::new(bytes.to_vec());
@@ -896,8 +988,16 @@ impl App {
                         let _ = reply.send(v);
                     }
                 }
-                AppMsg::ExtendVote { height, round: _, value_id, vote_extension_policy: _, reply } => {
-                    let ext = self.checkpoint_ext(height.0, &value_id);
+                AppMsg::ExtendVote { height, round, value_id, vote_extension_policy: _, reply } => {
+                    let ext = self
+                        .checkpoint_ext(height.0, &value_id)
+                        .or_else(|| self.kept_checkpoint_ext(height.0, round.as_u32().unwrap_or(0), &value_id));
+                    #[cfg(feature = "fault-injection")]
+                    let ext = if crate::faults::app().wrong_extension {
+                        ext.map(super::byzantine::wrong_extension)
+                    } else {
+                        ext
+                    };
                     if ext.is_none() {
                         warn!(%height, block = %value_id, "asked to cosign the checkpoint of an unknown block");
                     }
@@ -919,6 +1019,10 @@ impl App {
                     let _ = reply.send(Height(1));
                 }
                 AppMsg::ReceivedProposalPart { from, published_by: _, part, reply } => {
+                    #[cfg(feature = "fault-injection")]
+                    if let StreamContent::Data(p) = &part.content {
+                        self.relay_swapped(&channels, p).await?;
+                    }
                     let value = match part.content {
                         StreamContent::Data(p) => self.received_part(from, p)?,
                         StreamContent::Fin => None,

@@ -10,6 +10,7 @@ use super::mal::{
     NetworkContext, NetworkIdentity, NodeConfig, P2pConfig, PubSubProtocol, RequestContext, SyncContext, ValuePayload,
     ValueSyncConfig, WalContext,
 };
+use super::record::Recorded;
 use super::signing::{Guard, PRECOMMIT, PREVOTE, SabtSigner, SabtVerifier};
 use crate::config::Config;
 use crate::node::{Home, Shared};
@@ -50,30 +51,58 @@ impl Running {
     }
 }
 
-/// What the signer asks before every vote and proposal: the node's store records it, or names
-/// the conflicting message signed there before.
+/// What the signer asks before every vote and proposal: the record of signed messages takes it,
+/// or names the other message signed in its slot before, which is signed again instead.
 fn guard(shared: Arc<Shared>) -> Guard {
-    Arc::new(move |height, round, kind, value| match shared.store.record_signed(height, round, kind, value) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(before)) => {
+    Arc::new(move |height, round, kind, value| match shared.signed.record(height, round, kind, value) {
+        Ok(Recorded::New) => {
+            crate::faults::crash(crate::faults::CrashPoint::AfterVoteRecord, height);
+            Ok(None)
+        }
+        Ok(Recorded::Same) => Ok(None),
+        Ok(Recorded::Other(before)) => {
             let what = match kind {
                 PREVOTE => "prevote",
                 PRECOMMIT => "precommit",
                 _ => "proposal",
             };
             let name = |v: Option<sabt_core::hash::Hash32>| v.map(|h| h.to_string()).unwrap_or_else(|| "nil".into());
-            Err(format!(
-                "refusing to sign a {what} for {} at height {height} round {round}: this validator signed a {what} \
-                 for {} there before, and signing both would be equivocation. The consensus write-ahead log \
-                 does not match the store's record of signed messages (was data/wal replaced or restored?); \
-                 the node stops. Start it again once the network has moved past height {height}, or restore \
-                 the write-ahead log that belongs to this store",
-                name(value),
-                name(before)
-            ))
+            // A height re-run after its write-ahead log or data was lost (a resync): signing what
+            // consensus asks now would be equivocation; the message signed there before is sent
+            // again instead.
+            warn!(
+                height,
+                round,
+                asked = %name(value),
+                signed = %name(before),
+                "asked to sign a {what} other than the one this validator signed in this round before; \
+                 signing that one again"
+            );
+            Ok(Some(before))
         }
         Err(e) => Err(format!("cannot record a signed message durably ({e}); refusing to sign it")),
     })
+}
+
+/// Reads every entry of the consensus write-ahead log at `path`, if there is one. The engine
+/// itself stops on a damaged entry and hangs, waiting for an operator; this says what to do.
+fn check_wal(path: &std::path::Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let damaged = |what: String| {
+        anyhow!(
+            "the consensus write-ahead log {p} is damaged ({what}). Every vote and proposal this validator \
+             signed is also recorded in its store, which refuses to sign a conflicting one, so it is safe to \
+             move it away and start again: mv {p} {p}.damaged",
+            p = path.display()
+        )
+    };
+    let mut log = mal::Wal::open(path).map_err(|e| damaged(e.to_string()))?;
+    for (i, entry) in log.iter().map_err(|e| damaged(e.to_string()))?.enumerate() {
+        entry.map_err(|e| damaged(format!("entry {i}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Starts the engine for this node and the application loop that answers it.
@@ -97,6 +126,7 @@ pub async fn start(
     let address = signer.address();
     let identity = NetworkIdentity::new_validator(cfg.name.clone(), keypair, address.to_string(), proof_bytes);
     let engine_cfg = engine_config(cfg, &shared.genesis, own_peer)?;
+    check_wal(&home.wal())?;
     let c = &cfg.consensus;
     let delta = Duration::from_millis(c.timeout_delta_ms);
     let timeouts = LinearTimeouts {
@@ -109,19 +139,62 @@ pub async fn start(
         rebroadcast: Duration::from_millis(c.timeout_propose_ms + c.timeout_prevote_ms + c.timeout_precommit_ms),
         max_timeout: Duration::from_secs(60),
     };
-    let (channels, engine) = EngineBuilder::new(SabtContext, engine_cfg)
-        .with_default_wal(WalContext::new(home.wal(), SabtCodec))
+    let consensus =
+        ConsensusContext::new_validator(address, Box::new(SabtVerifier::new(chain.clone())), Box::new(signer));
+    let builder = EngineBuilder::new(SabtContext, engine_cfg).with_default_wal(WalContext::new(home.wal(), SabtCodec));
+    #[cfg(feature = "fault-injection")]
+    let built = match crate::faults::get().engine {
+        Some(config) => {
+            // Malachite's Byzantine proxy signs its conflicting votes and proposals with this
+            // validator's key, past the record that keeps an honest signer from equivocating.
+            let liar = SabtSigner::new(chain.clone(), key.clone(), Arc::new(|_, _, _, _| Ok(None)));
+            let flip = |h: &sabt_core::hash::Hash32| {
+                let mut b = h.0;
+                b[0] ^= 0xff;
+                sabt_core::hash::Hash32(b)
+            };
+            let byz = mal::ByzantineContext {
+                identity,
+                codec: SabtCodec,
+                config,
+                signer: Box::new(liar),
+                address,
+                conflicting_value_fn: Some(Box::new(move |v: &super::context::BlockId| {
+                    super::context::BlockId(flip(&v.0))
+                })),
+                conflicting_vote_value_fn: Some(Box::new(move |v: Option<&sabt_core::hash::Hash32>| {
+                    v.map(flip).unwrap_or(sabt_core::hash::Hash32([0xee; 32]))
+                })),
+            };
+            builder
+                .with_byzantine_network(byz)
+                .await
+                .map_err(|e| anyhow!("cannot start the Byzantine network proxy: {e:#}"))?
+                .with_default_sync(SyncContext::new(SabtCodec))
+                .with_default_consensus(consensus)
+                .with_default_request(RequestContext::new(64))
+                .build()
+                .await
+        }
+        None => {
+            builder
+                .with_default_network(NetworkContext::new(identity, SabtCodec))
+                .with_default_sync(SyncContext::new(SabtCodec))
+                .with_default_consensus(consensus)
+                .with_default_request(RequestContext::new(64))
+                .build()
+                .await
+        }
+    };
+    #[cfg(not(feature = "fault-injection"))]
+    let built = builder
         .with_default_network(NetworkContext::new(identity, SabtCodec))
         .with_default_sync(SyncContext::new(SabtCodec))
-        .with_default_consensus(ConsensusContext::new_validator(
-            address,
-            Box::new(SabtVerifier::new(chain.clone())),
-            Box::new(signer),
-        ))
+        .with_default_consensus(consensus)
         .with_default_request(RequestContext::new(64))
         .build()
-        .await
-        .map_err(|e| anyhow!("cannot start the consensus engine: {e:#}"))?;
+        .await;
+    let (channels, engine) = built.map_err(|e| anyhow!("cannot start the consensus engine: {e:#}"))?;
     info!(peer_id = %own_peer, p2p = %cfg.p2p.listen, "consensus engine started");
 
     let net_requests = channels.net_requests.clone();

@@ -7,10 +7,13 @@
 
 pub mod app;
 pub mod buffer;
+#[cfg(feature = "fault-injection")]
+pub mod byzantine;
 pub mod codec;
 pub mod context;
 pub mod engine;
 pub mod pacing;
+pub mod record;
 pub mod signing;
 
 /// The metrics registry the engine registers its own metrics in, and the metric types the node's
@@ -26,6 +29,8 @@ pub mod telemetry {
 /// The Malachite names this node uses, gathered in one place.
 #[allow(unused_imports)]
 pub(crate) mod mal {
+    #[cfg(feature = "fault-injection")]
+    pub use malachitebft_app_channel::ByzantineContext;
     pub use malachitebft_app_channel::app::config::{
         ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, PubSubProtocol, ValuePayload, ValueSyncConfig,
     };
@@ -53,4 +58,5 @@ pub(crate) mod mal {
         NetworkRequest, RequestContext, SyncContext, WalContext,
     };
     pub use malachitebft_sync::{ValueRequest, ValueResponse};
+    pub use malachitebft_wal::Log as Wal;
 }

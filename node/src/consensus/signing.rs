@@ -8,10 +8,11 @@
 //! | vote extension | the checkpoint body text (a C2SP note signature: `checkpoint::sign_checkpoint`) |
 //! | proof of validator | `sabt/validator-proof/v1 ‖ 0 ‖ Malachite's "PoV" preimage` |
 //!
-//! Before it signs a vote or a proposal, the signer records what it signs in the node's store (one
-//! synced write) and refuses to sign anything else in the same height, round and kind: whatever
-//! the engine's write-ahead log remembers after a crash, this validator never signs two
-//! conflicting messages.
+//! Before it signs a vote or a proposal, the signer records what it signs in the record of signed
+//! messages (one synced line, [`super::record`], kept outside the data directory). Asked to sign
+//! something else in a height, round and kind where it signed before (after a crash, a lost
+//! write-ahead log, or a resync that re-runs old heights), it signs the earlier message again
+//! instead: this validator never signs two conflicting messages, and never stops for it.
 
 use super::context::{Address, CheckpointExt, Ed25519Strict, SabtContext, Vote};
 use super::mal::{SignedMessage, ValidatorProof, VoteExtensionScope};
@@ -24,9 +25,10 @@ use std::sync::Arc;
 use tracing::error;
 
 /// What a signer checks before it signs a message of `kind` (0 prevote, 1 precommit, 2 proposal)
-/// at a height and round for a block (or nil): `Ok` once the message is durably recorded, `Err`
-/// with the reason when it must not be signed.
-pub type Guard = Arc<dyn Fn(u64, u32, u8, Option<Hash32>) -> Result<(), String> + Send + Sync>;
+/// at a height and round for a block (or nil): `Ok(None)` once the message is durably recorded
+/// (or was signed before), `Ok(Some(value))` when another value was signed in that slot before
+/// (that message is signed again instead), `Err` with the reason when nothing may be signed.
+pub type Guard = Arc<dyn Fn(u64, u32, u8, Option<Hash32>) -> Result<Option<Option<Hash32>>, String> + Send + Sync>;
 
 /// The kind byte of a prevote in a signing record.
 pub const PREVOTE: u8 = 0;
@@ -63,7 +65,7 @@ impl SabtSigner {
         SabtSigner { chain_id, key, guard }
     }
 
-    fn check(&self, height: u64, round: u32, kind: u8, value: Option<Hash32>) -> Result<(), Error> {
+    fn check(&self, height: u64, round: u32, kind: u8, value: Option<Hash32>) -> Result<Option<Option<Hash32>>, Error> {
         (self.guard)(height, round, kind, value).map_err(|reason| {
             error!(height, round, kind, "{reason}");
             err(&reason)
@@ -84,8 +86,22 @@ impl Signer<SabtContext> for SabtSigner {
             sabt_core::block::VoteKind::Prevote => PREVOTE,
             sabt_core::block::VoteKind::Precommit => PRECOMMIT,
         };
-        self.check(msg.height, msg.round, kind, msg.block)?;
+        let (vote, msg) = match self.check(msg.height, msg.round, kind, msg.block)? {
+            None => (vote, msg),
+            Some(before) => {
+                // The message signed in this slot before, without a cosignature (its block's
+                // checkpoint may not be known here).
+                let vote = Vote {
+                    value: before.map_or(super::mal::NilOrVal::Nil, super::mal::NilOrVal::Val),
+                    extension: None,
+                    ..vote
+                };
+                let msg = vote.message(&self.chain_id).ok_or_else(|| err("vote without a round"))?;
+                (vote, msg)
+            }
+        };
         let signature = msg.sign(&self.key);
+        crate::faults::signed(kind, msg.height, msg.round, msg.block);
         Ok(SignedMessage::new(vote, signature))
     }
 
@@ -94,8 +110,16 @@ impl Signer<SabtContext> for SabtSigner {
         proposal: super::context::Proposal,
     ) -> Result<SignedMessage<SabtContext, super::context::Proposal>, Error> {
         let msg = proposal.message(&self.chain_id).ok_or_else(|| err("proposal without a round"))?;
-        self.check(msg.height, msg.round, PROPOSAL, Some(msg.block))?;
+        let (proposal, msg) = match self.check(msg.height, msg.round, PROPOSAL, Some(msg.block))? {
+            Some(Some(before)) => {
+                let proposal = super::context::Proposal { value: super::context::BlockId(before), ..proposal };
+                let msg = proposal.message(&self.chain_id).ok_or_else(|| err("proposal without a round"))?;
+                (proposal, msg)
+            }
+            _ => (proposal, msg),
+        };
         let signature = msg.sign(&self.key);
+        crate::faults::signed(PROPOSAL, msg.height, msg.round, Some(msg.block));
         Ok(SignedMessage::new(proposal, signature))
     }
 
