@@ -64,8 +64,8 @@ impl Shared {
         self.mempool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether this node takes transactions: consensus has started, and its last block was
-    /// decided with it rather than fetched by sync. A node still catching up would judge a
+    /// Whether this node takes transactions: consensus has started, and the node is not catching
+    /// up (`consensus::pacing::caught_up`). A node still catching up would judge a
     /// transaction against a state that has not seen the blocks that allow it (a clerk key
     /// authorised since), and refuse it for good.
     pub fn is_ready(&self) -> bool {
@@ -88,7 +88,7 @@ impl Shared {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Records whether the last block was decided with consensus (`true`) or fetched by sync.
+    /// Records whether this node is caught up with the network.
     pub fn set_caught_up(&self, caught_up: bool) {
         self.caught_up.store(caught_up, Ordering::Relaxed);
     }

@@ -409,7 +409,15 @@ impl Cluster {
     /// re-executes every node's whole chain from the genesis. A cluster dropped without this
     /// check, outside a failing test, fails its test.
     pub fn finish(mut self, nodes: &[usize]) -> anyhow::Result<()> {
+        let result = self.check_all(nodes);
         self.checked = true;
+        if result.is_err() {
+            self.keep_dir();
+        }
+        result
+    }
+
+    fn check_all(&self, nodes: &[usize]) -> anyhow::Result<()> {
         let mut common = u64::MAX;
         for &i in nodes {
             let h = self.height(i).ok_or_else(|| anyhow!("node {} does not answer at the final check", i + 1))?;
@@ -465,12 +473,20 @@ impl Cluster {
         .sign(key)
     }
 
-    /// Submits `tx` to node `i`; returns the HTTP status and answer.
+    /// Submits `tx` to node `i`; returns the HTTP status and answer. A node not ready (just
+    /// started, or catching up) is asked again for up to 20 s, as the `sabt` CLI does.
     pub fn submit(&self, i: usize, tx: &SignedTx) -> anyhow::Result<(u16, Value)> {
         let body = serde_json::json!({"tx": hex::encode(codec::encode(tx))});
-        let mut r = self.agent.post(format!("{}/v1/txs", self.nodes[i].url)).send_json(&body)?;
-        let status = r.status().as_u16();
-        Ok((status, r.body_mut().read_json()?))
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut r = self.agent.post(format!("{}/v1/txs", self.nodes[i].url)).send_json(&body)?;
+            let status = r.status().as_u16();
+            let v: Value = r.body_mut().read_json()?;
+            if status != 503 || v["code"] != "not_ready" || Instant::now() > deadline {
+                return Ok((status, v));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     /// Where transaction `id` is committed according to node `i`, if it is.
@@ -480,17 +496,24 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Keeps the cluster's directory (node homes and logs) after the cluster is dropped, and says
+    /// where it is.
+    fn keep_dir(&mut self) {
+        let kept = self.dir.path().to_path_buf();
+        let Ok(fresh) = tempfile::TempDir::new() else { return };
+        let _ = std::mem::replace(&mut self.dir, fresh).keep();
+        eprintln!("the failed test's node homes and logs are kept in {}", kept.display());
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         // A failed test's nodes left their logs in a directory about to be removed: keep it, and
         // say where, so the failure can be read.
         let panicking = std::thread::panicking();
         if panicking {
-            let kept = self.dir.path().to_path_buf();
-            let dir =
-                std::mem::replace(&mut self.dir, tempfile::TempDir::new().unwrap_or_else(|_| std::process::abort()));
-            let _ = dir.keep();
-            eprintln!("the failed test's node homes and logs are kept in {}", kept.display());
+            self.keep_dir();
         }
         for n in &mut self.nodes {
             if let Some(mut c) = n.child.take() {

@@ -145,6 +145,10 @@ pub struct App {
     unchecked: BTreeMap<(u64, Hash32), Vec<(Address, CheckpointExt)>>,
     /// Heights above the tip whose block came by sync: a node committing those is catching up.
     synced: std::collections::BTreeSet<u64>,
+    /// Blocks committed by sync in a row, and whether this node counts as caught up
+    /// ([`pacing::caught_up`]).
+    synced_run: u32,
+    caught_up: bool,
     /// Proposals this node re-sent with swapped bodies (a Byzantine validator's lie).
     #[cfg(feature = "fault-injection")]
     relayed: std::collections::BTreeSet<(u64, u32, Address)>,
@@ -196,6 +200,8 @@ impl App {
             proposers,
             unchecked: BTreeMap::new(),
             synced: std::collections::BTreeSet::new(),
+            synced_run: 0,
+            caught_up: false,
             #[cfg(feature = "fault-injection")]
             relayed: std::collections::BTreeSet::new(),
         })
@@ -347,8 +353,28 @@ impl App {
         pol_round: Round,
         bytes: Arc<Vec<u8>>,
         hash: Hash32,
-    ) -> anyhow::Result<()> {
-        let Some(r) = round.as_u32() else { return Ok(()) };
+    ) -> anyhow::Result<bool> {
+        let Some(r) = round.as_u32() else { return Ok(false) };
+        // A part's signature is over the very bytes of the proposal's: it is recorded, like every
+        // signature, before it is made, and never made for another block in the same round.
+        match self
+            .shared
+            .signed
+            .record(height, r, super::signing::PROPOSAL, Some(hash))
+            .context("cannot record a proposal durably; refusing to sign it")?
+        {
+            super::record::Recorded::New | super::record::Recorded::Same => {}
+            super::record::Recorded::Other(before) => {
+                warn!(
+                    height,
+                    round = r,
+                    signed = ?before,
+                    "this validator proposed another block in this round before; not proposing this one"
+                );
+                return Ok(false);
+            }
+        }
+        faults::signed(super::signing::PROPOSAL, height, r, Some(hash));
         let msg = ProposalMsg {
             chain_id: self.shared.genesis.chain_id.clone(),
             height,
@@ -376,7 +402,7 @@ impl App {
             if lies.swap_body
                 && let Some(forged) = super::byzantine::swapped_part(&part)
             {
-                return self.send_part(channels, forged).await;
+                return self.send_part(channels, forged).await.map(|()| true);
             }
             if lies.bad_parts {
                 for _ in 0..20 {
@@ -384,7 +410,7 @@ impl App {
                 }
             }
         }
-        self.send_part(channels, part).await
+        self.send_part(channels, part).await.map(|()| true)
     }
 
     /// Sends `part` as a stream of its own.
@@ -507,7 +533,9 @@ impl App {
             ready_at: Some(Instant::now()),
             placed_by,
         });
-        self.publish(channels, height.0, round, Round::Nil, bytes, hash).await?;
+        if !self.publish(channels, height.0, round, Round::Nil, bytes, hash).await? {
+            return Ok(None);
+        }
         Ok(Some(LocallyProposedValue::new(height, round, BlockId(hash))))
     }
 
@@ -662,12 +690,15 @@ impl App {
     /// and asks to cosign the block it precommitted before anything is held again; without an
     /// answer it stops.
     fn kept_checkpoint_ext(&self, height: u64, round: u32, hash: &Hash32) -> Option<CheckpointExt> {
-        let kept = match self.shared.store.received_block(height, hash) {
-            Ok(Some(bytes)) => Some(bytes),
-            _ => self.shared.store.own_proposal(height, round).ok().flatten(),
-        }?;
-        let header = Block::decode_header(&kept).ok()?;
-        (header.hash() == *hash).then_some(CheckpointExt { size: header.log_size, root: header.log_root })
+        let ext = |bytes: &[u8]| {
+            let header = Block::decode_header(bytes).ok()?;
+            (header.hash() == *hash).then_some(CheckpointExt { size: header.log_size, root: header.log_root })
+        };
+        if let Ok(Some(bytes)) = self.shared.store.received_block(height, hash) {
+            return ext(&bytes);
+        }
+        // Its own proposal of this round, or of an earlier one it proposes again.
+        (0..=round).rev().find_map(|r| self.shared.store.own_proposal(height, r).ok().flatten().and_then(|b| ext(&b)))
     }
 
     /// The verdicts on checkpoint cosignatures for block `value_id` of `height`. For a block held,
@@ -815,12 +846,14 @@ impl App {
         self.shared.committed(new_tip, &ids, ws.entries());
         self.buffer.committed(height);
         self.unchecked.retain(|(h, _), _| *h > height);
-        // Decided with the others, this node is at the network's height; fetched by sync, it is
-        // catching up, and takes no transactions until it is not (its state may lack what allows
-        // them).
+        // Decided with the others, this node is at the network's height; fetching blocks by sync,
+        // it is catching up, and takes no transactions until it is not (its state may lack what
+        // allows them).
         let via_sync = self.synced.remove(&height);
         self.synced.retain(|h| *h > height);
-        self.shared.set_caught_up(!via_sync);
+        self.synced_run = if via_sync { self.synced_run.saturating_add(1) } else { 0 };
+        self.caught_up = pacing::caught_up(self.caught_up, self.synced_run);
+        self.shared.set_caught_up(self.caught_up);
         self.prepared.clear();
         self.proposers.insert(height, Address(block.header.proposer));
         let keep = self.set.validators.len() as u64;

@@ -93,8 +93,10 @@ fn check_wal(path: &std::path::Path) -> anyhow::Result<()> {
     let damaged = |what: String| {
         anyhow!(
             "the consensus write-ahead log {p} is damaged ({what}). Every vote and proposal this validator \
-             signed is also recorded in its store, which refuses to sign a conflicting one, so it is safe to \
-             move it away and start again: mv {p} {p}.damaged",
+             signed is also in its record of signed messages (signing/record.log), so without the log it \
+             still never signs two messages in one round; it may lose the lock it held in this height, which \
+             is safe while the other validators are honest. To go on, move it away and start again: \
+             mv {p} {p}.damaged",
             p = path.display()
         )
     };

@@ -79,6 +79,15 @@ pub fn first_round(round: u32, ready: Option<Instant>, started: Option<Instant>,
     }
 }
 
+/// Whether a node counts as caught up with the network after a commit, given whether it did
+/// before and how many blocks in a row it has now committed by sync (0: this one was decided with
+/// the others). One block by sync is what a node a few milliseconds behind the others gets (a
+/// peer's status arrived first): a caught-up node stays so. Two in a row, it is behind. A node
+/// not caught up (started, or behind) is so again only once it decides a block with the others.
+pub fn caught_up(before: bool, synced_run: u32) -> bool {
+    synced_run == 0 || (before && synced_run < 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +152,21 @@ mod tests {
         let mixed =
             (0..20).fold(l, |l, i| l.after(if i % 2 == 0 { FirstRound::InTime } else { FirstRound::Decided }, l.0));
         assert!(mixed.0 > l.0, "{mixed:?}");
+    }
+
+    #[test]
+    fn a_node_is_caught_up_once_it_decides_with_the_others_and_behind_after_two_synced_blocks() {
+        // (caught up before, blocks by sync in a row) → caught up after
+        let table = [
+            ((false, 0), true),
+            ((false, 1), false),
+            ((false, 5), false),
+            ((true, 0), true),
+            ((true, 1), true),
+            ((true, 2), false),
+        ];
+        for ((before, run), after) in table {
+            assert_eq!(caught_up(before, run), after, "before {before}, {run} by sync");
+        }
     }
 }

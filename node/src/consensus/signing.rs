@@ -12,7 +12,9 @@
 //! messages (one synced line, [`super::record`], kept outside the data directory). Asked to sign
 //! something else in a height, round and kind where it signed before (after a crash, a lost
 //! write-ahead log, or a resync that re-runs old heights), it signs the earlier message again
-//! instead: this validator never signs two conflicting messages, and never stops for it.
+//! instead: this validator never signs two conflicting messages. (Should the node then restart
+//! within that height, the engine finds its write-ahead log disagreeing with what it derives again
+//! and stops; the log can be moved away, as the message at start says.)
 
 use super::context::{Address, CheckpointExt, Ed25519Strict, SabtContext, Vote};
 use super::mal::{SignedMessage, ValidatorProof, VoteExtensionScope};
