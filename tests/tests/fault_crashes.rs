@@ -48,7 +48,9 @@ fn an_abort_at_each_step_of_the_commit_path_loses_nothing_and_signs_nothing_twic
         // Load, so that blocks carry transactions while the node dies.
         let started = Instant::now();
         let status = loop {
-            if let Some(id) = submit(&c, 0, nonce, (nonce % 4) as usize) {
+            // To the nodes that stay up: a transaction a node took (202) and lost in a crash before
+            // forwarding it was never acknowledged as committed.
+            if let Some(id) = submit(&c, 0, nonce, (nonce % 3) as usize) {
                 acknowledged.push(id);
                 nonce += 1;
             }
@@ -227,9 +229,12 @@ fn a_full_disk_stops_the_node_with_a_message_and_it_resumes_once_space_is_freed(
     let status = loop {
         // Large enough batches that the disk fills within the test.
         for _ in 0..20 {
-            if let Some(id) = submit(&c, 1, nonce, (nonce % 4) as usize) {
+            if let Some(id) = submit(&c, 1, nonce, (nonce % 3) as usize) {
                 acknowledged.push(id);
             }
+            // Node 4 answers requests too (its access log fills its disk), with another signer's
+            // transactions, which it may lose when it stops: they are not counted.
+            let _ = submit(&c, 2, nonce, NODE);
             nonce += 1;
         }
         if let Ok(st) = c.wait_exit(NODE, Duration::from_millis(500)) {

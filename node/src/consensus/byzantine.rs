@@ -8,11 +8,24 @@ use sabt_core::codec;
 use sabt_core::hash::Hash32;
 
 /// `block` with other transactions under the same header: the first two swapped (same count,
-/// another root), or the only one altered. `None` for an empty block (nothing to swap).
+/// another root), the only one altered, or, in an empty block, one made up.
 pub fn swapped_body(block: &Block) -> Option<Block> {
     let mut b = block.clone();
     match b.txs.len() {
-        0 => return None,
+        0 => {
+            let key = sabt_core::sign::SecretKey::from_seed(&[0x42; 32]);
+            let tx = sabt_core::tx::Transaction {
+                chain_id: b.header.chain_id.clone(),
+                signer: key.public(),
+                nonce: 0,
+                body: sabt_core::tx::TxBody::AnchorBatch(sabt_core::entry::BatchAnchor {
+                    root: Hash32([0x42; 32]),
+                    size: 1,
+                    kind: sabt_core::entry::RecordKind::Other,
+                }),
+            };
+            b.txs.push(tx.sign(&key));
+        }
         1 => b.txs[0].tx.nonce = b.txs[0].tx.nonce.wrapping_add(1),
         _ => b.txs.swap(0, 1),
     }
@@ -111,6 +124,7 @@ mod tests {
                 assert!(codec::decode::<Block>(&served).map(|b| b.check_body().is_err()).unwrap_or(true));
             }
         }
-        assert!(swapped_body(&block(0)).is_none());
+        let made_up = swapped_body(&block(0)).unwrap();
+        assert!(made_up.check_body().is_err());
     }
 }
