@@ -28,6 +28,7 @@
 //! line is on disk before it exits. A line torn by a crash is cut off at the next start, and a
 //! line recording the cut is appended.
 
+use crate::clock::now_ms;
 use anyhow::{Context as _, anyhow, bail};
 use sabt_core::hash::{self, Hash32};
 use serde::{Deserialize, Serialize};
@@ -252,14 +253,6 @@ pub fn open(path: &Path) -> anyhow::Result<(AccessLog, tokio::sync::oneshot::Rec
         }
     })?;
     Ok((AccessLog { tx, head_seq, syncs }, fail_rx))
-}
-
-/// The node's clock, Unix milliseconds, for access lines.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Finds the head from the file's last line, cutting a torn last line (returned: bytes cut).

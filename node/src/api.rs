@@ -168,7 +168,7 @@ async fn gate(
         access: AccessLine {
             seq: 0,
             hash: String::new(),
-            time_ms: access::now_ms(),
+            time_ms: crate::clock::now_ms(),
             client: client.to_string(),
             forwarded_for: req
                 .headers()

@@ -26,6 +26,13 @@
 //! point = "before-commit" # decided | before-commit | after-commit | after-vote-record |
 //!                         # after-proposal-stored | after-received-stored
 //! height = 5              # the first time the point is reached at this height or above
+//!
+//! [clock]             # this node's clock is off
+//! offset_ms = -40000      # added to the system clock wherever the node reads it
+//!
+//! [disk]              # the disk fails the node's synced writes
+//! fail_sync_height = 6    # the store's synced write of every block at this height or above
+//!                         # fails with EIO, as a failing fsync would
 //! ```
 
 #[cfg(all(feature = "fault-injection", not(debug_assertions)))]
@@ -56,6 +63,26 @@ pub struct Faults {
     pub app: AppFaults,
     /// A crash point.
     pub crash: Option<Crash>,
+    /// A clock that is off.
+    pub clock: ClockFault,
+    /// A disk that fails synced writes.
+    pub disk: DiskFault,
+}
+
+/// A clock off by a constant offset.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockFault {
+    /// Milliseconds added to the system clock (negative: the clock is behind).
+    pub offset_ms: i64,
+}
+
+/// A disk whose synced writes fail.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiskFault {
+    /// The lowest height whose block commit (a synced write) fails with an I/O error.
+    pub fail_sync_height: Option<u64>,
 }
 
 /// Lies told by the consensus application (see the module documentation).
@@ -161,6 +188,36 @@ pub fn app() -> AppFaults {
     }
 }
 
+/// The clock's offset in milliseconds (0 in a release build).
+#[inline]
+pub fn clock_offset_ms() -> i64 {
+    #[cfg(feature = "fault-injection")]
+    {
+        FAULTS.get().map_or(0, |(f, _)| f.clock.offset_ms)
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        0
+    }
+}
+
+/// The error a failing disk gives the synced write of the block at `height`, if the faults say
+/// it fails (never in a release build).
+#[inline]
+pub fn failed_sync(height: u64) -> Option<std::io::Error> {
+    #[cfg(feature = "fault-injection")]
+    if let Some(from) = FAULTS.get().and_then(|(f, _)| f.disk.fail_sync_height)
+        && height >= from
+    {
+        eprintln!("fault injection: the synced write of height {height} fails");
+        // EIO, what fsync(2) reports when the device could not write.
+        return Some(std::io::Error::from_raw_os_error(5));
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = height;
+    None
+}
+
 /// Aborts the process, as `kill -9` would (no destructor runs, nothing is flushed), if the crash
 /// point configured is `point` and `height` has reached its height.
 #[inline]
@@ -215,6 +272,8 @@ mod tests {
         assert!(f.app.swap_body && f.app.forge_sync && !f.app.bad_parts);
         let c = f.crash.unwrap();
         assert_eq!((c.point, c.height), (CrashPoint::BeforeCommit, 3));
+        let f: Faults = toml::from_str("[clock]\noffset_ms = -40000\n[disk]\nfail_sync_height = 6\n").unwrap();
+        assert_eq!((f.clock.offset_ms, f.disk.fail_sync_height), (-40_000, Some(6)));
         assert!(toml::from_str::<Faults>("[app]\nswap_bodies = true\n").is_err());
         assert!(toml::from_str::<Faults>("[crash]\npoint = \"somewhere\"\nheight = 1\n").is_err());
     }

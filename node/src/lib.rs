@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod consensus;
 pub mod faults;

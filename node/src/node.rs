@@ -213,7 +213,7 @@ fn extend_index(
 /// the other validators propose would look that far in the future, and this node would refuse them
 /// all.
 fn check_clock(metrics: &Metrics, tip: &Tip) {
-    let now = crate::consensus::app::now_ms();
+    let now = crate::clock::now_ms();
     let behind = tip.time_ms.saturating_sub(now);
     if behind > crate::consensus::app::MAX_CLOCK_DRIFT_MS {
         metrics.clock_offset_ms.set(i64::try_from(behind).unwrap_or(i64::MAX));
@@ -387,6 +387,14 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     consensus.stop().await;
     if let Err(e) = &result {
         error!(error = format!("{e:#}"), "node stopped on an error");
+        if e.chain().any(|c| c.downcast_ref::<crate::store::DbError>().is_some()) {
+            error!(
+                store = %home.db().display(),
+                "the node could not write to its store and stopped rather than acknowledge what it \
+                 could not keep; nothing it acknowledged is lost. Check the disk (free space, errors \
+                 in the kernel log), then start the node again: it catches up from the other validators"
+            );
+        }
     } else {
         info!("node stopped");
     }

@@ -90,6 +90,9 @@ pub enum DbError {
     /// The registry's storage traits failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The disk failed a write (test builds inject it, [`crate::faults`]).
+    #[error("disk: {0}")]
+    Io(std::io::Error),
 }
 
 /// The node's database.
@@ -594,6 +597,9 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         let mut upper_smt = self.upper_smt.nodes.write().map_err(|_| UpperSmt::poisoned())?;
+        if let Some(e) = crate::faults::failed_sync(height) {
+            return Err(DbError::Io(e));
+        }
         self.db.write_opt(batch, &wo)?;
         upper_smt.extend(o.smt.nodes().filter(|(pos, _)| pos.depth <= UPPER_DEPTH).map(|(p, n)| (*p, *n)));
         drop(upper_smt);

@@ -259,3 +259,134 @@ fn a_full_disk_stops_the_node_with_a_message_and_it_resumes_once_space_is_freed(
     c.finish(&[0, 1, 2, 3]).unwrap();
     drop(disk);
 }
+
+/// Node 4 under load, started with `faults`, until it exits (within 180 s). Transactions go to the
+/// nodes that stay up (returned: acknowledged) and to node 4 (not counted: it may lose what it took
+/// when it stops); also returned, the transactions node 4 itself reported as committed, with
+/// their heights.
+#[allow(clippy::type_complexity)]
+fn load_until_exit(
+    c: &mut Cluster,
+    faults: &str,
+    nonce: &mut u64,
+) -> (std::process::ExitStatus, Vec<sabt_core::hash::Hash32>, Vec<(sabt_core::hash::Hash32, u64)>) {
+    c.nodes[NODE].env = vec![("SABT_FAULTS".into(), faults.into())];
+    c.start_node(NODE).unwrap();
+    let mut acknowledged = Vec::new();
+    let mut reported = Vec::new();
+    let started = Instant::now();
+    let status = loop {
+        for _ in 0..5 {
+            if let Some(id) = submit(c, 1, *nonce, (*nonce % 3) as usize) {
+                acknowledged.push(id);
+            }
+            let _ = submit(c, 2, *nonce, NODE);
+            *nonce += 1;
+        }
+        for id in &acknowledged {
+            if !reported.iter().any(|(r, _)| r == id)
+                && let Some(h) = c.committed_at(NODE, id)
+            {
+                reported.push((*id, h));
+            }
+        }
+        if let Ok(st) = c.wait_exit(NODE, Duration::from_millis(500)) {
+            break st;
+        }
+        assert!(started.elapsed() < SECS(180), "node 4 did not stop with {faults}:\n{}", c.log_tail(NODE, 20));
+    };
+    (status, acknowledged, reported)
+}
+
+/// Waits until every transaction in `ids` is committed on every node.
+fn all_committed(c: &Cluster, ids: &[sabt_core::hash::Hash32]) {
+    let deadline = Instant::now() + SECS(30);
+    while !ids.iter().all(|id| (0..4).all(|i| c.committed_at(i, id).is_some())) {
+        assert!(Instant::now() < deadline, "an acknowledged transaction was lost");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_failing_sync_stops_the_node_with_a_message_and_it_catches_up_once_the_disk_is_fixed() {
+    let mut c = Cluster::start(4, 23000).unwrap();
+    c.wait_all(2, SECS(90)).unwrap();
+    c.terminate(NODE).unwrap();
+    let at = top(&c) + 3;
+    let logged = c.log(NODE).len();
+    let mut nonce = 0;
+    let (status, acknowledged, reported) =
+        load_until_exit(&mut c, &format!("[disk]\nfail_sync_height = {at}\n"), &mut nonce);
+    // It stops with an error, not a crash, saying what failed and what to do.
+    assert_eq!(status.code(), Some(1), "{status:?}:\n{}", c.log_tail(NODE, 20));
+    let said = c.log(NODE)[logged..].to_string();
+    assert!(said.contains(&format!("the synced write of height {at} fails")), "{said}");
+    assert!(said.contains("Input/output error"), "{said}");
+    assert!(said.contains("Check the disk") && said.contains("start the node again"), "{said}");
+    // The others go on.
+    c.keeps_going(&[0, 1, 2], 2, SECS(20), |_| {}).unwrap();
+    // The disk fixed, it starts from the last block it wrote, below the failed one, and catches up.
+    c.nodes[NODE].env.clear();
+    c.start_node(NODE).unwrap();
+    c.wait_height(NODE, top(&c), SECS(60)).unwrap();
+    let restarted = &c.log(NODE)[logged..];
+    assert!(!restarted.contains("panicked"), "{restarted}");
+    // What it had reported committed is still there, at the same heights, and below the failed one.
+    for (id, h) in &reported {
+        assert!(*h < at, "node 4 reported a transaction committed at {h}, at or above the failed write {at}");
+        assert_eq!(c.committed_at(NODE, id), Some(*h), "node 4 lost a transaction it had reported committed");
+    }
+    all_committed(&c, &acknowledged);
+    c.finish(&[0, 1, 2, 3]).unwrap();
+}
+
+/// Waits until node `i`'s metric `name` satisfies `ok`; returns its value.
+fn metric_until(c: &Cluster, i: usize, name: &str, label: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + SECS(40);
+    loop {
+        let v = c.metric(i, name, label);
+        if ok(v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "node {}'s {name}{{{label}}} stays {v}:\n{}", i + 1, c.log_tail(i, 20));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_clock_off_by_more_than_the_allowed_drift_is_reported_and_the_others_go_on() {
+    let mut c = Cluster::start(4, 23300).unwrap();
+    c.wait_all(2, SECS(90)).unwrap();
+    let drift = sabt_node::consensus::app::MAX_CLOCK_DRIFT_MS as f64;
+    // 40 s slow: reported at start (the last block is from its future), and in the metric.
+    c.terminate(NODE).unwrap();
+    let logged = c.log(NODE).len();
+    c.nodes[NODE].env = vec![("SABT_FAULTS".into(), "[clock]\noffset_ms = -40000\n".into())];
+    c.start_node(NODE).unwrap();
+    metric_until(&c, NODE, "sabt_clock_offset_ms", "", |v| v > drift);
+    let said = c.log(NODE)[logged..].to_string();
+    assert!(said.contains("behind the last committed block's time"), "{said}");
+    // It refuses the others' proposals as too far in the future; they go on without it, and it
+    // follows the chain by sync (decided blocks are not checked against its clock).
+    metric_until(&c, NODE, "sabt_consensus_dropped", "reason=\"clock\"", |v| v > 0.0);
+    c.keeps_going(&[0, 1, 2], 3, SECS(20), |_| {}).unwrap();
+    c.wait_height(NODE, top(&c), SECS(60)).unwrap();
+    // 40 s fast: the others refuse its proposals, and it measures their blocks 40 s behind.
+    c.terminate(NODE).unwrap();
+    let refused: f64 = (0..3).map(|i| c.metric(i, "sabt_consensus_dropped", "reason=\"clock\"")).sum();
+    c.nodes[NODE].env = vec![("SABT_FAULTS".into(), "[clock]\noffset_ms = 40000\n".into())];
+    c.start_node(NODE).unwrap();
+    metric_until(&c, NODE, "sabt_clock_offset_ms", "", |v| v < -drift);
+    c.keeps_going(&[0, 1, 2], 3, SECS(20), |_| {}).unwrap();
+    let deadline = Instant::now() + SECS(60);
+    while (0..3).map(|i| c.metric(i, "sabt_consensus_dropped", "reason=\"clock\"")).sum::<f64>() <= refused {
+        assert!(Instant::now() < deadline, "no validator refused node 4's proposals from 40 s ahead");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Set right, it catches up; every node holds the same valid chain.
+    c.terminate(NODE).unwrap();
+    c.nodes[NODE].env.clear();
+    c.start_node(NODE).unwrap();
+    c.wait_height(NODE, top(&c), SECS(60)).unwrap();
+    c.finish(&[0, 1, 2, 3]).unwrap();
+}

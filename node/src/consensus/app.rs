@@ -10,9 +10,11 @@
 //!   signed header with other transactions changes nothing.
 //! - A proposal is accepted only if its stream is signed by the round's proposer and the block
 //!   executes on the committed tip to exactly its header (`Registry::execute_block`), with a time
-//!   after the previous block's, not more than [`MAX_CLOCK_DRIFT_MS`] ahead of this node's clock,
-//!   and, for a new proposal, not more than that (plus the round's propose timeout) behind the
-//!   time it arrived.
+//!   after the previous block's. This node votes for it only if its time is also not more than
+//!   [`MAX_CLOCK_DRIFT_MS`] ahead of this node's clock and, for a new proposal, not more than that
+//!   (plus the round's propose timeout) behind the time it arrived; a block that fails only this
+//!   check gets no verdict rather than an invalid one, since the clock that is off may be this
+//!   node's, and a block a quorum decides is then still taken by sync.
 //! - A block found valid is kept in the store (synced) before the reply that lets consensus vote
 //!   for it, so a decision replayed after a crash finds it; and the signer records every vote and
 //!   proposal before signing, and signs the earlier message again where it signed one before
@@ -41,6 +43,7 @@ use super::mal::{
     VoteExtensionError, VoteExtensionPolicy,
 };
 use super::pacing::{self, BUILD_SHARE_OF_PROPOSE_TIMEOUT, BlockLimit, MIN_BLOCK_TXS};
+use crate::clock::now_ms;
 use crate::faults::{self, CrashPoint};
 use crate::node::Shared;
 use anyhow::{Context as _, anyhow};
@@ -52,7 +55,7 @@ use sabt_core::registry::{BlockError, MemoryLedger, Tip};
 use sabt_core::sign::SecretKey;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 pub use super::pacing::MAX_BLOCK_TXS;
@@ -66,11 +69,6 @@ pub const MAX_CLOCK_DRIFT_MS: u64 = 15_000;
 const MAX_PREPARED: usize = 3;
 /// Most heights with checkpoint cosignatures accepted for blocks not held yet.
 const MAX_UNCHECKED_EXTENSIONS: usize = 16;
-
-/// Milliseconds since the Unix epoch by this node's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
-}
 
 /// The writes of a block executed on the committed tip while validating or building it, kept so
 /// that the block is executed once per node: its decision commits these writes as they are.
@@ -251,11 +249,39 @@ impl App {
         }
     }
 
+    /// Whether `block`'s time passes the clock check `clock` by this node's clock. An untimely
+    /// block gets no verdict at all, rather than an invalid one: this node does not vote for it,
+    /// but the check is this node's alone (its clock may be the one that is off), so should a
+    /// quorum decide the block all the same, this node takes it from them. A block marked invalid
+    /// could never be taken: the engine refuses a certificate for a value it holds as invalid, and
+    /// the node would stay at that height for good.
+    fn timely(&self, block: &Block, clock: Clock) -> bool {
+        let Clock::Proposed { received_ms, round, .. } = clock else { return true };
+        // Measured before the check, so that a clock off by more than the drift shows in the metric.
+        if block.header.proposer != self.address.0 {
+            let offset = i128::from(block.header.time_ms) - i128::from(received_ms);
+            self.shared.metrics.clock_offset_ms.set(i64::try_from(offset).unwrap_or(i64::MAX));
+        }
+        let now = now_ms();
+        let Err(reason) = clock_verdict(block.header.time_ms, clock, now, self.propose_timeout(round)) else {
+            return true;
+        };
+        warn!(
+            height = block.header.height,
+            time_ms = block.header.time_ms,
+            now_ms = now,
+            "proposed block's time is {reason} by this node's clock; not voting for it. If every other \
+             validator's blocks are refused so, check this node's clock (NTP)"
+        );
+        self.shared.metrics.dropped("clock");
+        false
+    }
+
     /// Validates `block` (whose transactions match its header) as the next block on the committed
     /// tip. A block found valid is kept in the store before this returns. A failure of this node's
     /// own storage is an error, never a verdict: the node stops rather than vote against a valid
     /// block, or for one it could not find again after a crash.
-    fn validate(&mut self, block: &Block, bytes: &[u8], clock: Clock) -> anyhow::Result<Validity> {
+    fn validate(&mut self, block: &Block, bytes: &[u8]) -> anyhow::Result<Validity> {
         let tip = self.tip();
         if block.header.height != tip.height + 1 {
             return Ok(Validity::Invalid);
@@ -263,27 +289,6 @@ impl App {
         if self.set.get_by_address(&Address(block.header.proposer)).is_none() {
             warn!(height = block.header.height, "proposed block names a proposer outside the validator set");
             return Ok(Validity::Invalid);
-        }
-        let round = match clock {
-            Clock::Proposed { round, .. } => round,
-            Clock::Decided => 0,
-        };
-        if let Err(reason) = clock_verdict(block.header.time_ms, clock, now_ms(), self.propose_timeout(round)) {
-            warn!(
-                height = block.header.height,
-                time_ms = block.header.time_ms,
-                now_ms = now_ms(),
-                "proposed block's time is {reason} by this node's clock; if every other validator's \
-                 blocks are refused so, check this node's clock (NTP)"
-            );
-            self.shared.metrics.dropped("clock");
-            return Ok(Validity::Invalid);
-        }
-        if let Clock::Proposed { received_ms, .. } = clock
-            && block.header.proposer != self.address.0
-        {
-            let offset = i128::from(block.header.time_ms) - i128::from(received_ms);
-            self.shared.metrics.clock_offset_ms.set(i64::try_from(offset).unwrap_or(i64::MAX));
         }
         let started = Instant::now();
         let mut ws = self.shared.store.write_set();
@@ -329,7 +334,10 @@ impl App {
             return Ok(Some(Validity::from_bool(v)));
         }
         let (block, bytes) = (body.block.clone(), body.bytes.clone());
-        let v = self.validate(&block, &bytes, clock)?;
+        if !self.timely(&block, clock) {
+            return Ok(None);
+        }
+        let v = self.validate(&block, &bytes)?;
         self.buffer.set_verdict(height, hash, v.is_valid(), Some(Instant::now()));
         Ok(Some(v))
     }
@@ -995,7 +1003,7 @@ impl App {
             Some(_) => self.verdict(height.0, &hash, Clock::Decided)?.unwrap_or(Validity::Invalid),
             None => {
                 // No room (proposals filled the height): validate it without holding it.
-                self.validate(&block, &bytes, Clock::Decided)?
+                self.validate(&block, &bytes)?
             }
         };
         Ok(SyncedValueOutcome::Verdict(self.proposed_value(&offer, validity)))
