@@ -534,3 +534,26 @@ fn a_signature_cache_skips_only_the_signatures_it_vouches_for() {
     let b = registry.build_block(&mut MemoryLedger::default(), &tip, 2_000, proposer, candidates, &NoCache).unwrap();
     assert_eq!(a.block, b.block);
 }
+
+#[test]
+fn a_build_limit_below_the_genesis_caps_built_blocks_and_accepts_larger_ones() {
+    let (dev, registry, admin) = setup();
+    let proposer = SecretKey::from_seed(&[1; 32]).public();
+    let tip = Tip::genesis(&dev.genesis);
+    let txs: Vec<SignedTx> = (0..40u8).map(|n| tx(&admin, u64::from(n), TxBody::Anchor(record(n)))).collect();
+    let build =
+        |r: &Registry| r.build_block(&mut MemoryLedger::default(), &tip, 2_000, proposer, txs.clone(), &NoCache);
+    let full = build(&registry).unwrap().block;
+    assert_eq!(full.txs.len(), 40);
+    let full_len = codec::encode(&full).len();
+    // Half of it: the limited registry builds a smaller block, within its limit.
+    let limited = registry.clone().with_build_limit(full_len / 2);
+    assert_eq!(limited.build_max_bytes(), full_len / 2);
+    let small = build(&limited).unwrap().block;
+    assert!(small.txs.len() < 40 && !small.txs.is_empty(), "{} transactions", small.txs.len());
+    assert!(codec::encode(&small).len() <= full_len / 2);
+    // It still accepts the larger block the genesis allows: the limit is the builder's alone.
+    limited.execute_block(&mut MemoryLedger::default(), &tip, &full, &NoCache).unwrap();
+    // A limit above the genesis's is the genesis's.
+    assert_eq!(registry.clone().with_build_limit(usize::MAX).build_max_bytes(), registry.max_block_bytes());
+}

@@ -40,6 +40,9 @@ enum Command {
         /// has for the next proposal, against the number of (often empty) blocks stored.
         #[arg(long, default_value_t = sabt_core::genesis::Params::default().block_interval_ms)]
         block_interval_ms: u64,
+        /// Largest block, bytes (1 KiB to 16 MiB; a transaction stays within 256 KiB).
+        #[arg(long, default_value_t = sabt_core::genesis::Params::default().max_block_bytes)]
+        max_block_bytes: u64,
         /// The IPv4 address of each node in turn, comma-separated (one per validator), for nodes
         /// on separate hosts or network namespaces; all on 127.0.0.1 if not given.
         #[arg(long, value_delimiter = ',')]
@@ -51,21 +54,26 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Inspect { genesis } => sabt_genesis::load(&genesis).and_then(|g| sabt_genesis::describe(&g)),
         Command::Hash { genesis } => sabt_genesis::load(&genesis).map(|g| format!("{}\n", g.hash())),
-        Command::Testnet { validators, out, chain_id, base_port, block_interval_ms, hosts } => {
+        Command::Testnet { validators, out, chain_id, base_port, block_interval_ms, max_block_bytes, hosts } => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
                 .unwrap_or(0);
-            sabt_genesis::testnet::write(&out, validators, &chain_id, base_port, &hosts, now, block_interval_ms).map(
-                |g| {
-                    format!(
-                        "wrote a {validators}-validator testnet for chain {} ({}) to {}\n",
-                        g.chain_id,
-                        g.hash(),
-                        out.display()
-                    )
-                },
-            )
+            let defaults = sabt_core::genesis::Params::default();
+            let params = sabt_core::genesis::Params {
+                block_interval_ms,
+                max_block_bytes,
+                max_tx_bytes: defaults.max_tx_bytes.min(max_block_bytes),
+                ..defaults
+            };
+            sabt_genesis::testnet::write(&out, validators, &chain_id, base_port, &hosts, now, params).map(|g| {
+                format!(
+                    "wrote a {validators}-validator testnet for chain {} ({}) to {}\n",
+                    g.chain_id,
+                    g.hash(),
+                    out.display()
+                )
+            })
         }
     };
     sabt_genesis::finish(result)

@@ -71,7 +71,7 @@ format = "text"
     )
 }
 
-/// Writes a testnet of `n` validators under `out`, blocks at most every `block_interval_ms`;
+/// Writes a testnet of `n` validators under `out`, with the genesis parameters `params`;
 /// node I listens on `hosts[I-1]` (every node on 127.0.0.1 if `hosts` is empty); returns the
 /// genesis.
 pub fn write(
@@ -81,7 +81,7 @@ pub fn write(
     base_port: u16,
     hosts: &[std::net::Ipv4Addr],
     genesis_time_ms: u64,
-    block_interval_ms: u64,
+    params: Params,
 ) -> anyhow::Result<Genesis> {
     if n == 0 || n > 64 {
         bail!("--validators must be 1 to 64");
@@ -124,14 +124,10 @@ pub fn write(
             }),
         });
     }
-    let genesis = Genesis {
-        format: GENESIS_FORMAT,
-        chain_id: chain_id.to_string(),
-        genesis_time_ms,
-        agencies,
-        params: Params { block_interval_ms, ..Params::default() },
-    };
-    genesis.validate().context("generated genesis (is --block-interval-ms within 10 to 600000?)")?;
+    let genesis = Genesis { format: GENESIS_FORMAT, chain_id: chain_id.to_string(), genesis_time_ms, agencies, params };
+    genesis
+        .validate()
+        .context("generated genesis (--block-interval-ms must be 10 to 600000, --max-block-bytes 1 KiB to 16 MiB)")?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let json = genesis.to_json();
     for (i, node) in (1u16..).zip(&nodes) {

@@ -309,7 +309,16 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     let metrics = Metrics::register(&cfg.name);
     metrics.height.set(i64::try_from(tip.height).unwrap_or(i64::MAX));
     check_clock(&metrics, &tip);
-    let registry = Registry::new(&genesis)?;
+    let registry = Registry::new(&genesis)?.with_build_limit(crate::consensus::codec::MAX_PROPOSED_BLOCK);
+    if registry.build_max_bytes() < registry.max_block_bytes() {
+        warn!(
+            genesis_max_block_bytes = registry.max_block_bytes(),
+            proposed_max_block_bytes = registry.build_max_bytes(),
+            "the genesis allows larger blocks than the consensus network carries; this node accepts them, \
+             and proposes blocks of at most {} bytes",
+            registry.build_max_bytes()
+        );
+    }
     let parcel_index = {
         let started = std::time::Instant::now();
         let mut ix = crate::parcels::ParcelIndex::default();

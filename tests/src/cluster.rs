@@ -20,6 +20,16 @@ use std::time::{Duration, Instant};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
+/// The environment variable `scripts/faults --full` sets.
+pub const FULL_ENV: &str = "SABT_FAULTS_FULL";
+
+/// `full` when the fault suites run in full (`scripts/faults --full`), `reduced` in their reduced
+/// form, the one the test command and CI run: the same faults against the same real nodes, held
+/// for less time (a node isolated 20 s rather than 60).
+pub fn per_run<T>(full: T, reduced: T) -> T {
+    if std::env::var_os(FULL_ENV).is_some() { full } else { reduced }
+}
+
 /// Directory holding the workspace binaries (`target/debug`).
 pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("SABT_BIN_DIR") {
@@ -65,12 +75,21 @@ pub struct Setup {
     pub prefixes: Vec<Vec<String>>,
     /// Environment for node I at its first start: `(I, name, value)`.
     pub env: Vec<(usize, String, String)>,
+    /// More arguments to `sabt-genesis testnet` (as `--max-block-bytes N`).
+    pub genesis_args: Vec<String>,
 }
 
 impl Setup {
     /// `validators` nodes on 127.0.0.1 with ports from `base_port`.
     pub fn new(validators: u16, base_port: u16) -> Setup {
-        Setup { validators, base_port, hosts: Vec::new(), prefixes: Vec::new(), env: Vec::new() }
+        Setup {
+            validators,
+            base_port,
+            hosts: Vec::new(),
+            prefixes: Vec::new(),
+            env: Vec::new(),
+            genesis_args: Vec::new(),
+        }
     }
 }
 
@@ -117,6 +136,7 @@ impl Cluster {
         let dir = tempfile::tempdir()?;
         let mut genesis_cmd = Command::new(bin("sabt-genesis"));
         genesis_cmd.args(["testnet", "--validators", &n.to_string(), "--base-port", &base_port.to_string()]);
+        genesis_cmd.args(&setup.genesis_args);
         if !setup.hosts.is_empty() {
             let hosts: Vec<String> = setup.hosts.iter().map(|h| h.to_string()).collect();
             genesis_cmd.args(["--hosts", &hosts.join(",")]);

@@ -1,13 +1,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 //! The agency network with real `sabt-node` processes on 127.0.0.1: agreement, crash and pause
-//! faults, restart of the whole network, resync of a wiped node, and a stranger that is not in the
-//! genesis. After each fault the invariants are checked: every node holds byte-identical blocks,
+//! faults, restart of the whole network, resync of a wiped node, a lagging node syncing blocks of
+//! the largest size the genesis allows, and a stranger that is not in the genesis. After each fault the invariants are checked: every node holds byte-identical blocks,
 //! hash-chained from the genesis, each with a valid commit certificate and a quorum-cosigned
 //! checkpoint, and nothing acknowledged is lost.
 //!
 //! Each test uses its own port range; clusters run one at a time.
 
-use sabt_tests::cluster::{Cluster, agent, bin};
+use sabt_core::codec;
+use sabt_core::entry::{AccessClass, ArchiveRecord, RecordKind, ReferenceCode};
+use sabt_core::fingerprint::Fingerprint;
+use sabt_core::sign::SecretKey;
+use sabt_core::tx::{SignedTx, Transaction, TxBody};
+use sabt_tests::cluster::{Cluster, Setup, agent, bin};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -294,5 +299,113 @@ fn a_stopped_validator_loses_its_turns_until_it_is_back() {
         c.wait_height(i, next_turn, SECS(60)).unwrap();
     }
     c.check_chain(&[0, 1, 2, 3], next_turn).unwrap();
+    c.finish(&[0, 1, 2, 3]).unwrap();
+}
+
+/// Anchor of record `n` by `key`, as large as an anchor gets: every text field at its longest,
+/// in four-byte characters (about 4.2 KiB a transaction).
+fn largest_anchor(c: &Cluster, key: &SecretKey, nonce: u64, n: u64) -> SignedTx {
+    // U+1D538, four bytes in UTF-8.
+    let wide = |chars: usize| "\u{1D538}".repeat(chars);
+    let record = ArchiveRecord {
+        fingerprint: Fingerprint::of_bytes(&n.to_be_bytes()),
+        kind: RecordKind::CivilStatus,
+        reference: ReferenceCode {
+            repository: wide(128),
+            fund: wide(64),
+            inventory: wide(64),
+            file: wide(64),
+            sheets: Some(wide(64)),
+        },
+        creating_agency: wide(128),
+        title: wide(512),
+        date_from: Some("1950".into()),
+        date_to: None,
+        access: AccessClass::Restricted,
+    };
+    Transaction { chain_id: c.genesis.chain_id.clone(), signer: key.public(), nonce, body: TxBody::Anchor(record) }
+        .sign(key)
+}
+
+/// Submits `txs` to node `i` in batches that fit its 1 MiB request limit; every one must be taken.
+fn submit_all(c: &Cluster, i: usize, txs: &[SignedTx]) {
+    let agent = agent();
+    for chunk in txs.chunks(100) {
+        let body =
+            serde_json::json!({ "txs": chunk.iter().map(|t| hex::encode(codec::encode(t))).collect::<Vec<_>>() });
+        let mut r = agent.post(format!("{}/v1/txs/batch", c.nodes[i].url)).send_json(&body).unwrap();
+        let v: serde_json::Value = r.body_mut().read_json().unwrap();
+        for result in v["results"].as_array().unwrap() {
+            assert!(result["code"].is_null(), "a transaction was refused: {result}");
+        }
+    }
+}
+
+/// Waits until node `i` has committed every transaction of `txs` (each signer's last is enough:
+/// a signer's transactions commit in nonce order).
+fn wait_all_committed(c: &Cluster, i: usize, txs: &[SignedTx], within: Duration) {
+    let mut last = std::collections::BTreeMap::new();
+    for t in txs {
+        last.insert(t.tx.signer, t.id());
+    }
+    let deadline = Instant::now() + within;
+    for id in last.values() {
+        while c.committed_at(i, id).is_none() {
+            assert!(Instant::now() < deadline, "transactions not committed within {within:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+#[test]
+fn full_blocks_cross_the_network_and_a_lagging_node_syncs_them() {
+    const MAX_BLOCK: u64 = 16 << 20;
+    let setup = Setup { genesis_args: vec!["--max-block-bytes".into(), MAX_BLOCK.to_string()], ..Setup::new(4, 30300) };
+    let mut c = Cluster::start_with(setup).unwrap();
+    assert_eq!(c.genesis.params.max_block_bytes, MAX_BLOCK);
+    c.wait_all(2, SECS(90)).unwrap();
+    // 64 clerks, 16 authorised by each agency's admin: 64 transactions each may wait in a pool.
+    let clerks: Vec<SecretKey> = (0..64u8).map(|k| SecretKey::from_seed(&[k + 1; 32])).collect();
+    let mut grants = Vec::new();
+    for (k, clerk) in clerks.iter().enumerate() {
+        let admin = c.admin_key(k % 4).unwrap();
+        let body = TxBody::AuthorizeKey { key: clerk.public(), kinds: vec![RecordKind::CivilStatus], expires_ms: None };
+        grants.push(
+            Transaction { chain_id: c.genesis.chain_id.clone(), signer: admin.public(), nonce: (k / 4) as u64, body }
+                .sign(&admin),
+        );
+    }
+    submit_all(&c, 0, &grants);
+    for i in 0..4 {
+        wait_all_committed(&c, i, &grants, SECS(60));
+    }
+    // Node 4 stops; the others commit blocks up to the genesis's largest while it is away.
+    c.terminate(3).unwrap();
+    let away_from = c.height(0).unwrap();
+    let mut n = 0u64;
+    for wave in 0..2u64 {
+        let txs: Vec<SignedTx> = (0..64u64)
+            .flat_map(|j| clerks.iter().map(move |k| (k, wave * 64 + j)))
+            .map(|(k, nonce)| {
+                n += 1;
+                largest_anchor(&c, k, nonce, n)
+            })
+            .collect();
+        submit_all(&c, (wave % 3) as usize, &txs);
+        wait_all_committed(&c, 0, &txs, SECS(180));
+    }
+    let top = max_height(&c, &[0, 1, 2]);
+    let sizes: Vec<usize> = (away_from + 1..=top).map(|h| c.block(0, h).unwrap().2.len()).collect();
+    eprintln!("blocks {}..={top} while node 4 was away, bytes: {sizes:?}", away_from + 1);
+    // The genesis allows 16 MiB; blocks are built up to what the consensus network carries, and
+    // they are full: no further transaction of this size would have fitted.
+    let cap = sabt_node::consensus::codec::MAX_PROPOSED_BLOCK;
+    let full = sizes.iter().filter(|&&s| s + 5 * 1024 > cap && s <= cap).count();
+    assert!(full >= 4, "fewer than a sync batch of full blocks ({cap} bytes): {sizes:?}");
+    // Node 4 comes back and catches up by sync through those blocks.
+    let started = Instant::now();
+    c.start_node(3).unwrap();
+    c.wait_height(3, top, SECS(180)).unwrap();
+    eprintln!("node 4 caught up {} blocks in {:?}", top - away_from, started.elapsed());
     c.finish(&[0, 1, 2, 3]).unwrap();
 }

@@ -193,7 +193,7 @@ impl Registry {
         let mut bytes = 2048usize;
         for stx in candidates {
             let size = codec::encode(&stx).len();
-            if bytes + size > self.max_block_bytes {
+            if bytes + size > self.build_max_bytes {
                 break;
             }
             let checked = match self.check_stateless(&stx, cache) {

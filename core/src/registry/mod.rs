@@ -258,6 +258,9 @@ pub struct Registry {
     chain_id: String,
     max_tx_bytes: usize,
     max_block_bytes: usize,
+    /// Largest block [`Registry::build_block`] builds: `max_block_bytes`, or less where the
+    /// network that carries proposals cannot carry that much ([`Registry::with_build_limit`]).
+    build_max_bytes: usize,
     admins: BTreeMap<PublicKey, String>,
     land_agencies: BTreeSet<String>,
     overlap_tolerance_mm2: u64,
@@ -271,6 +274,7 @@ impl Registry {
             chain_id: genesis.chain_id.clone(),
             max_tx_bytes: usize::try_from(genesis.params.max_tx_bytes).unwrap_or(usize::MAX),
             max_block_bytes: usize::try_from(genesis.params.max_block_bytes).unwrap_or(usize::MAX),
+            build_max_bytes: usize::try_from(genesis.params.max_block_bytes).unwrap_or(usize::MAX),
             admins: genesis.agencies.iter().map(|a| (a.admin_key, a.name.clone())).collect(),
             land_agencies: genesis
                 .agencies
@@ -296,6 +300,20 @@ impl Registry {
     /// Largest encoded block accepted.
     pub fn max_block_bytes(&self) -> usize {
         self.max_block_bytes
+    }
+
+    /// The same rules, building blocks of at most `bytes` (never more than the genesis accepts).
+    /// For a node whose network carries smaller messages than the genesis's largest block: it
+    /// still accepts every block the genesis allows, and proposes only what it can send.
+    #[must_use]
+    pub fn with_build_limit(mut self, bytes: usize) -> Registry {
+        self.build_max_bytes = bytes.min(self.max_block_bytes);
+        self
+    }
+
+    /// Largest encoded block [`Registry::build_block`] builds.
+    pub fn build_max_bytes(&self) -> usize {
+        self.build_max_bytes
     }
 
     /// Hash of the validator set (fixed by the genesis in this version).

@@ -20,6 +20,16 @@ use std::sync::Arc;
 
 /// Largest message decoded: a block plus framing (blocks are at most 16 MiB).
 pub const MAX_MESSAGE: usize = 17 << 20;
+/// Largest message the consensus broadcast carries. Malachite's Broadcast protocol is
+/// libp2p-scatter, which reads every message under its default limit of 4 MiB whatever the
+/// configured `pubsub_max_size` says (it builds each connection's handler from its default
+/// configuration); a receiver refusing a longer message resets the stream, and the sender then
+/// closes the connection. A proposal part larger than this never reaches another validator.
+pub const MAX_BROADCAST: usize = 4 << 20;
+/// Largest block this node proposes: a proposal part holding it, with the part's framing and the
+/// broadcast's topic, fits in [`MAX_BROADCAST`]. The genesis may allow larger blocks (up to
+/// 16 MiB); this node accepts them, but builds none larger than it can send.
+pub const MAX_PROPOSED_BLOCK: usize = MAX_BROADCAST - (64 << 10);
 /// Heights a sync request asks for at once.
 pub const SYNC_BATCH: usize = 4;
 /// Largest sync response served or decoded: a batch of the largest blocks with their certificates.
@@ -584,6 +594,23 @@ mod tests {
         let mut long = bytes.to_vec();
         long.push(0);
         assert!(Codec::<SignedConsensusMsg<SabtContext>>::decode(&SabtCodec, Bytes::from(long)).is_err());
+    }
+
+    #[test]
+    fn a_part_with_the_largest_block_this_node_proposes_fits_the_broadcast() {
+        let key = SecretKey::from_seed(&[3; 32]);
+        let part = ProposalPart {
+            height: u64::MAX,
+            round: u32::MAX,
+            pol_round: Some(u32::MAX),
+            proposer: key.public(),
+            block: Arc::new(vec![1u8; MAX_PROPOSED_BLOCK]),
+            signature: Signature([2; 64]),
+        };
+        let msg = StreamMessage::new(StreamId::new(Bytes::from(vec![9u8; 64])), u64::MAX, StreamContent::Data(part));
+        let bytes = Codec::<StreamMessage<ProposalPart>>::encode(&SabtCodec, &msg).unwrap();
+        // libp2p-scatter frames a message as one byte and its topic (at most 64 bytes).
+        assert!(bytes.len() + 1 + 64 <= MAX_BROADCAST, "{} bytes", bytes.len());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! ([`super::app::App`]). The rest of the node sees only [`start`] and [`Running`].
 
 use super::app::App;
-use super::codec::{MAX_SYNC_RESPONSE, SYNC_BATCH, SabtCodec};
+use super::codec::{MAX_BROADCAST, MAX_SYNC_RESPONSE, SYNC_BATCH, SabtCodec};
 use super::context::SabtContext;
 use super::mal::{
     self, Codec as _, ConsensusConfig, ConsensusContext, DiscoveryConfig, EngineBuilder, Keypair, LinearTimeouts,
@@ -255,7 +255,6 @@ fn engine_config(cfg: &Config, genesis: &Genesis, own_peer: &str) -> anyhow::Res
             );
         }
     }
-    let max_block = usize::try_from(genesis.params.max_block_bytes).unwrap_or(16 << 20);
     let p2p = P2pConfig {
         listen_addr: listen,
         persistent_peers: peers,
@@ -263,7 +262,9 @@ fn engine_config(cfg: &Config, genesis: &Genesis, own_peer: &str) -> anyhow::Res
         persistent_peers_only: true,
         discovery: DiscoveryConfig { enabled: false, max_connections_per_ip: 64, ..Default::default() },
         protocol: PubSubProtocol::Broadcast,
-        pubsub_max_size: bytesize::ByteSize::b((max_block + (1 << 20)) as u64),
+        // What the broadcast carries at most, whatever this says (codec::MAX_BROADCAST): said
+        // here too, so that a message over it is refused where it is published, not sent.
+        pubsub_max_size: bytesize::ByteSize::b(MAX_BROADCAST as u64),
         // Sync responses travel as RPC answers: room for the largest one.
         rpc_max_size: bytesize::ByteSize::b((MAX_SYNC_RESPONSE + (1 << 20)) as u64),
         ..Default::default()
