@@ -364,8 +364,9 @@ fn full_blocks_cross_the_network_and_a_lagging_node_syncs_them() {
     let mut c = Cluster::start_with(setup).unwrap();
     assert_eq!(c.genesis.params.max_block_bytes, MAX_BLOCK);
     c.wait_all(2, SECS(90)).unwrap();
-    // 64 clerks, 16 authorised by each agency's admin: 64 transactions each may wait in a pool.
-    let clerks: Vec<SecretKey> = (0..64u8).map(|k| SecretKey::from_seed(&[k + 1; 32])).collect();
+    // 80 clerks, 20 authorised by each agency's admin: 64 transactions each may wait in a pool,
+    // 5,120 of the largest anchors in all, 21 MB: five full blocks or more, over a sync batch.
+    let clerks: Vec<SecretKey> = (0..80u8).map(|k| SecretKey::from_seed(&[k + 1; 32])).collect();
     let mut grants = Vec::new();
     for (k, clerk) in clerks.iter().enumerate() {
         let admin = c.admin_key(k % 4).unwrap();
@@ -382,18 +383,13 @@ fn full_blocks_cross_the_network_and_a_lagging_node_syncs_them() {
     // Node 4 stops; the others commit blocks up to the genesis's largest while it is away.
     c.terminate(3).unwrap();
     let away_from = c.height(0).unwrap();
-    let mut n = 0u64;
-    for wave in 0..2u64 {
-        let txs: Vec<SignedTx> = (0..64u64)
-            .flat_map(|j| clerks.iter().map(move |k| (k, wave * 64 + j)))
-            .map(|(k, nonce)| {
-                n += 1;
-                largest_anchor(&c, k, nonce, n)
-            })
-            .collect();
-        submit_all(&c, (wave % 3) as usize, &txs);
-        wait_all_committed(&c, 0, &txs, SECS(180));
-    }
+    let txs: Vec<SignedTx> = (0..64u64)
+        .flat_map(|nonce| clerks.iter().map(move |k| (k, nonce)))
+        .enumerate()
+        .map(|(n, (k, nonce))| largest_anchor(&c, k, nonce, n as u64))
+        .collect();
+    submit_all(&c, 0, &txs);
+    wait_all_committed(&c, 0, &txs, SECS(180));
     let top = max_height(&c, &[0, 1, 2]);
     let sizes: Vec<usize> = (away_from + 1..=top).map(|h| c.block(0, h).unwrap().2.len()).collect();
     eprintln!("blocks {}..={top} while node 4 was away, bytes: {sizes:?}", away_from + 1);
