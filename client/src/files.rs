@@ -17,6 +17,22 @@ pub fn read_bounded(path: &Path, max: u64) -> anyhow::Result<String> {
     std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
 
+/// Refuses a secret file (a key, a salt) that users other than its owner can read or write:
+/// `what` names it in the error, which says how to fix it. Returns its metadata.
+pub fn check_private(path: &Path, what: &str) -> anyhow::Result<std::fs::Metadata> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("cannot read {what} {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{what} {} has mode {mode:o}: other users can access it; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(meta)
+}
+
 /// Writes `text` to `path` through a temporary file and a rename, so a crash never leaves a
 /// half-written file under the final name. Creates the parent directory.
 pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@
 use anyhow::{Context as _, anyhow, bail};
 use sabt_core::sign::SecretKey;
 use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 const ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
@@ -79,17 +79,9 @@ pub fn write_keystore(path: &Path, seed: &[u8; 32], passphrase: String) -> anyho
 
 /// Loads a signing key from a keystore (asking `pass` for its passphrase) or a plain key file.
 pub fn load(path: &Path, pass: &PassphraseSource) -> anyhow::Result<SecretKey> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read key {}", path.display()))?;
+    let meta = crate::files::check_private(path, "key file")?;
     if meta.len() > 64 * 1024 {
         bail!("{} is too large to be a key file", path.display());
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        bail!(
-            "key file {} has mode {mode:o}: other users can access it; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        );
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read key {}", path.display()))?;
     let seed_hex = if bytes.starts_with(ARMOR_BEGIN.as_bytes()) {
@@ -120,6 +112,7 @@ pub fn load(path: &Path, pass: &PassphraseSource) -> anyhow::Result<SecretKey> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn keystore_round_trip_and_wrong_passphrase() {

@@ -34,6 +34,12 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     let genesis = dir.join("genesis.json");
     let salt = dir.join("salt");
     std::fs::write(&salt, b"a secret salt of the land committee").unwrap();
+    // Readable by others, it is refused before anything is signed: whoever reads it can test a
+    // guessed identifier against the party hashes on the public ledger.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&salt, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let act = dir.join("act.pdf");
     std::fs::write(&act, b"allocation act 17").unwrap();
     let register = |file: &Path| {
@@ -71,6 +77,13 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
         "01:01:0001",
         &[(68.780, 38.560), (68.781, 38.560), (68.781, 38.561), (68.780, 38.561), (68.780, 38.560)],
     );
+    let out = register(&a);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("other users can access it") && text(&out).contains("chmod 600"), "{}", text(&out));
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&salt, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let out = register(&a);
     assert!(out.status.success(), "{}", text(&out));
 

@@ -101,7 +101,8 @@ pub struct MetaArgs {
     /// The agency that created the documents.
     #[arg(long)]
     pub agency: Option<String>,
-    /// Title (no personal data). Default: the file name.
+    /// Title (no personal data). Default: none. Not the file name, which often names a person
+    /// and would stay on the ledger for good.
     #[arg(long)]
     pub title: Option<String>,
     /// Earliest date of the documents: YYYY, YYYY-MM or YYYY-MM-DD.
@@ -134,19 +135,16 @@ impl MetaArgs {
         }
     }
 
-    /// The record for a document with fingerprint `fp` at `path`; `what` names the source of the
-    /// metadata in errors.
-    fn record(&self, fp: Fingerprint, path: &Path, what: &str) -> anyhow::Result<ArchiveRecord> {
+    /// The record for a document with fingerprint `fp`; `what` names the source of the metadata
+    /// in errors.
+    fn record(&self, fp: Fingerprint, what: &str) -> anyhow::Result<ArchiveRecord> {
         let need = |v: &Option<String>, flag: &str, column: &str| {
             v.clone().ok_or_else(|| anyhow!("{what}: no {column}: give --{flag} or a {column} column in the manifest"))
         };
         let kind = RecordKind::parse(&need(&self.kind, "kind", "kind")?).map_err(|e| anyhow!("{what}: {e}"))?;
         let access =
             AccessClass::parse(self.access.as_deref().unwrap_or("public")).map_err(|e| anyhow!("{what}: {e}"))?;
-        let title = self
-            .title
-            .clone()
-            .unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+        let title = self.title.clone().unwrap_or_default();
         let r = ArchiveRecord {
             fingerprint: fp,
             kind,
@@ -366,7 +364,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
     // Every row's metadata is checked before anything is hashed or sent.
     for (i, (f, meta)) in files.iter().enumerate() {
         let what = format!("document {} ({})", i + 1, f.display());
-        meta.record(Fingerprint::of_bytes(b""), f, &what)?;
+        meta.record(Fingerprint::of_bytes(b""), &what)?;
     }
     let key = args.key.load()?;
 
@@ -379,7 +377,7 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
         let (fp, _) = Fingerprint::of_reader(std::io::BufReader::new(file))
             .with_context(|| format!("cannot read {}", f.display()))?;
         let proof = proof_path(&args, &f);
-        let doc = Doc { record: meta.record(fp, &f, &f.display().to_string())?, path: f, proof };
+        let doc = Doc { record: meta.record(fp, &f.display().to_string())?, path: f, proof };
         let valid = crate::files::read_bounded(&doc.proof, bundle::MAX_BUNDLE_LEN as u64)
             .ok()
             .and_then(|t| ProofBundle::from_json(&t).ok())
@@ -507,16 +505,17 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].0, dir.path().join("scans/a.tif"));
         let fp = Fingerprint::of_bytes(b"x");
-        let a = rows[0].1.clone().or(&defaults()).record(fp, &rows[0].0, "a").unwrap();
+        let a = rows[0].1.clone().or(&defaults()).record(fp, "a").unwrap();
         assert_eq!(
             (a.kind, a.reference.sheets.as_deref(), a.title.as_str()),
             (RecordKind::CivilStatus, Some("12"), "Birth register")
         );
         assert_eq!(a.reference.repository, "Main Archive");
-        let b = rows[1].1.clone().or(&defaults()).record(fp, &rows[1].0, "b").unwrap();
-        assert_eq!((b.kind, b.reference.file.as_str(), b.title.as_str()), (RecordKind::Notary, "32", "b.tif"));
+        let b = rows[1].1.clone().or(&defaults()).record(fp, "b").unwrap();
+        // No title given: none, not the file name (which may name a person).
+        assert_eq!((b.kind, b.reference.file.as_str(), b.title.as_str()), (RecordKind::Notary, "32", ""));
         // A row missing a required value names it and the fix.
-        let err = rows[1].1.clone().record(fp, &rows[1].0, "row 3").unwrap_err().to_string();
+        let err = rows[1].1.clone().record(fp, "row 3").unwrap_err().to_string();
         assert!(err.contains("row 3") && err.contains("--kind"), "{err}");
 
         let json = dir.path().join("m.json");
@@ -526,7 +525,7 @@ mod tests {
         )
         .unwrap();
         let rows = read_manifest(&json).unwrap();
-        let c = rows[0].1.clone().or(&defaults()).record(fp, &rows[0].0, "c").unwrap();
+        let c = rows[0].1.clone().or(&defaults()).record(fp, "c").unwrap();
         assert_eq!((c.kind, c.access), (RecordKind::Labour, AccessClass::Restricted));
 
         // Unknown columns, a bad kind, a bad date and an unknown extension are refused with the place.
@@ -534,15 +533,13 @@ mod tests {
         assert!(read_manifest(&csv).unwrap_err().to_string().contains("row 2"));
         std::fs::write(&json, r#"[{"file": "c.pdf", "kind": "deed"}]"#).unwrap();
         let rows = read_manifest(&json).unwrap();
-        assert!(
-            rows[0].1.clone().or(&defaults()).record(fp, &rows[0].0, "c").unwrap_err().to_string().contains("deed")
-        );
+        assert!(rows[0].1.clone().or(&defaults()).record(fp, "c").unwrap_err().to_string().contains("deed"));
         std::fs::write(&json, r#"[{"file": "c.pdf", "date_from": "1961-13"}]"#).unwrap();
         let rows = read_manifest(&json).unwrap();
         let mut d = defaults();
         d.inventory = Some("1".into());
         d.file_no = Some("2".into());
-        assert!(rows[0].1.clone().or(&d).record(fp, &rows[0].0, "c").unwrap_err().to_string().contains("date_from"));
+        assert!(rows[0].1.clone().or(&d).record(fp, "c").unwrap_err().to_string().contains("date_from"));
         let txt = dir.path().join("m.txt");
         std::fs::write(&txt, "file\n").unwrap();
         assert!(read_manifest(&txt).unwrap_err().to_string().contains(".csv or .json"));

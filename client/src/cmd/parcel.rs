@@ -370,7 +370,10 @@ fn enum_arg<T: serde::de::DeserializeOwned>(flag: &str, value: &str, allowed: &s
         .map_err(|_| anyhow!("--{flag} {value:?}: use one of {allowed}"))
 }
 
+/// The agency's salt: secret (whoever reads it can test a guessed identifier against the party
+/// hashes on the public ledger), so a file others can read is refused.
 fn read_salt(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    crate::files::check_private(path, "--salt-file")?;
     let salt = std::fs::read(path).with_context(|| format!("cannot read --salt-file {}", path.display()))?;
     if salt.len() < 16 {
         bail!("--salt-file {}: at least 16 bytes of secret salt are needed", path.display());
