@@ -48,6 +48,8 @@ fn no_clerk_or_agency_can_halt_the_chain_or_change_another_agencys_record() {
     // 1. Three adjacent parcels of about 25 km × 50 km, each within the limit of one registration.
     let salt = dir.join("salt");
     std::fs::write(&salt, b"the land committee's salt").unwrap();
+    // The agency's secret: its owner's alone (sabt parcel refuses it otherwise).
+    std::fs::set_permissions(&salt, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let act = dir.join("act.pdf");
     std::fs::write(&act, b"allocation act").unwrap();
     let land = |args: &[&str]| {
