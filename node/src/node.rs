@@ -311,7 +311,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     check_clock(&metrics, &tip);
     let registry = Registry::new(&genesis)?.with_build_limit(crate::consensus::codec::MAX_PROPOSED_BLOCK);
     if registry.build_max_bytes() < registry.max_block_bytes() {
-        warn!(
+        info!(
             genesis_max_block_bytes = registry.max_block_bytes(),
             proposed_max_block_bytes = registry.build_max_bytes(),
             "the genesis allows larger blocks than the consensus network carries; this node accepts them, \

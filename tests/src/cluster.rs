@@ -509,6 +509,24 @@ impl Cluster {
         }
     }
 
+    /// Waits until every transaction in `ids` is committed on every node in `nodes`.
+    pub fn wait_committed(&self, nodes: &[usize], ids: &[Hash32], within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let missing = ids.iter().filter(|id| nodes.iter().any(|&i| self.committed_at(i, id).is_none())).count();
+            if missing == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{missing} of {} transactions not committed on every node of {nodes:?} within {within:?}",
+                    ids.len()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// Where transaction `id` is committed according to node `i`, if it is.
     pub fn committed_at(&self, i: usize, id: &Hash32) -> Option<u64> {
         let (_, v) = self.get(i, &format!("/v1/txs/{id}"))?;

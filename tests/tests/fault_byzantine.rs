@@ -51,11 +51,7 @@ fn load(c: &Cluster, nonce: u64) -> Vec<Hash32> {
 }
 
 fn all_committed(c: &Cluster, ids: &[Hash32], within: Duration) {
-    let deadline = Instant::now() + within;
-    while !ids.iter().all(|id| HONEST.iter().all(|&i| c.committed_at(i, id).is_some())) {
-        assert!(Instant::now() < deadline, "transactions were not all committed on every honest node");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    c.wait_committed(&HONEST, ids, within).unwrap();
 }
 
 fn dropped(c: &Cluster, reason: &str) -> f64 {

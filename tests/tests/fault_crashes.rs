@@ -69,11 +69,7 @@ fn an_abort_at_each_step_of_the_commit_path_loses_nothing_and_signs_nothing_twic
         c.wait_height(NODE, goal, SECS(60)).unwrap_or_else(|e| panic!("after an abort at {point}: {e}"));
     }
     // Everything acknowledged is committed everywhere.
-    let deadline = Instant::now() + SECS(30);
-    while !acknowledged.iter().all(|id| (0..4).all(|i| c.committed_at(i, id).is_some())) {
-        assert!(Instant::now() < deadline, "an acknowledged transaction was lost");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    all_committed(&c, &acknowledged);
     let signed = c.check_signed(&[0, 1, 2, 3]).unwrap();
     assert!(signed > 20, "only {signed} signed messages recorded");
     c.finish(&[0, 1, 2, 3]).unwrap();
@@ -251,11 +247,7 @@ fn a_full_disk_stops_the_node_with_a_message_and_it_resumes_once_space_is_freed(
     std::fs::remove_file(&filler).unwrap();
     c.start_node(NODE).unwrap();
     c.wait_height(NODE, top(&c), SECS(90)).unwrap();
-    let deadline = Instant::now() + SECS(30);
-    while !acknowledged.iter().all(|id| (0..4).all(|i| c.committed_at(i, id).is_some())) {
-        assert!(Instant::now() < deadline, "an acknowledged transaction was lost");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    all_committed(&c, &acknowledged);
     c.finish(&[0, 1, 2, 3]).unwrap();
     drop(disk);
 }
@@ -300,11 +292,8 @@ fn load_until_exit(
 
 /// Waits until every transaction in `ids` is committed on every node.
 fn all_committed(c: &Cluster, ids: &[sabt_core::hash::Hash32]) {
-    let deadline = Instant::now() + SECS(30);
-    while !ids.iter().all(|id| (0..4).all(|i| c.committed_at(i, id).is_some())) {
-        assert!(Instant::now() < deadline, "an acknowledged transaction was lost");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    c.wait_committed(&[0, 1, 2, 3], ids, SECS(30))
+        .unwrap_or_else(|e| panic!("an acknowledged transaction was lost: {e}"));
 }
 
 #[test]

@@ -37,11 +37,7 @@ fn four_nodes_commit_identical_blocks_and_transactions() {
             ids.push(tx.id());
         }
     }
-    let deadline = Instant::now() + SECS(30);
-    while !ids.iter().all(|id| c.committed_at(0, id).is_some()) {
-        assert!(Instant::now() < deadline, "transactions were not all committed within 30 s");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    c.wait_committed(&[0], &ids, SECS(30)).unwrap();
     // Once committed, a replay is refused at admission by every node, with a stable code.
     let key = c.admin_key(0).unwrap();
     for i in 0..4 {
@@ -348,13 +344,8 @@ fn wait_all_committed(c: &Cluster, i: usize, txs: &[SignedTx], within: Duration)
     for t in txs {
         last.insert(t.tx.signer, t.id());
     }
-    let deadline = Instant::now() + within;
-    for id in last.values() {
-        while c.committed_at(i, id).is_none() {
-            assert!(Instant::now() < deadline, "transactions not committed within {within:?}");
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
+    let last: Vec<_> = last.into_values().collect();
+    c.wait_committed(&[i], &last, within).unwrap();
 }
 
 #[test]
