@@ -61,7 +61,19 @@ impl Api {
 
     /// `GET path`, any status.
     pub fn get_any(&self, path: &str) -> anyhow::Result<Answer> {
-        self.read(path, self.agent.get(&format!("{}{path}", self.base)).call())
+        let url = format!("{}{path}", self.base);
+        // A read is made again when a system call in it was interrupted (seen once, at the start
+        // of a run beside the API attacker); it changes nothing at the node.
+        let mut r = self.agent.get(&url).call();
+        for _ in 0..3 {
+            match &r {
+                Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    r = self.agent.get(&url).call();
+                }
+                _ => break,
+            }
+        }
+        self.read(path, r)
     }
 
     /// `GET path`; a status other than 2xx is an error naming the node's code.

@@ -8,6 +8,7 @@
 //! sabt-bench proofs  --dir DIR --entries N [--samples K]   proofs from a log filled through the store
 //! sabt-bench anchor-path --dir DIR --txs N [--block B]     one node's anchor path into its store
 //! sabt-bench load    --net DIR --rate R --secs S ...       open-loop load on a running network
+//! sabt-bench attack  --net DIR --secs S [--slow N] [--flood R]  slow clients and a flood at every node's API
 //! sabt-bench storage --home NODE_HOME                      bytes on disk after compaction (node stopped)
 //! sabt-bench rss     --net DIR                             the nodes' resident memory
 //! sabt-bench docs    --dir DIR --count N                   N distinct 1 KiB documents to anchor
@@ -22,6 +23,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod anchor_path;
+mod attack;
 mod cpu;
 mod disk;
 mod http;
@@ -127,6 +129,22 @@ enum Command {
         /// Also write each block and each transaction's times to this file (JSON lines).
         #[arg(long)]
         trace: Option<PathBuf>,
+    },
+    /// Slow clients and a flood of junk and forged-forwarded submissions at every node's API, from
+    /// loopback addresses of their own, while `/livez` is timed from 127.0.0.1.
+    Attack {
+        /// The network directory (genesis.json, urls).
+        #[arg(long)]
+        net: PathBuf,
+        /// Seconds to attack.
+        #[arg(long)]
+        secs: f64,
+        /// Slow connections held to each node (64 per source address; at most 16,000).
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(0..=16_000))]
+        slow: u16,
+        /// Junk and forged-forwarded submissions per second, over all nodes.
+        #[arg(long, default_value_t = 200.0)]
+        flood: f64,
     },
     /// Compacts a stopped node's store and measures bytes on disk per anchored fingerprint.
     Storage {
@@ -243,6 +261,23 @@ fn exec(cli: Cli) -> anyhow::Result<()> {
                 trace,
             };
             print(&load::run(&cfg)?)
+        }
+        Command::Attack { net, secs, slow, flood } => {
+            let genesis = sabt_core::genesis::Genesis::from_json(
+                &std::fs::read_to_string(net.join("genesis.json")).context("the network's genesis.json")?,
+            )?;
+            let nodes = urls(&net)?
+                .iter()
+                .map(|u| u.trim_start_matches("http://").parse().with_context(|| format!("{u} is not http://IP:PORT")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let cfg = attack::AttackCfg {
+                nodes,
+                chain_id: genesis.chain_id,
+                secs,
+                slow_per_node: usize::from(slow),
+                flood_per_s: flood,
+            };
+            print(&attack::run(&cfg)?)
         }
         Command::Storage { home } => print(&storage::run(&home)?),
         Command::Rss { net } => {

@@ -65,6 +65,10 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     let sat = load(dir, "load-saturation")?;
     let half = load(dir, "load-half")?;
     let down = load(dir, "load-one-down")?;
+    let attacked_sat = load(dir, "load-attacked-saturation")?;
+    let attacked_half = load(dir, "load-attacked-half")?;
+    let attack_sat = load(dir, "attack-saturation")?;
+    let attack_half = load(dir, "attack-half")?;
     let storage = load(dir, "storage")?;
     let rss = load(dir, "rss")?;
     let batch = load(dir, "batch")?;
@@ -99,6 +103,13 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     put("bytes_per_anchor", bytes_per_anchor);
     put("bytes_per_doc_batched_entry", f(&storage, "db_bytes") / f(&storage, "log_entries"));
     put("one_down_ratio", one_down);
+    let attacked_ratio = f(&attacked_sat, "committed_per_s") / anchors;
+    let livez_p99 = f(&attack_sat, "livez_ms.p99").max(f(&attack_half, "livez_ms.p99"));
+    let livez_failed = f(&attack_sat, "livez_failed") + f(&attack_half, "livez_failed");
+    put("attacked_ratio", attacked_ratio);
+    put("attacked_latency_p99_ms", f(&attacked_half, "proof_latency_ms.p99"));
+    put("attacked_livez_p99_ms", livez_p99);
+    put("attacked_livez_failed", livez_failed);
     put("docs_per_s_batched", docs_batched);
     put("pg_anchors_per_s", pg_tps);
     put("anchors_to_pg", anchors / pg_tps);
@@ -211,6 +222,42 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
             target: 0.7,
             versus: format!("{} /s against {} /s", num(f(&down, "committed_per_s")), num(anchors)),
         },
+        Target {
+            key: "attacked_ratio",
+            what: "Throughput with every node's API attacked (512 slow clients per node, 200 junk and forged-forwarded submissions/s), to baseline",
+            value: attacked_ratio,
+            unit: "",
+            op: ">=",
+            target: 0.8,
+            versus: format!(
+                "{} /s against {} /s; the slow clients were cut off and came back {} times",
+                num(f(&attacked_sat, "committed_per_s")),
+                num(anchors),
+                num(f(&attack_sat, "slow_cut"))
+            ),
+        },
+        Target {
+            key: "attacked_latency_p99_ms",
+            what: "Proof latency p99 at half load, every node's API attacked",
+            value: f(&attacked_half, "proof_latency_ms.p99"),
+            unit: "ms",
+            op: "<=",
+            target: 2000.0,
+            versus: format!("{} ms undisturbed", num(f(&half, "proof_latency_ms.p99"))),
+        },
+        Target {
+            key: "attacked_livez_p99_ms",
+            what: "`/livez` answer p99 under attack (probed 10 times a second per node)",
+            value: livez_p99,
+            unit: "ms",
+            op: "<=",
+            target: 100.0,
+            versus: format!(
+                "{} probes failed; max {} ms",
+                num(livez_failed),
+                num(f(&attack_sat, "livez_ms.max").max(f(&attack_half, "livez_ms.max")))
+            ),
+        },
     ];
 
     let mut md = String::new();
@@ -281,6 +328,8 @@ pub fn summary(dir: &Path) -> anyhow::Result<(Map<String, Value>, String)> {
     }
     runs.push(("half load".into(), &half));
     runs.push(("1 of 4 stopped".into(), &down));
+    runs.push(("saturation rate, APIs attacked".into(), &attacked_sat));
+    runs.push(("half load, APIs attacked".into(), &attacked_half));
     let _ = writeln!(
         w,
         "| run | offered /s | clients | committed /s | blocks | txs/block | commit latency p50 / p99 / max ms | the same, warm-up included | proof latency p50 / p99 / max ms | retried (429/503) | proofs checked | CPU µs per anchor: nodes / generator | cores busy | committed /s after the load, no admissions |"

@@ -14,8 +14,24 @@ pub struct Node {
     agent: ureq::Agent,
 }
 
-/// How long a submission waits for a node that is not ready yet.
-pub const NOT_READY_WAIT: Duration = Duration::from_secs(60);
+/// How long a request is made again while the node answers 429 (mempool full, this client over
+/// its rate or its share of the node) or 503 (not ready yet, busy): the node took nothing, and
+/// says in `Retry-After` when to come back.
+pub const RETRY_WITHIN: Duration = Duration::from_secs(60);
+/// The longest wait between two attempts, whatever `Retry-After` asks.
+const RETRY_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// The wait before attempt `attempt` (from 1) after an answer of `status` with `retry_after`
+/// (seconds), or `None` if the answer is final: what the node asks, else a backoff doubling from
+/// half a second; at most [`RETRY_WAIT_MAX`].
+fn retry_wait(status: u16, retry_after: Option<&str>, attempt: u32) -> Option<Duration> {
+    if status != 429 && status != 503 {
+        return None;
+    }
+    let asked = retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+    let backoff = Duration::from_millis(500).saturating_mul(1 << attempt.saturating_sub(1).min(5));
+    Some(asked.unwrap_or(backoff).clamp(Duration::from_millis(100), RETRY_WAIT_MAX))
+}
 
 /// A request that reached the node and was refused, with the node's code and message.
 #[derive(Debug, thiserror::Error)]
@@ -44,49 +60,58 @@ impl Node {
         Ok(Node { base, agent })
     }
 
-    fn answer(&self, path: &str, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<Value> {
-        let mut resp = r.with_context(|| {
-            format!("cannot reach the node at {}; is it running? (check --node or SABT_NODE)", self.base)
-        })?;
-        let status = resp.status().as_u16();
-        let body: Value = resp
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_json()
-            .with_context(|| format!("the node's answer to {path} is not JSON"))?;
-        if (200..300).contains(&status) {
-            return Ok(body);
+    /// Makes a request with `send` until the node answers for good (see [`RETRY_WITHIN`]), and
+    /// reads its JSON answer.
+    fn call(
+        &self,
+        path: &str,
+        send: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<Value> {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut resp = send().with_context(|| {
+                format!("cannot reach the node at {}; is it running? (check --node or SABT_NODE)", self.base)
+            })?;
+            let status = resp.status().as_u16();
+            let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let body: Value = resp
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_json()
+                .with_context(|| format!("the node's answer to {path} ({status}) is not JSON"))?;
+            if (200..300).contains(&status) {
+                return Ok(body);
+            }
+            let refused = Refused {
+                status,
+                code: body["code"].as_str().unwrap_or("unknown").to_string(),
+                message: body["message"].as_str().unwrap_or("").to_string(),
+            };
+            match retry_wait(status, retry_after.as_deref(), attempt) {
+                Some(wait) if started.elapsed() + wait < RETRY_WITHIN => {
+                    if attempt == 1 {
+                        eprintln!("the node answered {status} {}; trying again in {wait:?}", refused.code);
+                    }
+                    std::thread::sleep(wait);
+                }
+                _ => return Err(refused.into()),
+            }
         }
-        Err(Refused {
-            status,
-            code: body["code"].as_str().unwrap_or("unknown").to_string(),
-            message: body["message"].as_str().unwrap_or("").to_string(),
-        }
-        .into())
     }
 
     /// `GET path`, as JSON.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        self.answer(path, self.agent.get(&url).call())
+        self.call(path, || self.agent.get(&url).call())
     }
 
-    /// `POST path` with a JSON body. A node that is not ready (starting, or catching up with the
-    /// network) took nothing: the request is made again, every second, for up to
-    /// [`NOT_READY_WAIT`].
+    /// `POST path` with a JSON body.
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        let started = std::time::Instant::now();
-        loop {
-            let r = self.answer(path, self.agent.post(&url).send_json(body));
-            let not_ready =
-                r.as_ref().err().and_then(|e| e.downcast_ref::<Refused>()).is_some_and(|x| x.code == "not_ready");
-            if !not_ready || started.elapsed() >= NOT_READY_WAIT {
-                return r;
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        self.call(path, || self.agent.post(&url).send_json(body))
     }
 }
 
@@ -102,6 +127,25 @@ pub fn genesis_of(node: &Node, path: Option<&PathBuf>) -> anyhow::Result<Genesis
             let g = Genesis::from_json(&node.get("/v1/genesis")?.to_string()).context("the node's genesis")?;
             eprintln!("trusting the node's genesis {} (pass --genesis to check against your own copy)", g.hash());
             Ok(g)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn refusals_that_take_nothing_are_retried_after_what_the_node_asks_within_bounds() {
+        assert_eq!(retry_wait(429, Some("3"), 1), Some(Duration::from_secs(3)));
+        assert_eq!(retry_wait(503, Some("600"), 1), Some(RETRY_WAIT_MAX), "a wait beyond 10 s is cut");
+        assert_eq!(retry_wait(503, Some("0"), 1), Some(Duration::from_millis(100)));
+        assert_eq!(retry_wait(503, None, 1), Some(Duration::from_millis(500)));
+        assert_eq!(retry_wait(503, None, 3), Some(Duration::from_secs(2)), "backoff doubles");
+        assert_eq!(retry_wait(429, Some("soon"), 10), Some(RETRY_WAIT_MAX));
+        for final_status in [400, 404, 409, 413, 422, 500] {
+            assert_eq!(retry_wait(final_status, Some("1"), 1), None, "{final_status} is final");
         }
     }
 }

@@ -41,7 +41,18 @@ pub fn next_nonce(node: &Node, key: &SecretKey) -> anyhow::Result<u64> {
 pub fn submit(node: &Node, chain_id: &str, key: &SecretKey, nonce: u64, body: TxBody) -> anyhow::Result<Submitted> {
     let stx = Transaction { chain_id: chain_id.to_string(), signer: key.public(), nonce, body }.sign(key);
     let id = stx.id();
-    let answer = node.post("/v1/txs", &serde_json::json!({"tx": hex::encode(codec::encode(&stx))}))?;
+    let answer = match node.post("/v1/txs", &serde_json::json!({"tx": hex::encode(codec::encode(&stx))})) {
+        Ok(a) => a,
+        // This very transaction (same id) is already waiting or committed there: an earlier
+        // attempt that timed out on its way back was admitted.
+        Err(e)
+            if e.downcast_ref::<crate::api::Refused>()
+                .is_some_and(|r| r.code == "duplicate" || r.code == "committed") =>
+        {
+            return Ok(Submitted { id });
+        }
+        Err(e) => return Err(e),
+    };
     if answer["id"].as_str() != Some(id.to_hex().as_str()) {
         bail!("the node acknowledged a different transaction id: {answer}");
     }

@@ -39,6 +39,9 @@ pub const VALIDATOR_PROOF: SigContext = SigContext("sabt/validator-proof/v1");
 pub const LAND_CONSENT: SigContext = SigContext("sabt/land-consent/v1");
 /// The release of a restriction on a parcel, signed by the restriction's consent key.
 pub const LAND_RELEASE: SigContext = SigContext("sabt/land-release/v1");
+/// A validator vouching that it forwards a batch of submissions to another validator's API: the
+/// message is the genesis hash followed by the request body (`docs/ARCHITECTURE.md`, "API limits").
+pub const FORWARD: SigContext = SigContext("sabt/forward/v1");
 
 /// Why a key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

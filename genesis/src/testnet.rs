@@ -21,8 +21,10 @@ pub fn ports(base: u16, i: u16) -> (u16, u16, u16) {
 }
 
 /// A node's configuration file, commented; the node writes the same layout on `init`.
-pub fn config_text(name: &str, p2p: &str, api: &str, metrics: &str, peers: &[String]) -> String {
+/// `exempt` lists the client addresses the API's per-address limits do not apply to.
+pub fn config_text(name: &str, p2p: &str, api: &str, metrics: &str, peers: &[String], exempt: &[&str]) -> String {
     let peers = peers.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ");
+    let exempt = exempt.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ");
     format!(
         r#"# Sabt node configuration.
 # Precedence: command-line flag > environment variable (SABT_*) > this file > built-in default.
@@ -43,6 +45,23 @@ listen = "{api}"
 max_body_bytes = 1048576
 # Most requests served at once; beyond this the node answers 503 with Retry-After.
 max_concurrent = 256
+# Requests whose handlers run at once, off the consensus runtime; the others admitted wait.
+workers = 4
+# Most open connections; beyond, a new connection is closed at once.
+max_connections = 1024
+# Per client address (an IPv6 /64): open connections beyond which its requests get 429 (health
+# probes are always served), requests at once, and requests per second sustained and in a burst.
+max_connections_per_address = 64
+max_concurrent_per_address = 32
+requests_per_second_per_address = 200
+burst_per_address = 400
+# Addresses those per-address limits do not apply to: a reverse proxy or the portal's gateway, through
+# which many users arrive from one address (a local network exempts its own machine, where every client is).
+exempt_addresses = [{exempt}]
+# Time to receive a request's head (also the longest idle keep-alive), its body, and to answer it.
+header_timeout_ms = 10000
+body_timeout_ms = 30000
+request_timeout_ms = 60000
 
 [metrics]
 # Prometheus metrics (GET /metrics). Env: SABT_METRICS_LISTEN.
@@ -148,6 +167,7 @@ pub fn write(
                 &format!("{}:{api}", host(i)),
                 &format!("{}:{metrics}", host(i)),
                 &peers,
+                &["127.0.0.1"],
             ),
         )?;
     }

@@ -48,6 +48,31 @@ pub struct Api {
     pub max_body_bytes: usize,
     /// Most requests served at once; beyond this, 503 with `Retry-After`.
     pub max_concurrent: usize,
+    /// Requests whose handlers run at once, each on a thread of its own off the consensus
+    /// runtime; the others admitted wait for one.
+    pub workers: usize,
+    /// Most open connections; a connection beyond is closed at once (after a 503, if the socket
+    /// takes it without waiting).
+    pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 /64) beyond which its requests are
+    /// answered 429; health probes are served on every connection.
+    pub max_connections_per_address: usize,
+    /// Requests from one client address served at once; beyond this, 429 with `Retry-After`.
+    pub max_concurrent_per_address: usize,
+    /// Requests one client address may make per second, sustained; beyond, 429 with `Retry-After`.
+    pub requests_per_second_per_address: u32,
+    /// Requests one client address may make at once after being idle.
+    pub burst_per_address: u32,
+    /// Client addresses the per-address limits do not apply to: this node's own reverse proxy or
+    /// the portal's gateway, through which many users arrive from one address. Empty by default.
+    pub exempt_addresses: Vec<std::net::IpAddr>,
+    /// Time to receive a request's head (line and headers), and the longest a kept-alive
+    /// connection may stay idle: then the connection is closed.
+    pub header_timeout_ms: u64,
+    /// Time to receive a request's whole body: then 408.
+    pub body_timeout_ms: u64,
+    /// Time from a request's head to its answer: then 503 `timeout`.
+    pub request_timeout_ms: u64,
 }
 
 /// Metrics settings.
@@ -115,7 +140,21 @@ impl Default for P2p {
 
 impl Default for Api {
     fn default() -> Self {
-        Api { listen: SocketAddr::from(([127, 0, 0, 1], 26657)), max_body_bytes: 1 << 20, max_concurrent: 256 }
+        Api {
+            listen: SocketAddr::from(([127, 0, 0, 1], 26657)),
+            max_body_bytes: 1 << 20,
+            max_concurrent: 256,
+            workers: 4,
+            max_connections: 1024,
+            max_connections_per_address: 64,
+            max_concurrent_per_address: 32,
+            requests_per_second_per_address: 200,
+            burst_per_address: 400,
+            exempt_addresses: Vec::new(),
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            request_timeout_ms: 60_000,
+        }
     }
 }
 
@@ -227,8 +266,28 @@ impl Config {
         if self.api.max_body_bytes < 1024 || self.api.max_body_bytes > 64 << 20 {
             bail!("config: api.max_body_bytes must be 1 KiB to 64 MiB");
         }
-        if self.api.max_concurrent == 0 || self.api.max_concurrent > 65_536 {
-            bail!("config: api.max_concurrent must be 1 to 65536");
+        let a = &self.api;
+        for (name, v, max) in [
+            ("max_concurrent", a.max_concurrent, 65_536),
+            ("workers", a.workers, 256),
+            ("max_connections", a.max_connections, 1 << 20),
+            ("max_connections_per_address", a.max_connections_per_address, 1 << 20),
+            ("max_concurrent_per_address", a.max_concurrent_per_address, 65_536),
+            ("requests_per_second_per_address", a.requests_per_second_per_address as usize, 1_000_000),
+            ("burst_per_address", a.burst_per_address as usize, 1_000_000),
+        ] {
+            if v == 0 || v > max {
+                bail!("config: api.{name} must be 1 to {max}");
+            }
+        }
+        for (name, v) in [
+            ("header_timeout_ms", a.header_timeout_ms),
+            ("body_timeout_ms", a.body_timeout_ms),
+            ("request_timeout_ms", a.request_timeout_ms),
+        ] {
+            if !(100..=3_600_000).contains(&v) {
+                bail!("config: api.{name} must be 100 to 3600000 ms");
+            }
         }
         let c = &self.consensus;
         for (name, v) in [
@@ -258,10 +317,27 @@ mod tests {
             "127.0.0.1:2",
             "127.0.0.1:3",
             &["http://127.0.0.1:4".to_string()],
+            &["127.0.0.1"],
         );
         std::fs::write(dir.path().join("config.toml"), text).unwrap();
         let cfg = Config::load(dir.path(), &Overrides::default()).unwrap();
         assert_eq!(cfg.name, "agency-1");
+        let defaults = Api::default();
+        let a = &cfg.api;
+        assert_eq!(
+            (a.max_concurrent, a.workers, a.max_connections, a.max_connections_per_address),
+            (defaults.max_concurrent, defaults.workers, defaults.max_connections, defaults.max_connections_per_address),
+            "the template writes the built-in defaults"
+        );
+        assert_eq!(
+            (a.max_concurrent_per_address, a.requests_per_second_per_address, a.burst_per_address),
+            (defaults.max_concurrent_per_address, defaults.requests_per_second_per_address, defaults.burst_per_address)
+        );
+        assert_eq!(
+            (a.header_timeout_ms, a.body_timeout_ms, a.request_timeout_ms),
+            (defaults.header_timeout_ms, defaults.body_timeout_ms, defaults.request_timeout_ms)
+        );
+        assert_eq!(a.exempt_addresses, vec![std::net::IpAddr::from([127, 0, 0, 1])]);
         assert_eq!(cfg.api.listen.port(), 2);
         assert_eq!(cfg.mempool.peers, vec!["http://127.0.0.1:4".to_string()]);
         let flags = Overrides { api_listen: Some("127.0.0.1:9".parse().unwrap()), ..Default::default() };

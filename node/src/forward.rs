@@ -6,13 +6,16 @@
 //! answering (a paused process accepts connections and never replies), delays only its own queue:
 //! the others keep receiving. When a peer's queue is full the transaction is not forwarded to that
 //! peer and waits for another node's turn to propose. A worker sends queued transactions in batches
-//! to its peer's `POST /v1/txs/batch`, marked as forwarded so that peers do not forward them again.
-//! Peers check every transaction themselves: forwarding carries no trust. A worker reads its
+//! to its peer's `POST /v1/txs/batch`, marked as forwarded (signed by this validator's consensus
+//! key, [`header_value`]) so that peers do not forward them again and hold those whose nonces run
+//! ahead. Peers check every transaction themselves: forwarding vouches for nothing in them. A worker reads its
 //! peer's answer to each batch and logs, every 30 s, how many of the forwarded transactions the
 //! peer refused, by code: one refused for any reason but `committed` reaches a block only when
 //! this node (or another that has it) proposes.
 
 use sabt_core::codec;
+use sabt_core::hash::Hash32;
+use sabt_core::sign::{self, PublicKey, SecretKey, Signature};
 use sabt_core::tx::SignedTx;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +34,50 @@ pub const BATCH: usize = 512;
 /// larger one whole. The largest transaction a genesis allows (256 KiB, 512 KiB as hex) fits alone.
 pub const BATCH_BYTES: usize = 768 << 10;
 
+/// The value of [`FORWARDED_HEADER`] on a batch of `body`: `KEY:SIGNATURE`, both hex, the
+/// signature by the forwarding validator's consensus key in the [`sign::FORWARD`] context over
+/// the genesis hash followed by the body. A peer treats a submission as forwarded (holding
+/// transactions whose nonces run ahead) only when this verifies for one of its validators.
+pub fn header_value(key: &SecretKey, genesis_hash: &Hash32, body: &[u8]) -> String {
+    let sig = key.sign(sign::FORWARD, &message(genesis_hash, body));
+    format!("{}:{}", key.public().to_hex(), hex::encode(sig.0))
+}
+
+/// The key and signature a [`FORWARDED_HEADER`] value names, if it is well formed.
+pub fn parse_header(value: &str) -> Option<(PublicKey, Signature)> {
+    let (key, sig) = value.split_once(':')?;
+    let key = PublicKey::from_hex(key).ok()?;
+    let sig: [u8; 64] = hex::decode(sig).ok()?.try_into().ok()?;
+    Some((key, Signature(sig)))
+}
+
+/// Whether `sig` is `key`'s forwarding signature over `body` on the chain of `genesis_hash`.
+pub fn verify(key: &PublicKey, sig: &Signature, genesis_hash: &Hash32, body: &[u8]) -> bool {
+    key.verify(sign::FORWARD, &message(genesis_hash, body), sig).is_ok()
+}
+
+fn message(genesis_hash: &Hash32, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(32 + body.len());
+    m.extend_from_slice(&genesis_hash.0);
+    m.extend_from_slice(body);
+    m
+}
+
+/// Who signs forwarded batches: this validator's consensus key, on the chain of `genesis_hash`.
+#[derive(Clone)]
+pub struct Signer {
+    /// The key.
+    pub key: Arc<SecretKey>,
+    /// The genesis hash.
+    pub genesis_hash: Hash32,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({})", self.key.public())
+    }
+}
+
 /// The sending side, held by the API.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
@@ -39,12 +86,12 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// Starts one worker thread for each of `peers` (API base URLs).
-    pub fn start(peers: Vec<String>) -> std::io::Result<Forwarder> {
+    pub fn start(peers: Vec<String>, signer: Signer) -> std::io::Result<Forwarder> {
         let mut out = Vec::with_capacity(peers.len());
         for peer in peers {
             let (tx, rx) = sync_channel(QUEUE);
-            let p = peer.clone();
-            std::thread::Builder::new().name("sabt-forward".into()).spawn(move || run(rx, p))?;
+            let (p, signer) = (peer.clone(), signer.clone());
+            std::thread::Builder::new().name("sabt-forward".into()).spawn(move || run(rx, p, signer))?;
             out.push((peer, tx));
         }
         Ok(Forwarder { peers: out })
@@ -181,7 +228,7 @@ fn drain(rx: &Receiver<Arc<str>>, g: &mut Gather) -> bool {
     true
 }
 
-fn run(rx: Receiver<Arc<str>>, peer: String) {
+fn run(rx: Receiver<Arc<str>>, peer: String, signer: Signer) {
     let agent = agent(Duration::from_secs(5));
     let mut last_warning: Option<Instant> = None;
     // What the peer answered since the last report: a transaction it refuses (other than one it
@@ -205,19 +252,23 @@ fn run(rx: Receiver<Arc<str>>, peer: String) {
             std::thread::sleep(WINDOW);
             drain(&rx, &mut g);
         }
-        let body = serde_json::json!({ "txs": g.batch.iter().map(|t| &**t).collect::<Vec<&str>>() });
+        let body = serde_json::json!({ "txs": g.batch.iter().map(|t| &**t).collect::<Vec<&str>>() }).to_string();
+        let forwarded = header_value(&signer.key, &signer.genesis_hash, body.as_bytes());
         // The answer is read to its end: ureq returns a connection to its pool only then, and a
         // connection closed after every batch cost a TCP handshake, an accepted connection on the
         // peer and a socket in TIME_WAIT, a hundred times a second per peer under load.
         let first = Instant::now();
         let r = loop {
-            let r = agent.post(format!("{peer}/v1/txs/batch")).header(FORWARDED_HEADER, "1").send_json(&body).and_then(
-                |mut resp| {
+            let r = agent
+                .post(format!("{peer}/v1/txs/batch"))
+                .header(FORWARDED_HEADER, &forwarded)
+                .header("content-type", "application/json")
+                .send(body.as_bytes())
+                .and_then(|mut resp| {
                     let retry_after =
                         resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
                     resp.body_mut().read_to_vec().map(|body| (resp.status(), retry_after, body))
-                },
-            );
+                });
             // A peer not ready yet (catching up) would refuse what its state has not seen: the
             // same batch goes again once it is.
             if let Ok((status, retry_after, _)) = &r
@@ -266,6 +317,10 @@ mod tests {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn signer() -> Signer {
+        Signer { key: Arc::new(SecretKey::from_seed(&[3; 32])), genesis_hash: Hash32([4; 32]) }
+    }
 
     /// A peer that answers every request with a small JSON body, counting connections and
     /// requests.
@@ -401,9 +456,33 @@ mod tests {
     }
 
     #[test]
+    fn the_forwarding_mark_is_a_validators_signature_over_the_genesis_and_the_body() {
+        let (key, genesis) = (SecretKey::from_seed(&[3; 32]), Hash32([4; 32]));
+        let body = br#"{"txs":[]}"#;
+        let mark = header_value(&key, &genesis, body);
+        // A frozen vector (the same bytes come out of another Ed25519 implementation, signing
+        // "sabt/forward/v1", a zero byte, the genesis hash and the body): the mark never drifts.
+        assert_eq!(
+            mark,
+            "ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1:\
+             58f01685f6edcdfbb8ee83446ad879e18166cf774d77626f385d268ee0e66912e9404bc1edf944dbd51b9da36263021f2c0790c94fb779f382d6faabed464e00"
+        );
+        let (k, sig) = parse_header(&mark).unwrap();
+        assert_eq!(k, key.public());
+        assert!(verify(&k, &sig, &genesis, body));
+        assert!(!verify(&k, &sig, &Hash32([5; 32]), body), "another chain");
+        assert!(!verify(&k, &sig, &genesis, br#"{"txs":["00"]}"#), "another body");
+        let other = SecretKey::from_seed(&[6; 32]).public();
+        assert!(!verify(&other, &sig, &genesis, body), "another key");
+        for bad in ["", "1", "zz:zz", &mark[..64], &mark[..mark.len() - 2]] {
+            assert!(parse_header(bad).is_none(), "{bad:?} is not a mark");
+        }
+    }
+
+    #[test]
     fn a_batch_a_peer_is_not_ready_for_goes_again_until_it_is() {
         let (url, _, requests) = peer_refusing(3);
-        let f = Forwarder::start(vec![url]).unwrap();
+        let f = Forwarder::start(vec![url], signer()).unwrap();
         assert!(f.push(&tx(1)));
         // Refused three times, then taken: four requests for one batch, and no more.
         let by = Instant::now() + Duration::from_secs(10);
@@ -440,7 +519,7 @@ mod tests {
     #[test]
     fn batches_to_a_peer_reuse_one_connection() {
         let (url, connections, requests) = peer();
-        let f = Forwarder::start(vec![url]).unwrap();
+        let f = Forwarder::start(vec![url], signer()).unwrap();
         for n in 0..4 {
             assert!(f.push(&tx(n)));
             // Longer than the batching window: each transaction goes in a request of its own.

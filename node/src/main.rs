@@ -175,6 +175,7 @@ fn init(home: &Path, name: &str, genesis: Option<&Path>) -> anyhow::Result<Strin
             "127.0.0.1:26657",
             "127.0.0.1:26660",
             &[],
+            &[],
         );
         std::fs::write(&cfg, text).with_context(|| format!("cannot write {}", cfg.display()))?;
         out.push_str(&format!("wrote {}\n", cfg.display()));

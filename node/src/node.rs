@@ -149,19 +149,27 @@ impl Shared {
         // A full pool refuses before the signature is verified: under overload the refusals (and
         // the forwarded copies other nodes keep sending) would otherwise cost a verification each.
         self.mempool().check_room(codec::encode(&stx).len())?;
-        // Signature and shape next, outside the pool's lock, so that API threads verify in parallel.
-        self.registry.check_stateless(&stx, &sabt_core::registry::NoCache)?;
-        self.verified.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        // Outside the pool's lock, so that API threads check in parallel, cheapest first: the
+        // signature, the signer's authority, then the body's fields (a land operation's geometry).
+        self.registry.check_envelope(&stx, &sabt_core::registry::NoCache)?;
         let tip = self.tip();
         let ws = self.store.write_set();
-        let mut pool = self.mempool();
         let next = sabt_core::registry::At { height: tip.height + 1, time_ms: tip.time_ms, index: tip.log_size };
+        self.registry.check_authority(&ws, &stx, next)?;
+        self.registry.check_body(&stx)?;
+        let mut pool = self.mempool();
         let r = if forwarded {
             pool.admit_forwarded(&self.registry, &ws, next, stx)
         } else {
             pool.admit_checked(&self.registry, &ws, next, stx)
         };
         self.metrics.mempool_size.set(i64::try_from(pool.len()).unwrap_or(i64::MAX));
+        drop(pool);
+        // Only an admitted transaction's id enters the signature cache: ids of refused ones would
+        // let a stranger flush it with transactions that never reach a block.
+        if r.is_ok() {
+            self.verified.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        }
         r
     }
 
@@ -223,6 +231,31 @@ fn check_clock(metrics: &Metrics, tip: &Tip) {
              validators' blocks as too far in the future until it is set right (check NTP)",
             behind / 1000
         );
+    }
+}
+
+/// The API's runtime, shut down without waiting when dropped (a runtime dropped the ordinary
+/// way from async code panics, which any early return would do).
+struct ApiRuntime(Option<tokio::runtime::Runtime>);
+
+impl ApiRuntime {
+    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.0 {
+            Some(rt) => rt.spawn(f),
+            None => tokio::spawn(f),
+        }
+    }
+}
+
+impl Drop for ApiRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -336,7 +369,11 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
         forwarder: if cfg.mempool.peers.is_empty() {
             None
         } else {
-            Some(crate::forward::Forwarder::start(cfg.mempool.peers.clone()).context("starting the forwarder")?)
+            let signer = crate::forward::Signer { key: key.clone(), genesis_hash };
+            Some(
+                crate::forward::Forwarder::start(cfg.mempool.peers.clone(), signer)
+                    .context("starting the forwarder")?,
+            )
         },
         mempool: Mutex::new(Mempool::new(cfg.mempool.max_txs, cfg.mempool.max_bytes)),
         // Room for a full mempool and the blocks in flight, several times over.
@@ -355,8 +392,19 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     let (access, mut access_failed) = crate::access::open(&home.access_log())?;
     let access_seq = access.clone();
     let access_flush = access.clone();
-    let api = crate::api::serve(shared.clone(), access, cfg.api.clone()).await?;
-    let mut api_task = tokio::spawn(api);
+    // The API runs on a runtime of its own, its handlers on that runtime's blocking pool: no
+    // request, however slow or heavy, takes a thread consensus needs.
+    let api_runtime = ApiRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(cfg.api.workers + 4)
+            .thread_name("sabt-api")
+            .enable_all()
+            .build()
+            .context("starting the API runtime")?,
+    ));
+    let api = crate::api::serve(shared.clone(), access, cfg.api.clone())?;
+    let mut api_task = api_runtime.spawn(api);
     let mut metrics_task = tokio::spawn(crate::metrics::serve(cfg.metrics.listen));
     let seq_shared = shared.clone();
     let seq_task = tokio::spawn(async move {
@@ -393,6 +441,7 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
         Err(_) => warn!("the access log did not flush within 5 s"),
     }
     metrics_task.abort();
+    drop(api_runtime);
     consensus.stop().await;
     if let Err(e) = &result {
         error!(error = format!("{e:#}"), "node stopped on an error");

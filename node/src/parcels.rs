@@ -107,10 +107,11 @@ impl ParcelIndex {
 }
 
 /// Rebuilds a parcel's state as of block `height` by replaying its log entries up to that height
-/// (the state map keeps only the latest state). `entry` reads log entry `i`; `None` if the parcel
-/// did not exist then.
+/// (the state map keeps only the latest state). `history` gives a parcel's entries
+/// ([`ParcelIndex::history`], copied out, so that no lock on the index is held while entries are
+/// read); `entry` reads log entry `i`; `None` if the parcel did not exist then.
 pub fn state_as_of(
-    ix: &ParcelIndex,
+    history: &dyn Fn(&str) -> Vec<u64>,
     cadastral: &str,
     height: u64,
     before: u64,
@@ -121,7 +122,7 @@ pub fn state_as_of(
         return None;
     }
     let mut st: Option<ParcelState> = None;
-    for &i in ix.history(cadastral).iter().filter(|i| **i < before) {
+    for i in history(cadastral).into_iter().filter(|i| *i < before) {
         let e = entry(i)?;
         if e.height > height {
             break;
@@ -140,11 +141,11 @@ pub fn state_as_of(
             LandOp::Register { parcel, right, .. } => st = Some(fresh(parcel, right.clone(), l.version)),
             LandOp::Split { cadastral: parent, children, .. } if parent != cadastral => {
                 let child = children.iter().find(|c| c.cadastral == cadastral)?;
-                let p = state_as_of(ix, parent, height, i, entry, depth + 1)?;
+                let p = state_as_of(history, parent, height, i, entry, depth + 1)?;
                 st = Some(fresh(child, p.right, 1));
             }
             LandOp::Merge { parents, parcel, .. } if parcel.cadastral == cadastral => {
-                let p = state_as_of(ix, parents.first()?, height, i, entry, depth + 1)?;
+                let p = state_as_of(history, parents.first()?, height, i, entry, depth + 1)?;
                 st = Some(fresh(parcel, p.right, l.version));
             }
             op => {

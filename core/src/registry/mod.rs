@@ -324,6 +324,20 @@ impl Registry {
     /// The checks that need no state: chain, size, signature (skipped when `cache` vouches for
     /// it), and the body's own fields.
     pub fn check_stateless(&self, stx: &SignedTx, cache: &dyn SignatureCache) -> Result<(), TxError> {
+        self.check_envelope(stx, cache)?;
+        self.check_body(stx)
+    }
+
+    /// Whether the signer may sign this transaction in a block at `at` (its grant, kinds, expiry
+    /// and revocation; an admin key's agency). Cheap: a node admitting a submission asks it
+    /// between [`Registry::check_envelope`] and [`Registry::check_body`], so that a stranger's
+    /// land operation costs a key lookup, not a geometry check.
+    pub fn check_authority<L: Ledger + ?Sized>(&self, ledger: &L, stx: &SignedTx, at: At) -> Result<(), CheckError> {
+        self.check_signer(ledger, stx, at.height, at.time_ms).map(|_| ())
+    }
+
+    /// The envelope: chain, size, and signature (skipped when `cache` vouches for it).
+    pub fn check_envelope(&self, stx: &SignedTx, cache: &dyn SignatureCache) -> Result<(), TxError> {
         if stx.tx.chain_id != self.chain_id {
             return Err(TxError::WrongChain { expected: self.chain_id.clone(), got: stx.tx.chain_id.clone() });
         }
@@ -335,6 +349,11 @@ impl Registry {
         if !cache.verified(&hash::hash(hash::TX, &encoded)) {
             stx.verify_signature().map_err(|_| TxError::BadSignature(stx.tx.signer.to_hex()))?;
         }
+        Ok(())
+    }
+
+    /// The body's own fields (a land operation's geometry among them: the costly part).
+    pub fn check_body(&self, stx: &SignedTx) -> Result<(), TxError> {
         match &stx.tx.body {
             TxBody::Anchor(record) => record.validate()?,
             TxBody::AnchorBatch(batch) if batch.size == 0 => return Err(TxError::EmptyBatch),
