@@ -60,13 +60,13 @@ impl Node {
         Ok(Node { base, agent })
     }
 
-    /// Makes a request with `send` until the node answers for good (see [`RETRY_WITHIN`]), and
-    /// reads its JSON answer.
-    fn call(
+    /// Makes a request with `send` until the node answers for good (see [`RETRY_WITHIN`]): the
+    /// answer if it is a success, else the node's refusal.
+    fn send_retrying(
         &self,
         path: &str,
         send: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let started = std::time::Instant::now();
         let mut attempt = 0;
         loop {
@@ -75,16 +75,16 @@ impl Node {
                 format!("cannot reach the node at {}; is it running? (check --node or SABT_NODE)", self.base)
             })?;
             let status = resp.status().as_u16();
+            if (200..300).contains(&status) {
+                return Ok(resp);
+            }
             let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
             let body: Value = resp
                 .body_mut()
                 .with_config()
-                .limit(64 << 20)
+                .limit(1 << 20)
                 .read_json()
                 .with_context(|| format!("the node's answer to {path} ({status}) is not JSON"))?;
-            if (200..300).contains(&status) {
-                return Ok(body);
-            }
             let refused = Refused {
                 status,
                 code: body["code"].as_str().unwrap_or("unknown").to_string(),
@@ -100,6 +100,29 @@ impl Node {
                 _ => return Err(refused.into()),
             }
         }
+    }
+
+    /// [`Node::send_retrying`], the answer read as JSON.
+    fn call(
+        &self,
+        path: &str,
+        send: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<Value> {
+        self.send_retrying(path, send)?
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_json()
+            .with_context(|| format!("the node's answer to {path} is not JSON"))
+    }
+
+    /// `GET path`, its answer copied to `out` as it arrives, however long (a streamed export);
+    /// returns the bytes copied.
+    pub fn get_to(&self, path: &str, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+        let url = format!("{}{path}", self.base);
+        let mut resp = self.send_retrying(path, || self.agent.get(&url).call())?;
+        let mut body = resp.body_mut().with_config().limit(u64::MAX).reader();
+        std::io::copy(&mut body, out).with_context(|| format!("the node's answer to {path} was cut off"))
     }
 
     /// `GET path`, as JSON.

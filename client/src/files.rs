@@ -46,3 +46,36 @@ pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// Writes `path` atomically with what `fill` writes: into a temporary file beside it, synced,
+/// then renamed over it; returns what `fill` returns. A failure leaves `path` as it was.
+pub fn write_atomic_with<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let result = fill(&mut w).and_then(|r| {
+        w.flush().with_context(|| format!("cannot write {}", tmp.display()))?;
+        w.get_ref().sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+        Ok(r)
+    });
+    match result {
+        Ok(r) => {
+            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}

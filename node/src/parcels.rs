@@ -86,18 +86,34 @@ impl ParcelIndex {
         Ok(())
     }
 
-    /// Live parcels whose bounding box meets `b`, in cadastral order, at most `limit`.
-    pub fn in_box(&self, b: &BBox, limit: usize) -> Vec<String> {
+    /// Live parcels whose bounding box meets `b`, in cadastral order, after `after` if given, at
+    /// most `limit`; and whether more follow.
+    pub fn in_box(&self, b: &BBox, after: Option<&str>, limit: usize) -> (Vec<String>, bool) {
         let env = AABB::from_corners([b.min.x, b.min.y], [b.max.x, b.max.y]);
-        let mut v: Vec<String> = self.tree.locate_in_envelope_intersecting(&env).map(|i| i.data.clone()).collect();
+        let mut v: Vec<&String> = self
+            .tree
+            .locate_in_envelope_intersecting(&env)
+            .map(|i| &i.data)
+            .filter(|c| after.is_none_or(|a| c.as_str() > a))
+            .collect();
         v.sort();
-        v.truncate(limit);
-        v
+        let more = v.len() > limit;
+        (v.into_iter().take(limit).cloned().collect(), more)
     }
 
-    /// Every live parcel, in cadastral order.
-    pub fn live(&self) -> impl Iterator<Item = &String> {
-        self.boxes.keys()
+    /// Every parcel ever registered (live or retired), in cadastral order after `after` (from the
+    /// first if `None`), at most `limit`.
+    pub fn known_after(&self, after: Option<&str>, limit: usize) -> Vec<String> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_string()));
+        self.history.range((from, Bound::Unbounded)).take(limit).map(|(c, _)| c.clone()).collect()
+    }
+
+    /// Live parcels in cadastral order after `after` (from the first if `None`), at most `limit`.
+    pub fn live_after(&self, after: Option<&str>, limit: usize) -> Vec<String> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_string()));
+        self.boxes.range((from, Bound::Unbounded)).take(limit).map(|(c, _)| c.clone()).collect()
     }
 
     /// The log entries that changed a parcel, oldest first.
@@ -218,11 +234,18 @@ mod tests {
         );
         ix.apply(1, &entry(LandOp::Register { parcel: parcel("B", rect_poly(200, 0, 300, 100)), right, source: src }));
         let all = BBox { min: Point::new(-1000, -1000), max: Point::new(1000, 1000) };
-        assert_eq!(ix.in_box(&all, 10), vec!["A", "B"]);
-        assert_eq!(ix.in_box(&BBox { min: Point::new(150, 0), max: Point::new(160, 10) }, 10), Vec::<String>::new());
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(ix.in_box(&all, None, 10), (names(&["A", "B"]), false));
+        assert_eq!(ix.in_box(&BBox { min: Point::new(150, 0), max: Point::new(160, 10) }, None, 10), (vec![], false));
         let children = vec![parcel("A1", rect_poly(0, 0, 50, 100)), parcel("A2", rect_poly(50, 0, 100, 100))];
         ix.apply(2, &entry(LandOp::Split { cadastral: "A".into(), children, source: src }));
-        assert_eq!(ix.in_box(&all, 10), vec!["A1", "A2", "B"]);
+        assert_eq!(ix.in_box(&all, None, 10), (names(&["A1", "A2", "B"]), false));
+        // Pages by cadastral number: each says whether more follow, and they join up.
+        assert_eq!(ix.in_box(&all, None, 2), (names(&["A1", "A2"]), true));
+        assert_eq!(ix.in_box(&all, Some("A2"), 2), (names(&["B"]), false));
+        assert_eq!(ix.live_after(None, 2), names(&["A1", "A2"]));
+        assert_eq!(ix.live_after(Some("A2"), 2), names(&["B"]));
+        assert_eq!(ix.live_after(Some("B"), 2), names(&[]));
         ix.apply(
             3,
             &entry(LandOp::Merge {
@@ -232,7 +255,9 @@ mod tests {
             }),
         );
         ix.apply(4, &entry(LandOp::Retire { cadastral: "B".into(), source: src }));
-        assert_eq!(ix.live().cloned().collect::<Vec<_>>(), vec!["C"]);
+        assert_eq!(ix.live_after(None, 10), names(&["C"]));
+        assert_eq!(ix.known_after(None, 10), names(&["A", "A1", "A2", "B", "C"]), "retired parcels are known");
+        assert_eq!(ix.known_after(Some("A2"), 2), names(&["B", "C"]));
         assert_eq!(ix.history("A"), &[0, 2]);
         assert_eq!(ix.history("A1"), &[2, 3]);
         assert_eq!(ix.history("C"), &[3]);

@@ -295,6 +295,21 @@ pub struct AtHeight {
 pub struct BoxQuery {
     /// `minlon,minlat,maxlon,maxlat` in degrees.
     pub bbox: String,
+    /// The cadastral number after which the page starts: the previous page's `next`.
+    pub after: Option<String>,
+    /// Most parcels in the page (1 to 5,000; default 5,000).
+    pub limit: Option<usize>,
+}
+
+/// A page of a list ordered by log index.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// The log index after which the page starts: the previous page's `next`.
+    pub after: Option<u64>,
+    /// Most items in the page (1 to 1,000; default 1,000).
+    pub limit: Option<usize>,
 }
 
 /// A WGS84 position.

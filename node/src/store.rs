@@ -535,6 +535,13 @@ impl Store {
         Ok(out)
     }
 
+    /// A read-only view of the committed state at this instant: every read through it sees the
+    /// same committed block, whatever commits meanwhile (one RocksDB snapshot; a commit is one
+    /// write batch). For answers read over time, such as a streamed export.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot { store: self, snap: self.db.snapshot() }
+    }
+
     /// A write set over the current state.
     pub fn write_set(&self) -> WriteSet<'_> {
         WriteSet { store: self, overlay: MemoryLedger::default() }
@@ -742,6 +749,103 @@ fn proposal_of_key(k: [u8; 12]) -> (u64, u32) {
     h.copy_from_slice(&k[..8]);
     r.copy_from_slice(&k[8..]);
     (u64::from_be_bytes(h), u32::from_be_bytes(r))
+}
+
+/// A read-only view of the committed state and log at one instant ([`Store::snapshot`]). Every
+/// read goes to the database's snapshot, never to the nodes the store also holds in memory (which
+/// move on with each commit): a state value, its proof and the block header it is proven against
+/// all come from the same committed block.
+pub struct Snapshot<'a> {
+    store: &'a Store,
+    snap: rocksdb::SnapshotWithThreadMode<'a, DB>,
+}
+
+impl std::fmt::Debug for Snapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
+}
+
+impl Snapshot<'_> {
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.snap.get_cf(self.store.cf(cf)?, key).map_err(backend)
+    }
+
+    /// The committed tip this view sees, if any block is committed.
+    pub fn tip(&self) -> Result<Option<Tip>, DbError> {
+        match self.get("meta", b"tip")? {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                codec::decode_body("tip", &v, 1024).map_err(|e| DbError::Inconsistent(format!("stored tip: {e}")))?,
+            )),
+        }
+    }
+}
+
+impl Snapshot<'_> {
+    /// The header of the block at `height`, as this view sees it.
+    pub fn header(&self, height: u64) -> Result<Option<BlockHeader>, DbError> {
+        match self.get("blocks", &be(height))? {
+            None => Ok(None),
+            Some(v) => {
+                Ok(Some(Block::decode_header(&v).map_err(|e| DbError::Inconsistent(format!("block {height}: {e}")))?))
+            }
+        }
+    }
+
+    /// The commit certificate of the block at `height`, as this view sees it.
+    pub fn commit_at(&self, height: u64) -> Result<Option<Commit>, DbError> {
+        match self.get("commits", &be(height))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode(&v).map_err(|e| DbError::Inconsistent(format!("commit {height}: {e}")))?)),
+        }
+    }
+}
+
+fn read_only() -> StoreError {
+    StoreError::Backend("a snapshot of the store is read-only".into())
+}
+
+impl NodeStore for Snapshot<'_> {
+    fn get(&self, id: NodeId) -> Result<Option<Hash32>, StoreError> {
+        Snapshot::get(self, "log", &node_key(id))?.map(|v| log_node(id, &v)).transpose()
+    }
+}
+
+impl NodeSink for Snapshot<'_> {
+    fn put(&mut self, _: NodeId, _: Hash32) -> Result<(), StoreError> {
+        Err(read_only())
+    }
+}
+
+impl SmtStore for Snapshot<'_> {
+    fn get(&self, pos: NodePos) -> Result<Option<SmtNode>, StoreError> {
+        Snapshot::get(self, "smt", &pos.to_bytes())?.map(|v| smt_node(pos, &v)).transpose()
+    }
+}
+
+impl SmtSink for Snapshot<'_> {
+    fn put(&mut self, _: NodePos, _: SmtNode) -> Result<(), StoreError> {
+        Err(read_only())
+    }
+}
+
+impl Ledger for Snapshot<'_> {
+    fn state_get(&self, key: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get("state", key.as_bytes())
+    }
+
+    fn state_put(&mut self, _: Hash32, _: Vec<u8>) -> Result<(), StoreError> {
+        Err(read_only())
+    }
+
+    fn entry_put(&mut self, _: u64, _: Vec<u8>) -> Result<(), StoreError> {
+        Err(read_only())
+    }
+
+    fn entry_get(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get("entries", &be(index))
+    }
 }
 
 /// An overlay of one block's writes (held in a [`MemoryLedger`]) over the store: reads see the
@@ -1211,8 +1315,19 @@ mod simulation {
                     block: built.block.hash(),
                     signatures: vec![],
                 };
+                let before = store.snapshot();
                 let committed = store.commit(&ws, &built.block, &ids, &c).unwrap();
                 assert_eq!(committed, Tip::after(&built.block.header), "seed {seed}");
+                // A snapshot taken before the commit goes on seeing the state it was taken on,
+                // its tip, state root and values, though the store has moved on.
+                assert_eq!(before.tip().unwrap().map_or(0, |t| t.height), tip.height, "seed {seed}: a snapshot's tip");
+                assert_eq!(smt::root(&before).unwrap(), tip.state_root, "seed {seed}: a snapshot's state root");
+                if let Some((key, _)) = ws.into_overlay().state.iter().next() {
+                    let old = memory.state.get(key).cloned();
+                    assert_eq!(before.state_get(key).unwrap(), old, "seed {seed}: a snapshot's value");
+                    let proof = smt::prove(&before, key).unwrap();
+                    assert_eq!(proof.verify(&tip.state_root, key).unwrap(), old.as_deref().map(smt::value_hash));
+                }
                 let executed = registry.execute_block(&mut memory, &tip, &built.block, &NoCache).unwrap_or_else(|e| {
                     panic!("seed {seed}: block {} built on RocksDB does not execute in memory: {e}", round.height)
                 });

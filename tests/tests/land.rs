@@ -6,7 +6,7 @@
 //! parcel, merge the halves back and retire the result.
 
 use sabt_tests::cli::{p, sabt, text};
-use sabt_tests::cluster::Cluster;
+use sabt_tests::cluster::{Cluster, agent};
 use std::path::Path;
 use std::time::Duration;
 
@@ -350,6 +350,37 @@ fn land_clerk_registers_shows_and_proves_a_parcel() {
     let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = h["entries"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["register", "split"]);
+    // Lists come a page at a time, each naming the cursor of the next; pages join up.
+    let (_, first) = c.get(1, "/v1/parcels/01:01:0002/history?limit=1").unwrap();
+    assert_eq!(first["entries"].as_array().unwrap().len(), 1, "{first}");
+    let next = first["next"].as_u64().expect("a first page of one names the next");
+    let (_, second) = c.get(1, &format!("/v1/parcels/01:01:0002/history?after={next}&limit=1")).unwrap();
+    assert_eq!(second["entries"][0]["operation"], "split", "{second}");
+    assert!(second["next"].is_null(), "the last page names no next: {second}");
+    let (status, bad) = c.get(1, "/v1/parcels/01:01:0002/history?after=x").unwrap();
+    assert_eq!((status, bad["code"].as_str()), (400, Some("bad_request")), "{bad}");
+    let wide = "bbox=68.0,38.0,69.5,39.5";
+    let (_, page) = c.get(1, &format!("/v1/parcels?{wide}&limit=1")).unwrap();
+    assert_eq!(page["features"].as_array().unwrap().len(), 1, "{page}");
+    assert!(page["height"].as_u64().is_some_and(|h| h > 0), "a page names the block it was read at: {page}");
+    let mut cursor = page["next"].as_str().map(String::from);
+    let mut paged = vec![page["features"][0]["properties"]["cadastral_number"].as_str().unwrap().to_string()];
+    while let Some(after) = cursor {
+        let (_, page) = c.get(1, &format!("/v1/parcels?{wide}&limit=1&after={after}")).unwrap();
+        paged.extend(
+            page["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["properties"]["cadastral_number"].as_str().unwrap().to_string()),
+        );
+        cursor = page["next"].as_str().map(String::from);
+    }
+    assert_eq!(paged, export(&c, 1), "the box's pages, joined, are the live parcels");
+    let mut resp = agent().get(format!("{node}/v1/parcels/export")).call().unwrap();
+    assert_eq!(resp.headers().get("content-type").unwrap(), "application/geo+json");
+    let streamed: serde_json::Value = resp.body_mut().read_json().unwrap();
+    assert!(streamed["height"].as_u64().is_some_and(|h| h > 0), "the export names its block: {streamed}");
     c.terminate(2).unwrap();
     c.start_node(2).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

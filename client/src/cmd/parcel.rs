@@ -649,18 +649,44 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
         ParcelCommand::Demolish { id, source, signing } => {
             send_with_node_genesis(&signing, LandOp::RetireStructure { id, source: fingerprint(&source)? })
         }
-        ParcelCommand::Export { out, bbox, node } => {
+        ParcelCommand::Export { out, bbox: None, node } => {
+            // The whole registry, streamed by the node as it reads it: copied to the file (or to
+            // standard output) as it arrives, never held whole.
             let node = Node::new(&node)?;
-            let path = match &bbox {
-                Some(b) => format!("/v1/parcels?bbox={}", b.replace(' ', "")),
-                None => "/v1/parcels/export".to_string(),
-            };
-            let fc = node.get(&path)?;
+            match out {
+                Some(p) => {
+                    let bytes = crate::files::write_atomic_with(&p, |f| node.get_to("/v1/parcels/export", f))?;
+                    eprintln!("{bytes} bytes of GeoJSON written to {}", p.display());
+                }
+                None => {
+                    node.get_to("/v1/parcels/export", &mut std::io::stdout().lock())?;
+                    outln!("");
+                }
+            }
+            Ok(exit::OK)
+        }
+        ParcelCommand::Export { out, bbox: Some(b), node } => {
+            // A box's parcels, page after page (each names the cursor of the next).
+            let node = Node::new(&node)?;
+            let bbox = b.replace(' ', "");
+            let (mut features, mut after, mut height) = (Vec::new(), None::<String>, None);
+            loop {
+                let cursor = after.as_ref().map(|a| format!("&after={a}")).unwrap_or_default();
+                let page = node.get(&format!("/v1/parcels?bbox={bbox}{cursor}"))?;
+                height = height.or(page["height"].as_u64());
+                features.extend(page["features"].as_array().cloned().unwrap_or_default());
+                match page["next"].as_str() {
+                    Some(n) if after.as_deref() != Some(n) => after = Some(n.to_string()),
+                    _ => break,
+                }
+            }
+            let count = features.len();
+            let fc = serde_json::json!({"type": "FeatureCollection", "height": height, "features": features});
             let text = serde_json::to_string_pretty(&fc)? + "\n";
             match out {
                 Some(p) => {
                     write_atomic(&p, &text)?;
-                    eprintln!("{} parcels written to {}", fc["features"].as_array().map_or(0, Vec::len), p.display());
+                    eprintln!("{count} parcels written to {}", p.display());
                 }
                 None => out!("{text}"),
             }
@@ -668,7 +694,19 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
         }
         ParcelCommand::History { cadastral, node, json } => {
             let node = Node::new(&node)?;
-            let h = node.get(&format!("/v1/parcels/{cadastral}/history"))?;
+            // Page after page (each names the cursor of the next), joined into one answer.
+            let mut h = node.get(&format!("/v1/parcels/{cadastral}/history"))?;
+            while let Some(next) = h["next"].as_u64() {
+                let page = node.get(&format!("/v1/parcels/{cadastral}/history?after={next}"))?;
+                let more = page["entries"].as_array().cloned().unwrap_or_default();
+                if more.is_empty() {
+                    break;
+                }
+                if let Some(entries) = h["entries"].as_array_mut() {
+                    entries.extend(more);
+                }
+                h["next"] = page["next"].clone();
+            }
             if json {
                 outln!("{h}");
             } else {

@@ -5,7 +5,8 @@ use crate::node::Shared;
 use crate::schema::*;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use sabt_core::codec;
 use sabt_core::entry::EntryBody;
 use sabt_core::geo_io;
@@ -115,23 +116,25 @@ pub(super) fn parcel_feature(crs: &geo_io::Crs, st: &ParcelState) -> Result<Valu
     }))
 }
 
-/// The named live parcels as a FeatureCollection.
-pub(super) fn feature_collection(s: &Shared, names: &[String]) -> Res {
+/// The named parcels live in one snapshot of the state, as a FeatureCollection, with the height
+/// it is read at and the cursor of the next page (`next`, GeoJSON foreign members).
+pub(super) fn feature_collection(s: &Shared, names: &[String], next: Option<String>) -> Res {
     let crs = geo_io::Crs::from_epsg(s.genesis.params.land_crs_epsg).map_err(ApiError::internal)?;
-    let ws = s.store.write_set();
+    let snap = s.store.snapshot();
+    let height = snap.tip().map_err(ApiError::internal)?.map_or(0, |t| t.height);
     let mut features = Vec::with_capacity(names.len());
     for c in names {
-        if let Some(st) = s.registry.parcel(&ws, c).map_err(ApiError::internal)?
+        if let Some(st) = s.registry.parcel(&snap, c).map_err(ApiError::internal)?
             && st.retired_height.is_none()
         {
             features.push(parcel_feature(&crs, &st)?);
         }
     }
-    Ok(Json(json!({"type": "FeatureCollection", "features": features})))
+    Ok(Json(json!({"type": "FeatureCollection", "height": height, "features": features, "next": next})))
 }
 
 #[utoipa::path(get, path = "/v1/parcels", tag = "land", params(BoxQuery),
-    responses((status = 200, description = "The live parcels whose bounding box meets the box, as a GeoJSON FeatureCollection (at most 5,000)", body = Object),
+    responses((status = 200, description = "The live parcels whose bounding box meets the box, as a GeoJSON FeatureCollection in cadastral order, a page at a time (at most 5,000; next: the cursor of the next page, or null; height: the block read at)", body = Object),
         (status = 400, body = ErrorBody)))]
 pub(super) async fn parcels_in_box(
     State(s): State<Arc<Shared>>,
@@ -160,36 +163,113 @@ pub(super) async fn parcels_in_box(
         corners.iter().map(|p| p.x).max().unwrap_or_default(),
         corners.iter().map(|p| p.y).max().unwrap_or_default(),
     );
-    let names = s
-        .parcels
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .in_box(&sabt_core::geometry::BBox { min, max }, MAX_BOX_PARCELS);
-    feature_collection(&s, &names)
+    let limit = q.limit.unwrap_or(MAX_BOX_PARCELS).clamp(1, MAX_BOX_PARCELS);
+    if let Some(a) = &q.after {
+        land::check_cadastral(a).map_err(|e| bad(format!("after: {e}")))?;
+    }
+    let (names, more) = s.parcels.read().unwrap_or_else(|p| p.into_inner()).in_box(
+        &sabt_core::geometry::BBox { min, max },
+        q.after.as_deref(),
+        limit,
+    );
+    let next = if more { names.last().cloned() } else { None };
+    feature_collection(&s, &names, next)
 }
+
+/// Exports streamed at once; beyond, 503 `busy`.
+static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Parcels read (and sent) at a time by an export.
+const EXPORT_PAGE: usize = 500;
 
 #[utoipa::path(get, path = "/v1/parcels/export", tag = "land",
-    responses((status = 200, description = "Every live parcel, as a GeoJSON FeatureCollection (WGS84) that opens in QGIS", body = Object)))]
-pub(super) async fn parcels_export(State(s): State<Arc<Shared>>) -> Res {
-    let names: Vec<String> = s.parcels.read().unwrap_or_else(|p| p.into_inner()).live().cloned().collect();
-    feature_collection(&s, &names)
+    responses((status = 200, description = "Every parcel live at one block, as a GeoJSON FeatureCollection (WGS84) that opens in QGIS, with that block's height; streamed in constant memory", content_type = "application/geo+json", body = Object),
+        (status = 503, description = "Two exports are being streamed already; retry after Retry-After", body = ErrorBody)))]
+pub(super) async fn parcels_export(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    let permit = EXPORTS.try_acquire().map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "two exports are being streamed already; retry shortly")
+    })?;
+    let crs = geo_io::Crs::from_epsg(s.genesis.params.land_crs_epsg).map_err(ApiError::internal)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    // Read page by page on a thread of its own, each page sent before the next is read: the
+    // channel's four chunks and one page are all the export ever holds.
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        if let Err(e) = export(&s, &crs, &tx) {
+            tracing::error!(error = %e, "the parcel export failed part way; the client gets a cut answer");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/geo+json")], axum::body::Body::new(super::Chunks(rx))).into_response())
 }
 
+/// Writes every parcel live in one snapshot of the state to `tx`, page by page; stops early
+/// (without an error) when the client has gone.
+fn export(
+    s: &Shared,
+    crs: &geo_io::Crs,
+    tx: &tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+) -> Result<(), String> {
+    let snap = s.store.snapshot();
+    let height = snap.tip().map_err(|e| e.to_string())?.map_or(0, |t| t.height);
+    let send = |text: String| tx.blocking_send(Ok(bytes::Bytes::from(text))).is_ok();
+    if !send(format!(r#"{{"type":"FeatureCollection","height":{height},"features":["#)) {
+        return Ok(());
+    }
+    // Every parcel ever registered is named in the map's histories, which only grow: those live in
+    // the snapshot are exactly the parcels live at its height, whatever commits meanwhile.
+    let (mut after, mut first) = (None::<String>, true);
+    loop {
+        let names = s.parcels.read().unwrap_or_else(|p| p.into_inner()).known_after(after.as_deref(), EXPORT_PAGE);
+        let Some(last) = names.last().cloned() else { break };
+        let mut chunk = String::new();
+        for c in &names {
+            if let Some(st) = s.registry.parcel(&snap, c).map_err(|e| e.to_string())?
+                && st.retired_height.is_none()
+            {
+                if !first {
+                    chunk.push(',');
+                }
+                first = false;
+                chunk.push_str(&parcel_feature(crs, &st).map_err(|e| e.message)?.to_string());
+            }
+        }
+        if !chunk.is_empty() && !send(chunk) {
+            return Ok(());
+        }
+        after = Some(last);
+    }
+    send("]}".into());
+    Ok(())
+}
+
+/// Most entries in one page of a parcel's history.
+const MAX_HISTORY: usize = 1000;
+
 #[utoipa::path(get, path = "/v1/parcels/{cadastral}/history", tag = "land",
-    params(("cadastral" = String, Path, description = "Cadastral number")),
-    responses((status = 200, description = "Every log entry that changed the parcel, oldest first: operation, version, height, time, signer", body = Object),
+    params(("cadastral" = String, Path, description = "Cadastral number"), Page),
+    responses((status = 200, description = "The log entries that changed the parcel, oldest first, a page at a time (next: the cursor of the next page, or null): operation, version, height, time, signer", body = Object),
         (status = 404, description = "Never registered", body = ErrorBody)))]
-pub(super) async fn parcel_history(State(s): State<Arc<Shared>>, Path(cadastral): Path<String>) -> Res {
-    let indices = s.parcels.read().unwrap_or_else(|p| p.into_inner()).history(&cadastral).to_vec();
-    if indices.is_empty() {
+pub(super) async fn parcel_history(
+    State(s): State<Arc<Shared>>,
+    Path(cadastral): Path<String>,
+    q: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Res {
+    let q = query(q, "?after=INDEX&limit=N (a log index from the previous page's next, and at most 1000)")?;
+    let limit = q.limit.unwrap_or(MAX_HISTORY).clamp(1, MAX_HISTORY);
+    let all = s.parcels.read().unwrap_or_else(|p| p.into_inner()).history(&cadastral).to_vec();
+    if all.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_parcel",
             format!("parcel {cadastral} was never registered"),
         ));
     }
+    let mut page = all.into_iter().filter(|i| q.after.is_none_or(|a| *i > a)).take(limit + 1).collect::<Vec<_>>();
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next = if more { page.last().copied() } else { None };
     let mut entries = Vec::new();
-    for i in indices {
+    for i in page {
         let bytes = s.store.entry(i).map_err(ApiError::internal)?.ok_or_else(|| ApiError::internal("entry missing"))?;
         let e: sabt_core::entry::LogEntry = codec::decode(&bytes).map_err(ApiError::internal)?;
         if let EntryBody::Land(l) = &e.body {
@@ -205,7 +285,7 @@ pub(super) async fn parcel_history(State(s): State<Arc<Shared>>, Path(cadastral)
             }));
         }
     }
-    Ok(Json(json!({"cadastral_number": cadastral, "entries": entries})))
+    Ok(Json(json!({"cadastral_number": cadastral, "entries": entries, "next": next})))
 }
 
 #[utoipa::path(get, path = "/v1/structures/{id}", tag = "land",
@@ -239,7 +319,7 @@ pub(super) async fn structure(State(s): State<Arc<Shared>>, Path(id): Path<Strin
 #[utoipa::path(get, path = "/v1/parcels/{cadastral}/proof", tag = "land",
     params(("cadastral" = String, Path, description = "Cadastral number")),
     responses((status = 200, description = "A proof of the parcel's state (or absence) at the latest block, for `sabt parcel verify`", body = Object),
-        (status = 400, body = ErrorBody), (status = 503, description = "A block committed while the proof was built; retry", body = ErrorBody)))]
+        (status = 400, body = ErrorBody)))]
 pub(super) async fn parcel_proof(State(s): State<Arc<Shared>>, Path(cadastral): Path<String>) -> Res {
     land::check_cadastral(&cadastral)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_cadastral", e.to_string()))?;

@@ -20,9 +20,9 @@
 //! | `GET /v1/entries/{index}/proof[?height=H]` | the entry, its inclusion path and the cosigned checkpoint of the latest block (or of block H) |
 //! | `GET /v1/parcels/{cadastral}[?height=H]` | a parcel's state now (or as of block H, replayed from its history): geometry as GeoJSON (WGS84), right, restrictions, version |
 //! | `GET /v1/parcels/at?lon=&lat=` | the live parcels containing a WGS84 point |
-//! | `GET /v1/parcels?bbox=minlon,minlat,maxlon,maxlat` | live parcels in a box, GeoJSON FeatureCollection |
-//! | `GET /v1/parcels/export` | every live parcel, GeoJSON FeatureCollection (opens in QGIS) |
-//! | `GET /v1/parcels/{cadastral}/history` | every entry that changed the parcel, oldest first |
+//! | `GET /v1/parcels?bbox=minlon,minlat,maxlon,maxlat[&after=C&limit=N]` | live parcels in a box, GeoJSON FeatureCollection, a page at a time (`next`: the cursor of the next page) |
+//! | `GET /v1/parcels/export` | every parcel live at one block, GeoJSON FeatureCollection (opens in QGIS), streamed in constant memory |
+//! | `GET /v1/parcels/{cadastral}/history[?after=I&limit=N]` | the entries that changed the parcel, oldest first, a page at a time |
 //! | `GET /v1/structures/{id}` | a building or road: kind, parcels, geometry (GeoJSON), retirement |
 //! | `GET /v1/parcels/{cadastral}/proof` | a proof of that state (or of absence) at the latest block |
 //! | `GET /v1/evidence[?from=H]` | equivocation evidence this node kept (two conflicting messages a validator signed), from height H, at most 100 |
@@ -193,6 +193,23 @@ Byte formats are specified in docs/PROOFS.md."
 #[derive(Debug)]
 pub struct ApiDoc;
 
+/// A streamed answer's body: the chunks a producer sends through a bounded channel, in order;
+/// an error ends the answer cut off (the client sees it incomplete, never as whole).
+#[derive(Debug)]
+struct Chunks(tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>);
+
+impl http_body::Body for Chunks {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|r| r.map(http_body::Frame::data)))
+    }
+}
+
 /// Adds to every `/v1` operation the answers of the limits every request passes ([`gate`]):
 /// 408 and 413 for a body, 429 and 503 with `Retry-After`, and 403 for a forged forwarding mark.
 #[derive(Debug)]
@@ -337,30 +354,27 @@ fn query<T>(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("expected {expected}: {e}")))
 }
 
-/// How often a status proof is rebuilt when a block commits while it is read.
-const PROOF_ATTEMPTS: usize = 5;
-
-/// A state-map proof for `key` at the latest block, with the value's bytes, the block's header and
-/// its commit certificate. The state is read without a snapshot: a block committed meanwhile makes
-/// the proof disagree with the header, which is checked here, and the proof is built again.
 /// A state-map proof, the value's bytes, and the committed block it is proven at.
 type ProvenValue = (smt::SmtProof, Option<Vec<u8>>, BlockHeader, Commit);
 
+/// A state-map proof for `key` at the latest block, with the value's bytes, the block's header and
+/// its commit certificate, all read from one snapshot of the store: a block that commits
+/// meanwhile is not seen by any of them.
 fn latest_state_proof(s: &Shared, key: Hash32) -> Result<ProvenValue, ApiError> {
-    for _ in 0..PROOF_ATTEMPTS {
-        let tip = s.tip();
-        if tip.height == 0 {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "no_checkpoint", "no block is committed yet"));
-        }
-        let (header, commit) = load_header(s, tip.height)?;
-        let ws = s.store.write_set();
-        let proof = smt::prove(&ws, &key).map_err(ApiError::internal)?;
-        let value = ws.state_get(&key).map_err(ApiError::internal)?;
-        if proof.verify(&header.state_root, &key).ok() == Some(value.as_deref().map(smt::value_hash)) {
-            return Ok((proof, value, header, commit));
-        }
+    let snap = s.store.snapshot();
+    let tip = snap.tip().map_err(ApiError::internal)?.map_or(0, |t| t.height);
+    if tip == 0 {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no_checkpoint", "no block is committed yet"));
     }
-    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the state changed while the proof was built; retry"))
+    let missing = || ApiError::internal(format!("block {tip} is the tip but is not stored whole"));
+    let header = snap.header(tip).map_err(ApiError::internal)?.ok_or_else(missing)?;
+    let commit = snap.commit_at(tip).map_err(ApiError::internal)?.ok_or_else(missing)?;
+    let proof = smt::prove(&snap, &key).map_err(ApiError::internal)?;
+    let value = snap.state_get(&key).map_err(ApiError::internal)?;
+    if proof.verify(&header.state_root, &key).ok() != Some(value.as_deref().map(smt::value_hash)) {
+        return Err(ApiError::internal(format!("the state proof read at height {tip} does not match its header")));
+    }
+    Ok((proof, value, header, commit))
 }
 
 #[cfg(test)]

@@ -91,8 +91,7 @@ pub(super) async fn record(
 #[utoipa::path(get, path = "/v1/records/{digest}/status", tag = "registry",
     params(("digest" = String, Path, description = "sha256:HEX or bare HEX (the status is kept under the SHA-256)"), RecordAt),
     responses((status = 200, description = "A status proof of one record (the document as anchored by one entry) at the latest block (docs/PROOFS.md §6a), for `sabt verify --status`", body = Object),
-        (status = 400, body = ErrorBody), (status = 404, description = "No block yet, or no single anchoring of the document when no entry is given", body = ErrorBody),
-        (status = 503, description = "A block committed while the proof was built; retry", body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, description = "No block yet, or no single anchoring of the document when no entry is given", body = ErrorBody)))]
 pub(super) async fn record_status(
     State(s): State<Arc<Shared>>,
     Path(digest): Path<String>,
