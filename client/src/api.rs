@@ -7,10 +7,13 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where the node is and how to reach it.
+/// Where the node is and how to reach it: one node, or several of the same network for failover
+/// (`--node URL,URL,…`): a request goes to the node that answered last, and to the next when it
+/// cannot be reached or asks to be left alone (429, 503).
 #[derive(Debug, Clone)]
 pub struct Node {
-    base: String,
+    bases: Vec<String>,
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     agent: ureq::Agent,
 }
 
@@ -46,34 +49,71 @@ pub struct Refused {
 }
 
 impl Node {
-    /// A client for the node at `url` (e.g. `http://127.0.0.1:26701`).
+    /// A client for the node at `url` (e.g. `http://127.0.0.1:26701`), or for the nodes of a
+    /// comma-separated list of such URLs.
     pub fn new(url: &str) -> anyhow::Result<Node> {
-        let base = url.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(anyhow!("--node {url:?} must be an http:// or https:// URL, e.g. http://127.0.0.1:26701"));
+        let bases: Vec<String> =
+            url.split(',').map(|u| u.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty()).collect();
+        if bases.is_empty() {
+            return Err(anyhow!("--node is empty: give a node's URL, e.g. http://127.0.0.1:26701"));
+        }
+        if let Some(bad) = bases.iter().find(|b| !(b.starts_with("http://") || b.starts_with("https://"))) {
+            return Err(anyhow!(
+                "--node {bad:?} must be an http:// or https:// URL, e.g. http://127.0.0.1:26701 \
+                 (several, for failover, separated by commas)"
+            ));
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        Ok(Node { base, agent })
+        Ok(Node { bases, current: Default::default(), agent })
     }
 
-    /// Makes a request with `send` until the node answers for good (see [`RETRY_WITHIN`]): the
-    /// answer if it is a success, else the node's refusal.
+    /// The node requests go to now.
+    fn base(&self) -> &str {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len();
+        &self.bases[i]
+    }
+
+    /// Moves on to the next node, if there are several; says so on stderr.
+    fn fail_over(&self, why: &str) -> bool {
+        if self.bases.len() < 2 {
+            return false;
+        }
+        let from = self.base().to_string();
+        self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        eprintln!("{from} {why}; trying {}", self.base());
+        true
+    }
+
+    /// Makes a request with `send` (given the URL) until a node answers for good (see
+    /// [`RETRY_WITHIN`]): the answer if it is a success, else the node's refusal. A node that
+    /// cannot be reached passes the request to the next one, once around the list.
     fn send_retrying(
         &self,
         path: &str,
-        send: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let started = std::time::Instant::now();
-        let mut attempt = 0;
+        let (mut attempt, mut unreachable) = (0, 0);
         loop {
             attempt += 1;
-            let mut resp = send().with_context(|| {
-                format!("cannot reach the node at {}; is it running? (check --node or SABT_NODE)", self.base)
-            })?;
+            let base = self.base().to_string();
+            let mut resp = match send(&format!("{base}{path}")) {
+                Ok(r) => r,
+                Err(e) => {
+                    unreachable += 1;
+                    if unreachable < self.bases.len() && self.fail_over(&format!("cannot be reached ({e})")) {
+                        continue;
+                    }
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "cannot reach the node at {base}; is it running? (check --node or SABT_NODE)"
+                    )));
+                }
+            };
+            unreachable = 0;
             let status = resp.status().as_u16();
             if (200..300).contains(&status) {
                 return Ok(resp);
@@ -84,7 +124,7 @@ impl Node {
                 .with_config()
                 .limit(1 << 20)
                 .read_json()
-                .with_context(|| format!("the node's answer to {path} ({status}) is not JSON"))?;
+                .with_context(|| format!("the answer of {base} to {path} ({status}) is not JSON"))?;
             let refused = Refused {
                 status,
                 code: body["code"].as_str().unwrap_or("unknown").to_string(),
@@ -92,7 +132,7 @@ impl Node {
             };
             match retry_wait(status, retry_after.as_deref(), attempt) {
                 Some(wait) if started.elapsed() + wait < RETRY_WITHIN => {
-                    if attempt == 1 {
+                    if !self.fail_over(&format!("answered {status} {}", refused.code)) && attempt == 1 {
                         eprintln!("the node answered {status} {}; trying again in {wait:?}", refused.code);
                     }
                     std::thread::sleep(wait);
@@ -106,7 +146,7 @@ impl Node {
     fn call(
         &self,
         path: &str,
-        send: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> anyhow::Result<Value> {
         self.send_retrying(path, send)?
             .body_mut()
@@ -119,22 +159,21 @@ impl Node {
     /// `GET path`, its answer copied to `out` as it arrives, however long (a streamed export);
     /// returns the bytes copied.
     pub fn get_to(&self, path: &str, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
-        let url = format!("{}{path}", self.base);
-        let mut resp = self.send_retrying(path, || self.agent.get(&url).call())?;
+        // No whole-request timeout: a large export takes as long as it takes to arrive.
+        let mut resp =
+            self.send_retrying(path, |url| self.agent.get(url).config().timeout_global(None).build().call())?;
         let mut body = resp.body_mut().with_config().limit(u64::MAX).reader();
         std::io::copy(&mut body, out).with_context(|| format!("the node's answer to {path} was cut off"))
     }
 
     /// `GET path`, as JSON.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        self.call(path, || self.agent.get(&url).call())
+        self.call(path, |url| self.agent.get(url).call())
     }
 
     /// `POST path` with a JSON body.
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        self.call(path, || self.agent.post(&url).send_json(body))
+        self.call(path, |url| self.agent.post(url).send_json(body))
     }
 }
 

@@ -70,12 +70,33 @@ fn main() -> ExitCode {
         Ok(code) if code == exit::OK && out::failed() => ExitCode::from(exit::USAGE),
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            if e.downcast_ref::<submit::StillPending>().is_some() {
-                return ExitCode::from(exit::PENDING);
+            let (code, exit) = classify(&e);
+            // With --json, the error is a JSON object on standard output too, where a script
+            // reads the command's answers: its stable code, the node's HTTP status if a node
+            // refused, the message and the exit code.
+            if std::env::args_os().any(|a| a == "--json") {
+                let status = e.downcast_ref::<api::Refused>().map(|r| r.status);
+                outln!(
+                    "{}",
+                    serde_json::json!({"error": {"code": code, "status": status, "message": format!("{e:#}"), "exit": exit}})
+                );
             }
-            let unavailable = e.downcast_ref::<api::Refused>().is_some() || e.chain().any(|c| c.is::<ureq::Error>());
-            ExitCode::from(if unavailable { exit::UNAVAILABLE } else { exit::USAGE })
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit)
         }
+    }
+}
+
+/// A failure's stable code and exit code: a node's own refusal code, `pending`, `unreachable`,
+/// or `usage` (bad arguments or input).
+fn classify(e: &anyhow::Error) -> (String, u8) {
+    if e.downcast_ref::<submit::StillPending>().is_some() {
+        ("pending".into(), exit::PENDING)
+    } else if let Some(r) = e.downcast_ref::<api::Refused>() {
+        (r.code.clone(), exit::UNAVAILABLE)
+    } else if e.chain().any(|c| c.is::<ureq::Error>()) {
+        ("unreachable".into(), exit::UNAVAILABLE)
+    } else {
+        ("usage".into(), exit::USAGE)
     }
 }

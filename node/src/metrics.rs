@@ -36,6 +36,10 @@ pub struct Metrics {
     /// it arrived, milliseconds (negative: behind). Far from zero on one node only, this node's
     /// clock is off.
     pub clock_offset_ms: Gauge,
+    /// API requests (and connections) refused by the API's limits, by code.
+    pub api_refused: Family<Vec<(String, String)>, Counter>,
+    /// API connections open.
+    pub api_connections: Gauge,
 }
 
 impl Metrics {
@@ -47,6 +51,11 @@ impl Metrics {
     /// Counts a consensus message dropped for `reason`.
     pub fn dropped(&self, reason: &str) {
         self.consensus_dropped.get_or_create(&vec![("reason".to_string(), reason.to_string())]).inc();
+    }
+
+    /// Counts a request or connection the API's limits refused with `code`.
+    pub fn api_refused(&self, code: &str) {
+        self.api_refused.get_or_create(&vec![("code".to_string(), code.to_string())]).inc();
     }
 
     /// Counts an equivocation of `kind` kept as evidence.
@@ -69,6 +78,8 @@ impl Metrics {
             consensus_dropped: Family::default(),
             equivocations: Family::default(),
             clock_offset_ms: Gauge::default(),
+            api_refused: Family::default(),
+            api_connections: Gauge::default(),
         };
         SharedRegistry::global().with_moniker(name).with_prefix("sabt", |r| {
             r.register("height", "Committed block height", m.height.clone());
@@ -99,6 +110,13 @@ impl Metrics {
                 "How far ahead of this node's clock the last block from another proposer was on arrival",
                 m.clock_offset_ms.clone(),
             );
+            r.register(
+                "api_refused",
+                "API requests and connections refused by the limits (too_many_connections, too_many_requests, \
+                 rate_limited, busy, timeout, body_timeout, too_large, forged_forward, node_connections), by code",
+                m.api_refused.clone(),
+            );
+            r.register("api_connections", "API connections open", m.api_connections.clone());
         });
         m
     }

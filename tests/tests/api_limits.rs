@@ -7,6 +7,7 @@
 //! Attackers connect from loopback addresses of their own (127.0.0.2, 127.0.0.3), as clients on
 //! other machines would; the test's own requests come from 127.0.0.1.
 
+use sabt_tests::cli::{sabt, text};
 use sabt_tests::cluster::{Cluster, agent};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{ErrorKind, Read as _, Write as _};
@@ -193,6 +194,10 @@ fn slow_clients_flooding_connections_stall_neither_health_probes_nor_other_clien
     assert!(limited.len() >= 20, "80 requests at once against 20/s with a burst of 40: {} refused", limited.len());
     assert!(limited.iter().all(|a| a.contains("rate_limited") && a.to_ascii_lowercase().contains("retry-after: ")));
     assert_eq!(c.get(0, "/v1/status").map(|(s, _)| s), Some(200), "another address keeps its own rate");
+    // Every refusal is counted for the operator, by code.
+    for code in ["rate_limited", "too_many_connections", "body_timeout"] {
+        assert!(c.metric(0, "sabt_api_refused", &format!("code=\"{code}\"")) >= 1.0, "sabt_api_refused{{code={code}}}");
+    }
 
     // The mark of a forwarded submission, without a validator's signature over the body, is refused.
     let body = r#"{"txs":[]}"#;
@@ -215,6 +220,20 @@ fn slow_clients_flooding_connections_stall_neither_health_probes_nor_other_clien
     for id in &ids {
         assert!(c.committed_at(0, id).is_some(), "node 1 has every transaction its clerk submitted");
     }
+
+    // The clerk's CLI: several nodes for failover, and errors as JSON objects with their code.
+    let down = "http://127.0.0.1:9";
+    let both = format!("{down},{}", c.nodes[1].url);
+    let out = sabt(&["status", "--node", &both, "--json"]);
+    assert!(out.status.success(), "the second node answers when the first is down: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be reached"), "{}", text(&out));
+    let out = sabt(&["status", "--node", down, "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((e["error"]["code"].as_str(), e["error"]["exit"].as_u64()), (Some("unreachable"), Some(4)), "{e}");
+    let out = sabt(&["block", "999999", "--node", c.nodes[1].url.as_str(), "--json"]);
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((e["error"]["code"].as_str(), e["error"]["status"].as_u64()), (Some("no_such_block"), Some(404)), "{e}");
     // Back to the local network's settings, under which the harness reads every block of every
     // node at its own pace.
     c.terminate(0).unwrap();

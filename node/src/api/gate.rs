@@ -35,6 +35,7 @@ pub(super) struct Gate {
     /// Whose signatures make a submission forwarded, and the chain they sign for.
     pub(super) validators: ValidatorSet,
     pub(super) genesis_hash: Hash32,
+    pub(super) metrics: crate::metrics::Metrics,
 }
 
 /// A submission another validator forwarded, its signature checked: the handler holds its
@@ -43,6 +44,12 @@ pub(super) struct Gate {
 pub(crate) struct Forwarded;
 
 impl Gate {
+    /// Answers a request the limits refuse, and counts it (`sabt_api_refused{code}`).
+    fn refuse(&self, e: ApiError) -> Response {
+        self.metrics.api_refused(e.code);
+        e.into_response()
+    }
+
     /// The validator a forwarded header names, if it names one of this chain's (the signature is
     /// checked once the body is in).
     fn claimed_validator(&self, value: &HeaderValue) -> Option<(String, PublicKey, Signature)> {
@@ -118,15 +125,15 @@ pub(super) async fn gate(
     let _flight = match (&conn, &claimed) {
         (Some(c), None) => match g.clients.start(c) {
             Ok(f) => Some(f),
-            Err(r) => return refused(r).into_response(),
+            Err(r) => return g.refuse(refused(r)),
         },
         _ => None,
     };
     if let Some(None) = claimed {
-        return forged("it names no validator of this chain").into_response();
+        return g.refuse(forged("it names no validator of this chain"));
     }
     let Some(slot) = g.access.reserve() else {
-        return busy("the access log cannot record more requests right now; retry shortly").into_response();
+        return g.refuse(busy("the access log cannot record more requests right now; retry shortly"));
     };
     let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
     let pending = Pending {
@@ -148,8 +155,8 @@ pub(super) async fn gate(
         },
     };
     let resp = match admit(&g, req, claimed.flatten(), conn.as_deref()).await {
-        Ok(req) => serve(&g, req, next).await.unwrap_or_else(IntoResponse::into_response),
-        Err(e) => e.into_response(),
+        Ok(req) => serve(&g, req, next).await.unwrap_or_else(|e| g.refuse(e)),
+        Err(e) => g.refuse(e),
     };
     let status = resp.status();
     let outcome = match resp.extensions().get::<Outcome>() {
@@ -289,12 +296,13 @@ mod tests {
             max,
             workers: Arc::new(tokio::sync::Semaphore::new(2)),
             access,
-            clients: Clients::new(limits),
+            clients: Clients::new(limits, Default::default()),
             max_body: 1024,
             body_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             validators,
             genesis_hash: Hash32([7; 32]),
+            metrics: crate::metrics::Metrics::register("gate-test"),
         })
     }
 

@@ -71,6 +71,8 @@ struct Table {
 #[derive(Debug)]
 pub(super) struct Clients {
     limits: Limits,
+    /// Open connections, exported (`sabt_api_connections`).
+    open_gauge: crate::consensus::telemetry::Gauge,
     table: Mutex<Table>,
     rate: DefaultKeyedRateLimiter<IpAddr>,
     accepted: AtomicU64,
@@ -107,8 +109,9 @@ pub(super) struct Flight {
 }
 
 impl Clients {
-    pub(super) fn new(limits: Limits) -> Arc<Clients> {
+    pub(super) fn new(limits: Limits, open_gauge: crate::consensus::telemetry::Gauge) -> Arc<Clients> {
         Arc::new(Clients {
+            open_gauge,
             rate: RateLimiter::keyed(Quota::per_second(limits.per_second).allow_burst(limits.burst)),
             limits,
             table: Mutex::new(Table::default()),
@@ -131,6 +134,7 @@ impl Clients {
             return None;
         }
         t.open += 1;
+        self.open_gauge.set(i64::try_from(t.open).unwrap_or(i64::MAX));
         let c = t.by_address.entry(key).or_default();
         c.connections += 1;
         let exempt = self.limits.exempt.contains(&key);
@@ -172,6 +176,7 @@ impl Clients {
         let mut t = self.table();
         if connection {
             t.open = t.open.saturating_sub(1);
+            self.open_gauge.set(i64::try_from(t.open).unwrap_or(i64::MAX));
         }
         let Some(c) = t.by_address.get_mut(&key) else { return };
         if connection {
@@ -234,7 +239,7 @@ mod tests {
 
     #[test]
     fn connections_beyond_an_address_cap_are_marked_and_the_node_cap_refuses() {
-        let c = Clients::new(limits());
+        let c = Clients::new(limits(), Default::default());
         let a1 = c.connect(ip("10.0.0.1")).unwrap();
         let a2 = c.connect(ip("10.0.0.1")).unwrap();
         let a3 = c.connect(ip("10.0.0.1")).unwrap();
@@ -252,7 +257,7 @@ mod tests {
 
     #[test]
     fn requests_at_once_and_per_second_are_limited_per_address() {
-        let c = Clients::new(limits());
+        let c = Clients::new(limits(), Default::default());
         let a = c.connect(ip("10.0.0.1")).unwrap();
         let b = c.connect(ip("10.0.0.2")).unwrap();
         let first = c.start(&a).unwrap();
@@ -273,7 +278,7 @@ mod tests {
 
     #[test]
     fn an_exempt_address_has_no_per_address_limits_but_counts_towards_the_nodes() {
-        let c = Clients::new(limits());
+        let c = Clients::new(limits(), Default::default());
         let conns: Vec<Connection> = (0..4).map(|_| c.connect(ip("10.0.0.9")).unwrap()).collect();
         assert!(conns.iter().all(|c| !c.over_cap));
         let flights: Vec<Flight> = (0..10).map(|_| c.start(&conns[0]).unwrap()).collect();

@@ -31,6 +31,7 @@ pub(super) async fn run(
     app: Router,
     clients: Arc<Clients>,
     header_timeout: Duration,
+    metrics: crate::metrics::Metrics,
 ) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
@@ -47,6 +48,7 @@ pub(super) async fn run(
             Err(e) => return Err(e),
         };
         let Some(conn) = clients.connect(peer.ip()) else {
+            metrics.api_refused("node_connections");
             let _ = stream.try_write(TOO_MANY);
             continue;
         };

@@ -277,7 +277,8 @@ pub fn serve(
     cfg: crate::config::Api,
 ) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
     let addr = cfg.listen;
-    let clients = limits::Clients::new(limits::Limits::from_config(&cfg));
+    let metrics = shared.metrics.clone();
+    let clients = limits::Clients::new(limits::Limits::from_config(&cfg), metrics.api_connections.clone());
     let gate_state = Arc::new(Gate {
         permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent)),
         max: cfg.max_concurrent,
@@ -289,6 +290,7 @@ pub fn serve(
         request_timeout: Duration::from_millis(cfg.request_timeout_ms),
         validators: shared.validator_set.clone(),
         genesis_hash: shared.genesis_hash,
+        metrics: metrics.clone(),
     });
     let app = routes()
         .into_iter()
@@ -306,7 +308,7 @@ pub fn serve(
         // would otherwise overflow the default of 128, and a health probe's connection would
         // wait for the kernel's one-second retry.
         let listener = socket.listen(listener::BACKLOG)?;
-        listener::run(listener, app, clients, header_timeout).await
+        listener::run(listener, app, clients, header_timeout, metrics).await
     })
 }
 
