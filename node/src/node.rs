@@ -217,6 +217,36 @@ fn extend_index(
     Ok(())
 }
 
+/// Files a node keeps open besides its API connections: the database's tables, the write-ahead
+/// logs, peers and the forwarder's connections.
+const FILES_BESIDES_CONNECTIONS: u64 = 1024;
+
+/// Raises the soft limit on open files to the hard limit, and says so when that is fewer than the
+/// API's connections and the node's own files need (a soft limit of 1,024, common by default, is
+/// reached before `api.max_connections`, and then connections wait in the accept queue). Returns
+/// the limit in force.
+fn raise_open_files(max_connections: usize) -> Option<u64> {
+    let wanted = max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            if limit < wanted {
+                warn!(
+                    limit,
+                    wanted,
+                    "the open-file limit is lower than the API's connections (api.max_connections) and the \
+                     node's own files need; raise it (LimitNOFILE= in the service unit, ulimit -n) or lower \
+                     api.max_connections"
+                );
+            }
+            Some(limit)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-file limit");
+            None
+        }
+    }
+}
+
 /// Reports a clock behind the last committed block by more than the allowed drift: every block
 /// the other validators propose would look that far in the future, and this node would refuse them
 /// all.
@@ -296,6 +326,7 @@ impl Home {
 pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     let home = Home(home.to_path_buf());
     crate::faults::init(&home.0)?;
+    raise_open_files(cfg.api.max_connections);
     let genesis = sabt_genesis::load(&home.0.join(&cfg.genesis))?;
     let genesis_hash = genesis.hash();
     let validator_set = genesis.validator_set()?;
@@ -457,4 +488,25 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
         info!("node stopped");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        // Lowered first (never below 4,096: other tests in this process open files meanwhile), so
+        // that raising it is seen.
+        let lowered = (hard / 2).max(4096).min(hard);
+        rlimit::setrlimit(rlimit::Resource::NOFILE, lowered, hard).unwrap();
+        assert_eq!(rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().0, lowered);
+        let limit = raise_open_files(16).unwrap();
+        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        assert_eq!(soft, limit);
+        // The kernel may cap the soft limit below an unlimited hard one (fs.nr_open).
+        assert!(soft == hard || hard == rlimit::INFINITY, "soft {soft}, hard {hard}");
+    }
 }
