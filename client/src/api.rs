@@ -159,9 +159,13 @@ impl Node {
     /// `GET path`, its answer copied to `out` as it arrives, however long (a streamed export);
     /// returns the bytes copied.
     pub fn get_to(&self, path: &str, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
-        // No whole-request timeout: a large export takes as long as it takes to arrive.
-        let mut resp =
-            self.send_retrying(path, |url| self.agent.get(url).config().timeout_global(None).build().call())?;
+        // Not the agent's 30 s for the whole request: a large export takes minutes to arrive (a
+        // node gives it at most 10); each step is still bounded.
+        let step = Some(Duration::from_secs(30));
+        let mut resp = self.send_retrying(path, |url| {
+            let config = self.agent.get(url).config().timeout_global(None).timeout_connect(step);
+            config.timeout_recv_response(step).timeout_recv_body(Some(Duration::from_secs(660))).build().call()
+        })?;
         let mut body = resp.body_mut().with_config().limit(u64::MAX).reader();
         std::io::copy(&mut body, out).with_context(|| format!("the node's answer to {path} was cut off"))
     }

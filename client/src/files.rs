@@ -1,6 +1,7 @@
 //! Reading the small files the command line is given (genesis, proofs, checkpoints, passphrases),
 //! refusing oversized ones before reading them.
 
+use std::io::Write as _;
 use std::path::Path;
 
 /// Genesis documents (as `Genesis::from_json` accepts).
@@ -33,18 +34,10 @@ pub fn check_private(path: &Path, what: &str) -> anyhow::Result<std::fs::Metadat
     Ok(meta)
 }
 
-/// Writes `text` to `path` through a temporary file and a rename, so a crash never leaves a
+/// Writes `text` to `path` through a temporary file, synced, and a rename, so a crash never leaves a
 /// half-written file under the final name. Creates the parent directory.
 pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    write_atomic_with(path, |w| Ok(w.write_all(text.as_bytes())?))
 }
 
 /// Writes `path` atomically with what `fill` writes: into a temporary file beside it, synced,
@@ -54,7 +47,6 @@ pub fn write_atomic_with<T>(
     fill: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     use anyhow::Context as _;
-    use std::io::Write as _;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

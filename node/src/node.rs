@@ -268,19 +268,6 @@ fn check_clock(metrics: &Metrics, tip: &Tip) {
 /// way from async code panics, which any early return would do).
 struct ApiRuntime(Option<tokio::runtime::Runtime>);
 
-impl ApiRuntime {
-    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: std::future::Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        match &self.0 {
-            Some(rt) => rt.spawn(f),
-            None => tokio::spawn(f),
-        }
-    }
-}
-
 impl Drop for ApiRuntime {
     fn drop(&mut self) {
         if let Some(rt) = self.0.take() {
@@ -425,17 +412,16 @@ pub async fn run(home: &Path, cfg: Config) -> anyhow::Result<()> {
     let access_flush = access.clone();
     // The API runs on a runtime of its own, its handlers on that runtime's blocking pool: no
     // request, however slow or heavy, takes a thread consensus needs.
-    let api_runtime = ApiRuntime(Some(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .max_blocking_threads(cfg.api.workers + 4)
-            .thread_name("sabt-api")
-            .enable_all()
-            .build()
-            .context("starting the API runtime")?,
-    ));
     let api = crate::api::serve(shared.clone(), access, cfg.api.clone())?;
-    let mut api_task = api_runtime.spawn(api);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(cfg.api.workers + 4)
+        .thread_name("sabt-api")
+        .enable_all()
+        .build()
+        .context("starting the API runtime")?;
+    let mut api_task = runtime.spawn(api);
+    let api_runtime = ApiRuntime(Some(runtime));
     let mut metrics_task = tokio::spawn(crate::metrics::serve(cfg.metrics.listen));
     let seq_shared = shared.clone();
     let seq_task = tokio::spawn(async move {

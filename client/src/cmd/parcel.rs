@@ -675,8 +675,10 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
                 let page = node.get(&format!("/v1/parcels?bbox={bbox}{cursor}"))?;
                 height = height.or(page["height"].as_u64());
                 features.extend(page["features"].as_array().cloned().unwrap_or_default());
+                // Cursors only move forward (cadastral order): a node naming one that does not
+                // cannot keep the command going round.
                 match page["next"].as_str() {
-                    Some(n) if after.as_deref() != Some(n) => after = Some(n.to_string()),
+                    Some(n) if after.as_deref().is_none_or(|a| n > a) => after = Some(n.to_string()),
                     _ => break,
                 }
             }
@@ -696,7 +698,11 @@ pub fn exec(args: Args) -> anyhow::Result<u8> {
             let node = Node::new(&node)?;
             // Page after page (each names the cursor of the next), joined into one answer.
             let mut h = node.get(&format!("/v1/parcels/{cadastral}/history"))?;
-            while let Some(next) = h["next"].as_u64() {
+            let mut last = None;
+            // Cursors (log indices) only move forward: a node naming one that does not cannot
+            // keep the command going round.
+            while let Some(next) = h["next"].as_u64().filter(|n| last.is_none_or(|l| *n > l)) {
+                last = Some(next);
                 let page = node.get(&format!("/v1/parcels/{cadastral}/history?after={next}"))?;
                 let more = page["entries"].as_array().cloned().unwrap_or_default();
                 if more.is_empty() {

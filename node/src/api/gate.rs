@@ -27,6 +27,9 @@ pub(super) struct Gate {
     pub(super) max: usize,
     /// Handlers running at once.
     pub(super) workers: Arc<tokio::sync::Semaphore>,
+    /// Requests that name a validator as their forwarder, at once (their signature is checked
+    /// only once the body is in, so a stranger may claim one: they share this small pool).
+    pub(super) forwarded: Arc<tokio::sync::Semaphore>,
     pub(super) access: AccessLog,
     pub(super) clients: Arc<Clients>,
     pub(super) max_body: usize,
@@ -120,14 +123,24 @@ pub(super) async fn gate(
     let conn = req.extensions().get::<Arc<Connection>>().cloned();
     let claimed = req.headers().get(crate::forward::FORWARDED_HEADER).map(|v| g.claimed_validator(v));
     // A request that names one of the validators as its forwarder is limited with the
-    // validators' traffic, not with its address's (peers share addresses with clients behind a
-    // NAT, or on one machine), and its signature is checked once the body is in.
-    let _flight = match (&conn, &claimed) {
-        (Some(c), None) => match g.clients.start(c) {
-            Ok(f) => Some(f),
+    // validators' traffic, in a small pool of its own, not with its address's (peers share
+    // addresses with clients behind a NAT, or on one machine); its signature is checked once the
+    // body is in. Every other request, one naming no validator among them, is its address's.
+    let _held = match (&conn, &claimed) {
+        (Some(c), Some(Some(_))) => {
+            if let Err(r) = g.clients.within_connections(c) {
+                return g.refuse(refused(r));
+            }
+            match g.forwarded.clone().try_acquire_owned() {
+                Ok(p) => (None, Some(p)),
+                Err(_) => return g.refuse(busy("the node is taking its limit of forwarded batches; retry shortly")),
+            }
+        }
+        (Some(c), _) => match g.clients.start(c) {
+            Ok(f) => (Some(f), None),
             Err(r) => return g.refuse(refused(r)),
         },
-        _ => None,
+        (None, _) => (None, None),
     };
     if let Some(None) = claimed {
         return g.refuse(forged("it names no validator of this chain"));
@@ -284,8 +297,8 @@ mod tests {
 
     fn gate(max: usize, access: AccessLog, validators: ValidatorSet) -> Arc<Gate> {
         let limits = Limits {
-            max_connections: 16,
-            connections_per_address: 16,
+            max_connections: 64,
+            connections_per_address: 2,
             concurrent_per_address: 16,
             per_second: NonZeroU32::new(1000).unwrap(),
             burst: NonZeroU32::new(1000).unwrap(),
@@ -295,6 +308,7 @@ mod tests {
             permits: Arc::new(tokio::sync::Semaphore::new(max)),
             max,
             workers: Arc::new(tokio::sync::Semaphore::new(2)),
+            forwarded: Arc::new(tokio::sync::Semaphore::new(4)),
             access,
             clients: Clients::new(limits, Default::default()),
             max_body: 1024,
@@ -406,6 +420,37 @@ mod tests {
             assert_eq!(status, StatusCode::FORBIDDEN, "{case}: {answer}");
             assert!(answer.contains("forged_forward"), "{case}: {answer}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forwarding_mark_passes_no_connection_cap_and_shares_a_small_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (access, _failed) = access::open(&dir.path().join("access.log")).unwrap();
+        let validator = SecretKey::from_seed(&[1; 32]);
+        let g = gate(8, access, validators(&[&validator]));
+        let (clients, pool, genesis_hash) = (g.clients.clone(), g.forwarded.clone(), g.genesis_hash);
+        let app: Router = Router::new()
+            .route("/v1/txs/batch", post(|| async { "taken" }))
+            .layer(axum::middleware::from_fn_with_state(g, super::gate));
+        let conns: Vec<Arc<Connection>> =
+            (0..3).map(|_| Arc::new(clients.connect("10.0.0.1".parse().unwrap()).unwrap())).collect();
+        assert!(conns[2].over_cap, "the third connection of an address whose cap is 2");
+        let body = r#"{"txs":[]}"#;
+        let mark = crate::forward::header_value(&validator, &genesis_hash, body.as_bytes());
+        let send = |conn: &Arc<Connection>| {
+            let mut req = request("POST", "/v1/txs/batch", body.as_bytes().to_vec());
+            req.headers_mut().insert(crate::forward::FORWARDED_HEADER, HeaderValue::from_str(&mark).unwrap());
+            req.extensions_mut().insert(conn.clone());
+            app.clone().oneshot(req)
+        };
+        assert_eq!(send(&conns[0]).await.unwrap().status(), StatusCode::OK);
+        // A slow body under a claimed mark cannot take connections beyond its address's cap…
+        assert_eq!(send(&conns[2]).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+        // …nor more than the forwarded batches' own small pool.
+        let all = pool.clone().acquire_many_owned(4).await.unwrap();
+        assert_eq!(send(&conns[0]).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+        drop(all);
+        assert_eq!(send(&conns[1]).await.unwrap().status(), StatusCode::OK);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

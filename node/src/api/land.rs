@@ -1,6 +1,6 @@
 //! Parcels and structures: state now or as of a block, spatial queries, history, proofs.
 
-use super::{ApiError, Res, latest_state_proof, query};
+use super::{ApiError, Piece, Res, latest_state_proof, query};
 use crate::node::Shared;
 use crate::schema::*;
 use axum::Json;
@@ -180,9 +180,12 @@ pub(super) async fn parcels_in_box(
 static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 /// Parcels read (and sent) at a time by an export.
 const EXPORT_PAGE: usize = 500;
+/// The longest an export may take: a client that reads it slower than that is cut off, so that a
+/// stranger reading a byte at a time cannot hold the exports' places for ever.
+const EXPORT_TIME: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[utoipa::path(get, path = "/v1/parcels/export", tag = "land",
-    responses((status = 200, description = "Every parcel live at one block, as a GeoJSON FeatureCollection (WGS84) that opens in QGIS, with that block's height; streamed in constant memory", content_type = "application/geo+json", body = Object),
+    responses((status = 200, description = "Every parcel live at one block, as a GeoJSON FeatureCollection (WGS84) that opens in QGIS, with that block's height; streamed in constant memory, cut off (an incomplete answer) if not read within 10 minutes", content_type = "application/geo+json", body = Object),
         (status = 503, description = "Two exports are being streamed already; retry after Retry-After", body = ErrorBody)))]
 pub(super) async fn parcels_export(State(s): State<Arc<Shared>>) -> Result<Response, ApiError> {
     let permit = EXPORTS.try_acquire().map_err(|_| {
@@ -190,30 +193,36 @@ pub(super) async fn parcels_export(State(s): State<Arc<Shared>>) -> Result<Respo
     })?;
     let crs = geo_io::Crs::from_epsg(s.genesis.params.land_crs_epsg).map_err(ApiError::internal)?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let deadline = tokio::time::Instant::now() + EXPORT_TIME;
     // Read page by page on a thread of its own, each page sent before the next is read: the
-    // channel's four chunks and one page are all the export ever holds.
+    // channel's four pieces and one page are all the export ever holds.
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        if let Err(e) = export(&s, &crs, &tx) {
-            tracing::error!(error = %e, "the parcel export failed part way; the client gets a cut answer");
-            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        let handle = tokio::runtime::Handle::current();
+        let send =
+            |piece: Piece| handle.block_on(tokio::time::timeout_at(deadline, tx.send(piece))).is_ok_and(|r| r.is_ok());
+        match export(&s, &crs, &send) {
+            Ok(true) => {
+                send(Piece::End);
+            }
+            Ok(false) => {
+                tracing::info!("a parcel export was not read to its end within its time, or its client went away")
+            }
+            Err(e) => tracing::error!(error = %e, "the parcel export failed part way; the client gets a cut answer"),
         }
     });
-    Ok(([(header::CONTENT_TYPE, "application/geo+json")], axum::body::Body::new(super::Chunks(rx))).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/geo+json")], axum::body::Body::new(super::Chunks { rx, ended: false }))
+        .into_response())
 }
 
-/// Writes every parcel live in one snapshot of the state to `tx`, page by page; stops early
-/// (without an error) when the client has gone.
-fn export(
-    s: &Shared,
-    crs: &geo_io::Crs,
-    tx: &tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
-) -> Result<(), String> {
+/// Sends every parcel live in one snapshot of the state through `send`, page by page: true once
+/// all is sent, false as soon as `send` fails (the client gone, or its time up).
+fn export(s: &Shared, crs: &geo_io::Crs, send: &dyn Fn(Piece) -> bool) -> Result<bool, String> {
     let snap = s.store.snapshot();
     let height = snap.tip().map_err(|e| e.to_string())?.map_or(0, |t| t.height);
-    let send = |text: String| tx.blocking_send(Ok(bytes::Bytes::from(text))).is_ok();
-    if !send(format!(r#"{{"type":"FeatureCollection","height":{height},"features":["#)) {
-        return Ok(());
+    let text = |t: String| Piece::Data(bytes::Bytes::from(t));
+    if !send(text(format!(r#"{{"type":"FeatureCollection","height":{height},"features":["#))) {
+        return Ok(false);
     }
     // Every parcel ever registered is named in the map's histories, which only grow: those live in
     // the snapshot are exactly the parcels live at its height, whatever commits meanwhile.
@@ -233,13 +242,12 @@ fn export(
                 chunk.push_str(&parcel_feature(crs, &st).map_err(|e| e.message)?.to_string());
             }
         }
-        if !chunk.is_empty() && !send(chunk) {
-            return Ok(());
+        if !chunk.is_empty() && !send(text(chunk)) {
+            return Ok(false);
         }
         after = Some(last);
     }
-    send("]}".into());
-    Ok(())
+    Ok(send(text("]}".into())))
 }
 
 /// Most entries in one page of a parcel's history.

@@ -148,11 +148,19 @@ impl Clients {
         self.table().open
     }
 
-    /// Admits a request from `conn`'s address: within its rate, and within its requests at once.
-    pub(super) fn start(self: &Arc<Self>, conn: &Connection) -> Result<Flight, Refusal> {
+    /// Whether `conn` was opened within its address's connections: every request on a connection
+    /// beyond them is refused, whatever it claims to be.
+    pub(super) fn within_connections(&self, conn: &Connection) -> Result<(), Refusal> {
         if conn.over_cap {
             return Err(Refusal::Connections { limit: self.limits.connections_per_address });
         }
+        Ok(())
+    }
+
+    /// Admits a request from `conn`'s address: on a connection within its cap, within its rate,
+    /// and within its requests at once.
+    pub(super) fn start(self: &Arc<Self>, conn: &Connection) -> Result<Flight, Refusal> {
+        self.within_connections(conn)?;
         if !conn.exempt {
             self.charge(conn.key)?;
         }

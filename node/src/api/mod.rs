@@ -193,10 +193,21 @@ Byte formats are specified in docs/PROOFS.md."
 #[derive(Debug)]
 pub struct ApiDoc;
 
-/// A streamed answer's body: the chunks a producer sends through a bounded channel, in order;
-/// an error ends the answer cut off (the client sees it incomplete, never as whole).
+/// A piece of a streamed answer: data, or the mark that the answer is whole.
 #[derive(Debug)]
-struct Chunks(tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>);
+enum Piece {
+    Data(bytes::Bytes),
+    End,
+}
+
+/// A streamed answer's body: the pieces a producer sends through a bounded channel, in order. An
+/// answer whose producer stops before sending [`Piece::End`] (an error, its time up, a panic)
+/// ends in an error, so the client sees it cut off, never as whole.
+#[derive(Debug)]
+struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<Piece>,
+    ended: bool,
+}
 
 impl http_body::Body for Chunks {
     type Data = bytes::Bytes;
@@ -206,7 +217,20 @@ impl http_body::Body for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
-        self.0.poll_recv(cx).map(|chunk| chunk.map(|r| r.map(http_body::Frame::data)))
+        if self.ended {
+            return std::task::Poll::Ready(None);
+        }
+        self.rx.poll_recv(cx).map(|piece| match piece {
+            Some(Piece::Data(b)) => Some(Ok(http_body::Frame::data(b))),
+            Some(Piece::End) => {
+                self.ended = true;
+                None
+            }
+            None => {
+                self.ended = true;
+                Some(Err(std::io::Error::other("the answer was cut off before its end")))
+            }
+        })
     }
 }
 
@@ -283,6 +307,8 @@ pub fn serve(
         permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent)),
         max: cfg.max_concurrent,
         workers: Arc::new(tokio::sync::Semaphore::new(cfg.workers)),
+        // Each peer's forwarder sends one batch at a time: four each is room to spare.
+        forwarded: Arc::new(tokio::sync::Semaphore::new(4 * shared.validator_set.validators().len())),
         access,
         clients: clients.clone(),
         max_body: cfg.max_body_bytes,
